@@ -1,0 +1,79 @@
+/**
+ * The storage contract (design.md §4). Stores know nothing of POP3 wording: they throw StorageError with a
+ * kind, and the server maps kinds to RFC 3206 response codes at the edge.
+ *
+ * Vocabulary: a message `id` is the store's own key (Maildir: the base file name without flags); the `uidl`
+ * is what clients see (1–70 chars in 0x21–0x7E, stable across sessions); `size` is octets as transmitted:
+ * CRLF line endings, a final line ending present, before dot-stuffing (RFC 1939 §11) — see
+ * `transmittedSize` in src/protocol/dot.ts, which defines it exactly.
+ */
+import type { Readable } from 'node:stream';
+
+export interface MessageInfo {
+  readonly id: string;
+  readonly uidl: string;
+  readonly size: number;
+}
+
+/** One user's mailbox as opened by one session: a snapshot taken at login, holding the exclusive lock. */
+export interface Maildrop {
+  readonly mailboxId: string;
+  /** The snapshot, oldest first. Message numbers (msn) are indexes into this array plus one. */
+  readonly messages: readonly MessageInfo[];
+  /** The stored bytes of one message of the snapshot, streamed (the server repairs CRLF and dot-stuffs). */
+  open(id: string): Promise<Readable>;
+  /**
+   * Removes exactly these messages durably, then resolves (Maildir: unlink + fsync of the directory).
+   * Only the UPDATE state (after QUIT) calls it. A message already gone counts as removed.
+   */
+  commit(deletedIds: readonly string[]): Promise<void>;
+  /** Drops the lock. Idempotent; called on every way out of a session. */
+  release(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Take the exclusive lock (default true). */
+  readonly lock?: boolean;
+}
+
+export interface DeliverOptions {
+  /** Envelope sender, for stores that record it. */
+  readonly sender?: string;
+}
+
+export interface DeliveryResult {
+  readonly id: string;
+  readonly size: number;
+}
+
+export interface MailboxStats {
+  readonly messages: number;
+  readonly bytes: number;
+}
+
+export interface MailStore {
+  /** Opens a maildrop, creating an empty mailbox when there is none. Throws StorageError('inuse') if locked. */
+  openMaildrop(mailboxId: string, options?: OpenOptions): Promise<Maildrop>;
+  /** Stores one message; resolves only once it is durable (Maildir: tmp → fsync → rename into new/). */
+  deliver(mailboxId: string, message: Readable, options?: DeliverOptions): Promise<DeliveryResult>;
+  /** Count and transmitted size of a mailbox, without taking the lock. */
+  stats(mailboxId: string): Promise<MailboxStats>;
+  close(): Promise<void>;
+}
+
+export type StorageErrorKind = 'temp' | 'inuse' | 'notfound' | 'quota' | 'perm';
+
+export class StorageError extends Error {
+  override readonly name = 'StorageError';
+  constructor(
+    readonly kind: StorageErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function isStorageError(e: unknown, kind?: StorageErrorKind): e is StorageError {
+  return e instanceof StorageError && (kind === undefined || e.kind === kind);
+}
