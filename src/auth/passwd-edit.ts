@@ -1,0 +1,319 @@
+/**
+ * Changes to a passwd file, for `postern user …`.
+ *
+ * Every change is a read-modify-write under a lock file (`<file>.lock`, created with O_EXCL), so two admin
+ * commands running at once cannot lose each other's change. The new content is written to a temporary file
+ * in the same directory (mode 0600), fsynced, and renamed over the old one, then the directory is fsynced: a
+ * reader (the server) sees the old file or the new one, never half of one, and a crash leaves one of them.
+ * Lines that are not ours (comments, blank lines, other users, unknown fields) are written back unchanged.
+ *
+ * Passwords are hashed with argon2id (schemes.ts) before the lock is taken, so the lock is held for
+ * milliseconds.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { type FileHandle, link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { userNameProblem } from './names.ts';
+import {
+  decodePasswd,
+  encodeSecret,
+  formatUserLine,
+  type ParsedPasswd,
+  parsePasswd,
+  replaceInLine,
+} from './passwd-format.ts';
+import { hashPassword } from './schemes.ts';
+
+/** How long a change waits for another writer's lock before giving up. */
+export const LOCK_TIMEOUT_MS = 10_000;
+/** A lock older than this is stale whoever holds it: a change takes milliseconds, never a minute. */
+export const LOCK_STALE_MS = 60_000;
+/** Longest password accepted: far more than any human types, small enough to bound hashing input. */
+export const MAX_PASSWORD_BYTES = 1024;
+
+export type PasswdErrorCode = 'USER_EXISTS' | 'NO_SUCH_USER' | 'INVALID_NAME' | 'INVALID_PASSWORD' | 'LOCKED';
+
+/** A refused change, with a stable code for callers and a message fit to show an operator. */
+export class PasswdFileError extends Error {
+  override readonly name = 'PasswdFileError';
+  constructor(
+    readonly code: PasswdErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Why `password` cannot be set, or null. It must be something a POP3 client can send. */
+export function passwordProblem(password: string): string | null {
+  if (password === '') return 'password is empty';
+  if (/[\0\r\n]/.test(password)) return 'password contains NUL, CR or LF, which POP3 cannot carry';
+  if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) {
+    return `password is longer than ${MAX_PASSWORD_BYTES} bytes`;
+  }
+  return null;
+}
+
+export interface UserSummary {
+  readonly name: string;
+  readonly lineNo: number;
+  /** The password scheme, e.g. `ARGON2ID`, `SHA512-CRYPT`; `''` when none could be recognised. */
+  readonly scheme: string;
+  /** Null when the line's `mailbox=` is invalid. */
+  readonly mailboxId: string | null;
+  /** True when the user can use APOP/CRAM-MD5. */
+  readonly hasSharedSecret: boolean;
+  /** Why this user cannot log in with a password, or null. */
+  readonly problem: string | null;
+}
+
+/** The users of the file in file order (a missing file has none). Never includes a password or hash. */
+export async function listUsers(path: string): Promise<UserSummary[]> {
+  const { parsed } = await readPasswd(path);
+  const out: UserSummary[] = [];
+  for (const line of parsed.lines) {
+    const e = line.entry;
+    if (!e || parsed.users.get(e.name) !== e) continue;
+    out.push({
+      name: e.name,
+      lineNo: line.lineNo,
+      scheme: e.password.scheme,
+      mailboxId: e.mailboxId,
+      hasSharedSecret: e.sharedSecret !== null,
+      problem: e.blocked ?? e.password.problem,
+    });
+  }
+  return out;
+}
+
+export interface AddUserOptions {
+  /**
+   * Also store this secret for APOP and CRAM-MD5 (`apop_secret=`, base64). It is kept recoverable on disk,
+   * which is what those mechanisms need and why it is optional.
+   */
+  readonly apopSecret?: string;
+}
+
+/** Adds a user with an argon2id password. Creates the file (mode 0600) when missing. */
+export async function addUser(path: string, name: string, password: string, opts: AddUserOptions = {}): Promise<void> {
+  checkName(name);
+  checkPassword(password, 'password');
+  if (opts.apopSecret !== undefined) checkPassword(opts.apopSecret, 'APOP secret');
+  // Fail fast, before spending time on the hash; checked again under the lock.
+  if ((await readPasswd(path)).parsed.users.has(name)) throw exists(name);
+  const hash = await hashPassword(password);
+  const extra = opts.apopSecret === undefined ? [] : [`apop_secret=${encodeSecret(opts.apopSecret)}`];
+  await modify(path, (parsed, lines) => {
+    if (parsed.users.has(name)) throw exists(name);
+    lines.push(formatUserLine(name, hash, extra));
+  });
+}
+
+export interface SetPasswordOptions {
+  /**
+   * The APOP/CRAM-MD5 secret after the change. Omitted: a user who had a shared secret (`apop_secret=` or a
+   * {PLAIN} password) gets the new password as their secret, so the old password never stays valid through
+   * APOP. A string: that secret. null: no shared secret any more.
+   */
+  readonly apopSecret?: string | null;
+}
+
+/** Sets a new argon2id password for an existing user, keeping the rest of the line. */
+export async function setPassword(
+  path: string,
+  name: string,
+  password: string,
+  opts: SetPasswordOptions = {},
+): Promise<void> {
+  checkName(name);
+  checkPassword(password, 'password');
+  if (typeof opts.apopSecret === 'string') checkPassword(opts.apopSecret, 'APOP secret');
+  if (!(await readPasswd(path)).parsed.users.has(name)) throw noSuchUser(name);
+  const hash = await hashPassword(password);
+  await modify(path, (parsed, lines) => {
+    const entry = parsed.users.get(name);
+    if (!entry) throw noSuchUser(name);
+    const index = parsed.lines.findIndex((l) => l.entry === entry);
+    const secret = opts.apopSecret === undefined ? (entry.sharedSecret === null ? null : password) : opts.apopSecret;
+    const extra = entry.extra.filter((t) => !t.startsWith('apop_secret=') && t !== 'apop_secret');
+    if (secret !== null) extra.push(`apop_secret=${encodeSecret(secret)}`);
+    lines[index] = keepCr(parsed.lines[index].raw, replaceInLine(entry, hash, extra));
+  });
+}
+
+/** Removes a user: every line that names them, so a duplicate cannot come back to life. */
+export async function deleteUser(path: string, name: string): Promise<void> {
+  checkName(name);
+  await modify(path, (parsed, lines) => {
+    if (!parsed.users.has(name)) throw noSuchUser(name);
+    const keep = parsed.lines.filter((l) => l.entry?.name !== name).map((l) => l.raw);
+    lines.splice(0, lines.length, ...keep);
+  });
+}
+
+function checkName(name: string): void {
+  const problem = userNameProblem(name);
+  if (problem) throw new PasswdFileError('INVALID_NAME', problem);
+}
+
+function checkPassword(password: string, what: string): void {
+  const problem = passwordProblem(password);
+  if (problem) throw new PasswdFileError('INVALID_PASSWORD', problem.replace(/^password/, what));
+}
+
+function exists(name: string): PasswdFileError {
+  return new PasswdFileError('USER_EXISTS', `user ${JSON.stringify(name)} already exists`);
+}
+
+function noSuchUser(name: string): PasswdFileError {
+  return new PasswdFileError('NO_SUCH_USER', `no user ${JSON.stringify(name)}`);
+}
+
+function keepCr(oldRaw: string, line: string): string {
+  return oldRaw.endsWith('\r') ? `${line}\r` : line;
+}
+
+async function readPasswd(path: string): Promise<{ parsed: ParsedPasswd; stats: Stats | null }> {
+  let bytes: Buffer;
+  let stats: Stats | null;
+  try {
+    [bytes, stats] = await Promise.all([readFile(path), stat(path)]);
+  } catch (err) {
+    if (errno(err) !== 'ENOENT') throw err;
+    return { parsed: parsePasswd(''), stats: null };
+  }
+  return { parsed: parsePasswd(decodePasswd(bytes, path)), stats };
+}
+
+/** Read-modify-write under the lock. `change` edits `lines` (the raw lines) in place, or throws. */
+async function modify(path: string, change: (parsed: ParsedPasswd, lines: string[]) => void): Promise<void> {
+  await withLock(path, async () => {
+    const { parsed, stats } = await readPasswd(path);
+    const lines = parsed.lines.map((l) => l.raw);
+    change(parsed, lines);
+    await writeAtomically(path, lines.length === 0 ? '' : `${lines.join('\n')}\n`, stats);
+  });
+}
+
+/**
+ * Writes `content` to `path` through a temporary file and a rename. A new file gets mode 0600; an existing
+ * one keeps its owner's and group's permission bits but never gains world access (a Dovecot setup may rely on
+ * `0640 root:dovecot`). Run as root, the owner and group are kept too, so that `sudo postern user add` does
+ * not leave a file the server's user can no longer read.
+ */
+async function writeAtomically(path: string, content: string, old: Stats | null): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const mode = old ? (old.mode & 0o660) | 0o600 : 0o600;
+  let fh: FileHandle | null = await open(tmp, 'wx', mode);
+  try {
+    await fh.chmod(mode); // open()'s mode passes through the umask; set it exactly.
+    if (old && process.getuid?.() === 0) await fh.chown(old.uid, old.gid);
+    await fh.writeFile(content, 'utf8');
+    await fh.sync();
+    await fh.close();
+    fh = null;
+    await rename(tmp, path);
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+/** Makes the rename durable. Some platforms cannot fsync a directory; the rename is then as durable as it gets. */
+async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle | null = null;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // EISDIR/EINVAL/EPERM on platforms without directory fsync.
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/**
+ * Runs `fn` holding `<path>.lock`. The lock file holds `pid host token`; a lock whose process is gone (same
+ * host) or that is older than LOCK_STALE_MS is taken over, so a killed command does not block the next one
+ * forever.
+ */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const lockPath = `${path}.lock`;
+  const token = `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
+  const deadline = Date.now() + LOCK_TIMEOUT_MS;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fh = await open(lockPath, 'wx', 0o600);
+      try {
+        await fh.writeFile(token, 'utf8');
+      } finally {
+        await fh.close();
+      }
+      break;
+    } catch (err) {
+      if (errno(err) !== 'EEXIST') throw err;
+    }
+    if (await breakStaleLock(lockPath)) continue;
+    if (Date.now() > deadline) {
+      throw new PasswdFileError('LOCKED', `${path} is locked by another change (${lockPath}); try again later`);
+    }
+    await sleep(Math.min(5 * 2 ** attempt, 100) + Math.random() * 10);
+  }
+  try {
+    return await fn();
+  } finally {
+    // Remove the lock only if it is still ours (it could have been taken over as stale in a pathological case).
+    const content = await readFile(lockPath, 'utf8').catch(() => null);
+    if (content === token) await unlink(lockPath).catch(() => {});
+  }
+}
+
+/** Removes `lockPath` if it is stale; true when it did (the caller then retries at once). */
+async function breakStaleLock(lockPath: string): Promise<boolean> {
+  let content: string;
+  let age: number;
+  try {
+    [content, age] = await Promise.all([
+      readFile(lockPath, 'utf8'),
+      stat(lockPath).then((s) => Date.now() - s.mtimeMs),
+    ]);
+  } catch (err) {
+    return errno(err) === 'ENOENT'; // released meanwhile: retry now
+  }
+  const [pidText, host] = content.trim().split(' ');
+  const pid = Number(pidText);
+  const ownerGone = host === hostname() && Number.isInteger(pid) && pid > 0 && !processAlive(pid);
+  // A lock being written right now is empty for an instant; only age can make an empty lock stale.
+  if (!(ownerGone || age > LOCK_STALE_MS)) return false;
+  // Move the stale lock aside and check that what we moved is what we judged; if another process replaced it
+  // in between, put theirs back.
+  const aside = `${lockPath}.${process.pid}.${randomBytes(6).toString('hex')}.stale`;
+  try {
+    await rename(lockPath, aside);
+  } catch {
+    return false;
+  }
+  const moved = await readFile(aside, 'utf8').catch(() => null);
+  if (moved !== content) await link(aside, lockPath).catch(() => {});
+  await unlink(aside).catch(() => {});
+  return moved === content;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errno(err) === 'EPERM'; // exists, owned by someone else
+  }
+}
+
+function errno(err: unknown): string | undefined {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
