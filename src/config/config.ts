@@ -1,0 +1,223 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse, TomlError } from 'smol-toml';
+import { type Field, schema } from './schema.ts';
+
+export type ListenerTls = 'starttls' | 'implicit' | 'none';
+
+export interface ListenerConfig {
+  readonly address: string;
+  readonly port: number;
+  readonly tls: ListenerTls;
+}
+
+export interface Config {
+  readonly server: {
+    readonly hostname?: string;
+    readonly greeting: string;
+    readonly implementation: boolean;
+    readonly allowPlaintextAuth: boolean;
+    readonly loopbackIsSecure: boolean;
+    readonly workers: number;
+  };
+  readonly listen: readonly ListenerConfig[];
+  readonly tls?: { readonly cert: string; readonly key: string; readonly minVersion: 'TLSv1.2' | 'TLSv1.3' };
+  readonly storage: { readonly driver: 'maildir'; readonly root: string; readonly layout: string };
+  readonly auth: { readonly usersFile: string };
+  readonly limits: {
+    readonly maxLineLength: number;
+    readonly idleTimeoutAuthMs: number;
+    readonly idleTimeoutMs: number;
+    readonly maxBadCommands: number;
+    readonly maxConnections: number;
+    readonly maxConnectionsPerAddress: number;
+    readonly maxAuthFailures: number;
+    readonly failedLoginDelayMs: number;
+    readonly failedLoginMaxDelayMs: number;
+    readonly shutdownGraceMs: number;
+  };
+  readonly log: { readonly level: string };
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Raw = Record<string, unknown>;
+
+/** Finds the line of `key` inside `[table]` (or `[[table]]` number `index`) for error messages. */
+function lineOf(source: string, table: string | null, key: string | null, index = 0): number | undefined {
+  const lines = source.split(/\r?\n/);
+  let current: string | null = null;
+  let seen = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i].trim();
+    const header = /^\[\[?\s*([^\]]+?)\s*\]\]?/.exec(l);
+    if (header) {
+      current = header[1];
+      if (current === table && l.startsWith('[[')) seen++;
+      if (key === null && current === table && (!l.startsWith('[[') || seen === index)) return i + 1;
+      continue;
+    }
+    const inTable = table === null ? current === null : current === table && (seen === index || seen === -1);
+    if (key !== null && inTable && new RegExp(`^"?${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?\\s*=`).test(l)) {
+      return i + 1;
+    }
+  }
+  return undefined;
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  if (v === null) return 'null';
+  if (v instanceof Date) return 'a date';
+  return typeof v === 'object' ? 'a table' : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function checkField(name: string, f: Field, v: unknown, where: () => string): unknown {
+  const bad = (want: string) => new ConfigError(`${where()}: "${name}" must be ${want}, got ${describe(v)}`);
+  if (v === undefined) return 'default' in f ? f.default : undefined;
+  switch (f.type) {
+    case 'string':
+      if (typeof v !== 'string') throw bad('a string');
+      if (f.enum && !f.enum.includes(v)) throw bad(`one of ${f.enum.map((e) => `"${e}"`).join(', ')}`);
+      return v;
+    case 'boolean':
+      if (typeof v !== 'boolean') throw bad('true or false');
+      return v;
+    case 'integer':
+    case 'number': {
+      const n = typeof v === 'bigint' ? Number(v) : v;
+      if (typeof n !== 'number' || Number.isNaN(n)) throw bad(f.type === 'integer' ? 'an integer' : 'a number');
+      if (f.type === 'integer' && !Number.isInteger(n)) throw bad('an integer');
+      if (f.min !== undefined && n < f.min) throw bad(`at least ${f.min}`);
+      if (f.max !== undefined && n > f.max) throw bad(`at most ${f.max}`);
+      return n;
+    }
+    case 'string[]':
+      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw bad('an array of strings');
+      return v;
+  }
+}
+
+function checkTable(
+  source: string,
+  file: string,
+  tableName: string,
+  fields: Readonly<Record<string, Field>>,
+  raw: Raw,
+  index?: number,
+): Raw {
+  const out: Raw = {};
+  const at = (key: string | null) => {
+    const line = lineOf(source, tableName, key, index ?? 0);
+    return `${file}${line ? `:${line}` : ''}`;
+  };
+  const label = index === undefined ? `[${tableName}]` : `[[${tableName}]] #${index + 1}`;
+  for (const key of Object.keys(raw)) {
+    if (!(key in fields)) {
+      throw new ConfigError(`${at(key)}: unknown key "${key}" in ${label} (known: ${Object.keys(fields).join(', ')})`);
+    }
+  }
+  for (const [key, f] of Object.entries(fields)) {
+    out[key] = checkField(`${tableName}.${key}`, f, raw[key], () => at(key));
+  }
+  return out;
+}
+
+/** Parses and validates TOML text. `file` is used in messages and to resolve relative paths. */
+export function parseConfig(source: string, file = 'postern.toml'): Config {
+  let doc: Raw;
+  try {
+    doc = parse(source) as Raw;
+  } catch (e) {
+    if (e instanceof TomlError) throw new ConfigError(`${file}:${e.line}: ${e.message.split('\n')[0]}`);
+    throw e;
+  }
+  const base = dirname(resolve(file));
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const t: Record<string, Raw | Raw[]> = {};
+  for (const key of Object.keys(doc)) {
+    if (!(key in schema)) {
+      const line = lineOf(source, key, null) ?? lineOf(source, null, key);
+      throw new ConfigError(
+        `${file}${line ? `:${line}` : ''}: unknown key or table "${key}" (known: ${Object.keys(schema).join(', ')})`,
+      );
+    }
+  }
+  for (const [name, spec] of Object.entries(schema)) {
+    const raw = doc[name];
+    if (spec.kind === 'array') {
+      if (raw !== undefined && !Array.isArray(raw)) {
+        throw new ConfigError(`${file}: "${name}" must be an array of tables ([[${name}]])`);
+      }
+      t[name] = ((raw as Raw[] | undefined) ?? []).map((r, i) => checkTable(source, file, name, spec.fields, r, i));
+    } else {
+      if (raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw) || raw === null)) {
+        throw new ConfigError(`${file}: "${name}" must be a table ([${name}])`);
+      }
+      t[name] = checkTable(source, file, name, spec.fields, (raw as Raw | undefined) ?? {});
+    }
+  }
+  const s = t.server as Raw;
+  const listen = (t.listen as Raw[]).map((l, i) => {
+    if (l.port === undefined) throw new ConfigError(`${file}: [[listen]] #${i + 1} needs a "port"`);
+    return { address: l.address as string, port: l.port as number, tls: l.tls as ListenerTls };
+  });
+  const tlsRaw = t.tls as Raw;
+  let tls: Config['tls'];
+  if (tlsRaw.cert !== undefined || tlsRaw.key !== undefined) {
+    if (tlsRaw.cert === undefined || tlsRaw.key === undefined) {
+      throw new ConfigError(`${file}: [tls] needs both "cert" and "key"`);
+    }
+    tls = {
+      cert: path(tlsRaw.cert as string),
+      key: path(tlsRaw.key as string),
+      minVersion: tlsRaw.min_version as 'TLSv1.2' | 'TLSv1.3',
+    };
+  }
+  if (!tls && listen.some((l) => l.tls !== 'none')) {
+    throw new ConfigError(`${file}: a listener uses TLS ("implicit" or "starttls") but [tls] has no cert and key`);
+  }
+  const st = t.storage as Raw;
+  if (!(st.layout as string).includes('%u')) throw new ConfigError(`${file}: storage.layout must contain %u`);
+  const lim = t.limits as Raw;
+  const sec = (k: string) => Math.round((lim[k] as number) * 1000);
+  return {
+    server: {
+      hostname: s.hostname as string | undefined,
+      greeting: s.greeting as string,
+      implementation: s.implementation as boolean,
+      allowPlaintextAuth: s.allow_plaintext_auth as boolean,
+      loopbackIsSecure: s.loopback_is_secure as boolean,
+      workers: s.workers as number,
+    },
+    listen,
+    tls,
+    storage: { driver: 'maildir', root: path(st.root as string), layout: st.layout as string },
+    auth: { usersFile: path((t.auth as Raw).users_file as string) },
+    limits: {
+      maxLineLength: lim.max_line_length as number,
+      idleTimeoutAuthMs: sec('idle_timeout_auth'),
+      idleTimeoutMs: sec('idle_timeout'),
+      maxBadCommands: lim.max_bad_commands as number,
+      maxConnections: lim.max_connections as number,
+      maxConnectionsPerAddress: lim.max_connections_per_address as number,
+      maxAuthFailures: lim.max_auth_failures as number,
+      failedLoginDelayMs: sec('failed_login_delay'),
+      failedLoginMaxDelayMs: sec('failed_login_max_delay'),
+      shutdownGraceMs: sec('shutdown_grace'),
+    },
+    log: { level: (t.log as Raw).level as string },
+  };
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+  }
+  return parseConfig(text, file);
+}

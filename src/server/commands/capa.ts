@@ -1,0 +1,24 @@
+/**
+ * RFC 2449 §5 CAPA, valid in AUTHORIZATION and TRANSACTION. The list depends on the state and the
+ * connection: STLS only before TLS is up; USER only where a plaintext login is allowed (RFC 2595 §4 says a
+ * client must not send a password the server would refuse); IMPLEMENTATION only when not hidden.
+ */
+import type { Session } from '../session.ts';
+import { BOTH, type CommandSpec } from './types.ts';
+
+export function capabilities(s: Session): string[] {
+  const caps = ['TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'];
+  if (s.state === 'AUTHORIZATION') {
+    if (s.plaintextAllowed) caps.push('USER');
+    if (s.stlsAvailable) caps.push('STLS');
+  }
+  if (s.ctx.implementation) caps.push('IMPLEMENTATION Postern');
+  return caps;
+}
+
+export const capa: CommandSpec = {
+  states: BOTH,
+  run(s) {
+    return s.sendLines('+OK Capability list follows.', capabilities(s));
+  },
+};

@@ -1,0 +1,19 @@
+/** RFC 1939 §7 UIDL [msg]: "msn uidl"; deleted messages are left out. */
+import { type CommandSpec, TRANSACTION } from './types.ts';
+
+export const uidl: CommandSpec = {
+  states: TRANSACTION,
+  run(s, cmd) {
+    if (cmd.args.length > 0) {
+      const { msn, info } = s.message(cmd.args[0]);
+      s.reply(`+OK ${msn} ${info.uidl}`);
+      return;
+    }
+    return s.sendLines(
+      '+OK Unique-id listing follows.',
+      (function* () {
+        for (const { msn, info } of s.live()) yield `${msn} ${info.uidl}`;
+      })(),
+    );
+  },
+};

@@ -1,0 +1,29 @@
+import type { SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/passwd.ts';
+import type { Config } from '../config/config.ts';
+import type { MailStore } from '../storage/types.ts';
+import type { Session } from './session.ts';
+import type { LoginThrottle } from './throttle.ts';
+
+export type Limits = Config['limits'];
+
+/** What a session needs from its server and listener; built once per listener. */
+export interface ServerContext {
+  readonly store: MailStore;
+  readonly authenticator: Authenticator;
+  readonly logger: Logger;
+  readonly limits: Limits;
+  readonly hostname: string;
+  readonly greeting: string;
+  readonly implementation: boolean;
+  readonly allowPlaintextAuth: boolean;
+  readonly loopbackIsSecure: boolean;
+  /** Present when TLS is configured; used for STLS on this listener when `stlsEnabled`. */
+  readonly secureContext: SecureContext | undefined;
+  readonly stlsEnabled: boolean;
+  readonly throttle: LoginThrottle;
+  onClose(session: Session): void;
+  onCommand?(verb: string, result: 'ok' | 'error' | 'unknown'): void;
+  onLogin?(mechanism: string, result: 'ok' | 'fail'): void;
+}

@@ -1,0 +1,207 @@
+/**
+ * The POP3 server: listeners (plain with STLS, implicit TLS per RFC 8314, or plain only), connection limits,
+ * and graceful shutdown. Sessions do the protocol; this file owns sockets until a session takes one.
+ */
+import { once } from 'node:events';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/passwd.ts';
+import type { ListenerConfig } from '../config/config.ts';
+import { RespCode } from '../protocol/errors.ts';
+import type { MailStore } from '../storage/types.ts';
+import { normalizeAddress } from './address.ts';
+import type { Limits, ServerContext } from './context.ts';
+import { Session } from './session.ts';
+import { LoginThrottle } from './throttle.ts';
+
+export interface TlsMaterial {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+  readonly minVersion?: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export interface ServerOptions {
+  readonly store: MailStore;
+  readonly authenticator: Authenticator;
+  readonly logger: Logger;
+  readonly limits: Limits;
+  readonly hostname: string;
+  readonly greeting: string;
+  readonly implementation: boolean;
+  readonly allowPlaintextAuth: boolean;
+  readonly loopbackIsSecure: boolean;
+  readonly tls?: TlsMaterial;
+  readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin'>;
+}
+
+/** Time allowed for an implicit-TLS handshake before the connection is dropped. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
+
+export interface BoundListener {
+  readonly config: ListenerConfig;
+  readonly port: number;
+  readonly address: string;
+}
+
+export class Pop3Server {
+  private readonly sessions = new Set<Session>();
+  private readonly perAddress = new Map<string, number>();
+  private readonly servers: { server: NetServer; config: ListenerConfig }[] = [];
+  private readonly throttle: LoginThrottle;
+  private secureContext: SecureContext | undefined;
+  private pending = 0; // connections accepted but not yet sessions (TLS handshake)
+  private closing = false;
+  readonly listeners: BoundListener[] = [];
+
+  constructor(private readonly options: ServerOptions) {
+    this.throttle = new LoginThrottle(options.limits.failedLoginDelayMs, options.limits.failedLoginMaxDelayMs);
+    if (options.tls) this.setTls(options.tls);
+  }
+
+  /** Replaces the certificate for new connections (e.g. on SIGHUP); open sessions keep theirs. */
+  setTls(tls: TlsMaterial): void {
+    this.secureContext = createSecureContext({
+      cert: tls.cert,
+      key: tls.key,
+      minVersion: tls.minVersion ?? 'TLSv1.2',
+      honorCipherOrder: true,
+    });
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  async listen(configs: readonly ListenerConfig[]): Promise<BoundListener[]> {
+    for (const config of configs) {
+      if (config.tls !== 'none' && !this.secureContext) {
+        throw new Error(`listener ${config.address}:${config.port} needs TLS but no certificate is configured`);
+      }
+      const server = createNetServer({ noDelay: true }, (socket) => this.accept(socket, config));
+      server.maxConnections = this.options.limits.maxConnections + 64; // hard stop; the soft limit answers -ERR
+      server.listen(config.port, config.address);
+      await once(server, 'listening');
+      const addr = server.address();
+      const bound = {
+        config,
+        port: typeof addr === 'object' && addr ? addr.port : config.port,
+        address: config.address,
+      };
+      this.servers.push({ server, config });
+      this.listeners.push(bound);
+      this.options.logger.info({ address: bound.address, port: bound.port, tls: config.tls }, 'listening');
+    }
+    return this.listeners;
+  }
+
+  private context(config: ListenerConfig): ServerContext {
+    const o = this.options;
+    return {
+      store: o.store,
+      authenticator: o.authenticator,
+      logger: o.logger,
+      limits: o.limits,
+      hostname: o.hostname,
+      greeting: o.greeting,
+      implementation: o.implementation,
+      allowPlaintextAuth: o.allowPlaintextAuth,
+      loopbackIsSecure: o.loopbackIsSecure,
+      secureContext: this.secureContext,
+      stlsEnabled: config.tls === 'starttls',
+      throttle: this.throttle,
+      onClose: (s) => this.forget(s),
+      onCommand: o.hooks?.onCommand,
+      onLogin: o.hooks?.onLogin,
+    };
+  }
+
+  private accept(socket: Socket, config: ListenerConfig): void {
+    const address = normalizeAddress(socket.remoteAddress);
+    socket.on('error', () => {}); // errors before a session exists are answered by the close that follows
+    const limits = this.options.limits;
+    const fromAddress = this.perAddress.get(address) ?? 0;
+    const total = this.sessions.size + this.pending;
+    if (this.closing || total >= limits.maxConnections || fromAddress >= limits.maxConnectionsPerAddress) {
+      const why = this.closing ? 'server shutting down' : 'too many connections';
+      this.options.logger.warn({ remote: address, total, fromAddress }, `connection refused: ${why}`);
+      if (config.tls === 'implicit') socket.destroy();
+      else socket.end(`-ERR [${RespCode.SysTemp}] ${why}, try again later.\r\n`);
+      return;
+    }
+    this.perAddress.set(address, fromAddress + 1);
+    if (config.tls !== 'implicit') {
+      this.startSession(socket, address, false, config);
+      return;
+    }
+    this.pending++;
+    const tls = new TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
+    const timer = setTimeout(() => tls.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
+    timer.unref();
+    let settled = false;
+    const fail = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.pending--;
+      this.release(address);
+      this.options.logger.debug({ remote: address, err: err?.message }, 'TLS handshake failed');
+      tls.destroy();
+    };
+    tls.once('error', fail);
+    tls.once('close', () => fail());
+    tls.once('secure', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.pending--;
+      tls.removeAllListeners('error');
+      tls.removeAllListeners('close');
+      this.startSession(tls, address, true, config);
+    });
+  }
+
+  private startSession(socket: Socket, address: string, secure: boolean, config: ListenerConfig): void {
+    socket.setKeepAlive(true, 60_000);
+    const session = new Session(this.context(config), socket, address, secure);
+    this.sessions.add(session);
+    session.start();
+  }
+
+  private forget(session: Session): void {
+    if (this.sessions.delete(session)) this.release(session.remoteAddress);
+    if (this.closing && this.sessions.size === 0) this.idle?.();
+  }
+
+  private release(address: string): void {
+    const n = (this.perAddress.get(address) ?? 1) - 1;
+    if (n <= 0) this.perAddress.delete(address);
+    else this.perAddress.set(address, n);
+  }
+
+  private idle: (() => void) | undefined;
+
+  /**
+   * Graceful stop: stop accepting, give sessions `graceMs` to finish (a session that reaches QUIT commits as
+   * usual), then close the rest with -ERR [SYS/TEMP]. Nothing is deleted for a session that did not QUIT.
+   */
+  async close(graceMs = this.options.limits.shutdownGraceMs): Promise<void> {
+    this.closing = true;
+    const closed = Promise.all(this.servers.map(({ server }) => new Promise<void>((r) => server.close(() => r()))));
+    if (this.sessions.size > 0) {
+      const allGone = new Promise<void>((r) => {
+        this.idle = r;
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((r) => {
+        timer = setTimeout(r, graceMs);
+      });
+      await Promise.race([allGone, timeout]);
+      clearTimeout(timer);
+      for (const s of [...this.sessions]) s.shutdown();
+      // Sessions release their locks asynchronously; wait for them, but not forever.
+      await Promise.race([allGone, new Promise((r) => setTimeout(r, 5_000).unref())]);
+    }
+    await closed;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Runs the real `postern` command (bin/postern.js) as a separate process on 127.0.0.1 with a throwaway
+ * config, user file, Maildir tree and certificate, for interop tests with clients nobody here wrote.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { testCert } from './server.ts';
+
+export const BIN = resolve(import.meta.dirname, '../../bin/postern.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface RealServer {
+  dir: string;
+  config: string;
+  port: number;
+  tlsPort: number;
+  maildir(user: string): string;
+  logs(): string;
+  addUser(name: string, password: string, extra?: string[]): void;
+  /** Starts the server process; add users first (the user file is read at start). */
+  start(): Promise<void>;
+  stop(): Promise<number | null>;
+}
+
+/** Runs `postern ARGS` to completion (bounded), feeding `input` on stdin. */
+export function postern(args: string[], input = '', timeoutMs = 30_000) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: timeoutMs });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export async function startRealServer(opts: { extraConfig?: string; server?: string } = {}): Promise<RealServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'postern-real-'));
+  mkdirSync(join(dir, 'tls'));
+  const { cert, key } = await testCert();
+  writeFileSync(join(dir, 'tls', 'cert.pem'), cert);
+  writeFileSync(join(dir, 'tls', 'key.pem'), key, { mode: 0o600 });
+  const port = await freePort();
+  const tlsPort = await freePort();
+  const config = join(dir, 'postern.toml');
+  writeFileSync(
+    config,
+    `[server]
+hostname = "postern.test"
+${opts.server ?? ''}
+[[listen]]
+address = "127.0.0.1"
+port = ${port}
+tls = "starttls"
+
+[[listen]]
+address = "127.0.0.1"
+port = ${tlsPort}
+tls = "implicit"
+
+[tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+
+[storage]
+root = "mail"
+
+[auth]
+users_file = "users"
+
+[limits]
+failed_login_delay = 0
+
+[log]
+level = "debug"
+${opts.extraConfig ?? ''}
+`,
+  );
+  let out = '';
+  let child: ChildProcess | undefined;
+  const self: RealServer = {
+    dir,
+    config,
+    port,
+    tlsPort,
+    maildir: (user) => join(dir, 'mail', user, 'Maildir'),
+    logs: () => out,
+    addUser(name, password, extra = []) {
+      const r = postern(['user', 'add', name, '--config', config, ...extra], `${password}\n`);
+      if (r.status !== 0) throw new Error(`user add failed: ${r.stderr}`);
+    },
+    start,
+    async stop() {
+      if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+      const c = child;
+      const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
+      c.kill('SIGTERM');
+      const t = setTimeout(() => c.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(t);
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+  return self;
+
+  async function start(): Promise<void> {
+    const c = spawn(process.execPath, [BIN, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = c;
+    c.stdout?.on('data', (d) => {
+      out += d;
+    });
+    c.stderr?.on('data', (d) => {
+      out += d;
+    });
+    const deadline = Date.now() + 30_000;
+    while ((out.match(/"msg":"listening"/g) ?? []).length < 2) {
+      if (c.exitCode !== null) throw new Error(`server exited: ${out}`);
+      if (Date.now() > deadline) throw new Error(`server did not start: ${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/** Writes a message into new/ the way Postfix's local(8) does: LF line endings, no ,S= in the name. */
+export function dropPostfixStyle(maildir: string, name: string, content: string): void {
+  for (const d of ['new', 'cur', 'tmp']) mkdirSync(join(maildir, d), { recursive: true });
+  writeFileSync(join(maildir, 'new', name), content);
+}

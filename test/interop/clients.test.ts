@@ -1,0 +1,225 @@
+/**
+ * Interop with POP3 clients nobody here wrote: Python's poplib and curl, against the real `postern serve`
+ * process on 127.0.0.1, with mail dropped into the Maildir the way Postfix writes it.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { dropPostfixStyle, type RealServer, startRealServer } from '../helpers/realServer.ts';
+
+const HAVE_CURL = spawnSync('curl', ['--version']).status === 0;
+const HAVE_PYTHON = spawnSync('python3', ['-c', 'import poplib']).status === 0;
+
+const MSG_A = 'From: a@example.com\nTo: alice@example.com\nSubject: first\n\nHello Alice.\n.leading dot\n';
+const MSG_B = 'From: b@example.com\nSubject: second\n\nline 1\nline 2\nline 3\n';
+const MSG_C = 'Subject: third\n\nno final newline';
+
+/** Runs a Python snippet with poplib; `ARGS` is a dict of the given values; prints JSON from `out`. */
+function python(code: string, args: Record<string, unknown>): unknown {
+  const script = `import json, poplib, ssl, sys\nARGS = json.loads(sys.argv[1])\nctx = ssl.create_default_context()\nctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\nout = None\n${code}\nprint(json.dumps(out))\n`;
+  const r = spawnSync('python3', ['-c', script, JSON.stringify(args)], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`python failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+function curl(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('curl', ['-sS', '--max-time', '20', ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function seed(s: RealServer, user: string): void {
+  const md = s.maildir(user);
+  dropPostfixStyle(md, '1700000001.V801I1a2bM100001.mx.example.com', MSG_A);
+  dropPostfixStyle(md, '1700000002.V801I1a2cM100002.mx.example.com', MSG_B);
+  dropPostfixStyle(md, '1700000003.V801I1a2dM100003.mx.example.com', MSG_C);
+}
+
+const crlf = (s: string) => s.replace(/\n/g, '\r\n');
+
+describe('interop: Python poplib', { skip: !HAVE_PYTHON && 'python3 with poplib not installed' }, () => {
+  let s: RealServer;
+  before(async () => {
+    s = await startRealServer();
+    s.addUser('alice', 'correct horse');
+    s.addUser('apopuser', 'tanstaaf', ['--apop']);
+    seed(s, 'alice');
+    seed(s, 'apopuser');
+    await s.start();
+  });
+  after(async () => {
+    await s.stop();
+  });
+
+  test('USER/PASS, STAT, LIST, UIDL, TOP, RETR with Postfix-written mail (LF, no ,S=)', () => {
+    const out = python(
+      `
+p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)
+p.user('alice'); p.pass_('correct horse')
+stat = p.stat()
+lst = p.list()[1]
+uidl = p.uidl()[1]
+top = p.top(2, 1)[1]
+retr = [p.retr(i)[1] for i in (1, 2, 3)]
+p.quit()
+out = dict(stat=list(stat), list=[l.decode() for l in lst], uidl=[l.decode() for l in uidl],
+           top=[l.decode() for l in top], retr=[[l.decode() for l in r] for r in retr])
+`,
+      { port: s.port },
+    ) as { stat: number[]; list: string[]; uidl: string[]; top: string[]; retr: string[][] };
+    const sizes = [MSG_A, MSG_B, `${MSG_C}\n`].map((m) => Buffer.byteLength(crlf(m)));
+    assert.deepEqual(out.stat, [3, sizes[0] + sizes[1] + sizes[2]]);
+    assert.deepEqual(
+      out.list,
+      sizes.map((n, i) => `${i + 1} ${n}`),
+    );
+    assert.equal(out.uidl.length, 3);
+    assert.deepEqual(out.top, ['From: b@example.com', 'Subject: second', '', 'line 1']);
+    assert.deepEqual(out.retr[0], MSG_A.split('\n').slice(0, -1));
+    assert.deepEqual(out.retr[2], ['Subject: third', '', 'no final newline']);
+  });
+
+  test('DELE then QUIT removes exactly that message from the Maildir', () => {
+    const before = readdirSync(join(s.maildir('alice'), 'new')).length;
+    const out = python(
+      `
+p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)
+p.user('alice'); p.pass_('correct horse')
+u = p.uidl(1).decode().split()[2]
+p.dele(1)
+p.quit()
+p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)
+p.user('alice'); p.pass_('correct horse')
+left = [l.decode().split()[1] for l in p.uidl()[1]]
+p.quit()
+out = dict(deleted=u, left=left)
+`,
+      { port: s.port },
+    ) as { deleted: string; left: string[] };
+    assert.equal(out.left.length, 2);
+    assert.ok(!out.left.includes(out.deleted));
+    const files = readdirSync(join(s.maildir('alice'), 'new')).concat(readdirSync(join(s.maildir('alice'), 'cur')));
+    assert.equal(files.length, before - 1);
+  });
+
+  test('wrong password raises error_proto with [AUTH]', () => {
+    const out = python(
+      `
+p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)
+p.user('alice')
+try:
+    p.pass_('wrong')
+    out = 'logged in'
+except poplib.error_proto as e:
+    out = e.args[0].decode()
+`,
+      { port: s.port },
+    );
+    assert.match(String(out), /^-ERR \[AUTH\]/);
+  });
+
+  test('APOP with a stored shared secret', () => {
+    const out = python(
+      `
+p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)
+p.apop('apopuser', 'tanstaaf')
+out = list(p.stat())
+p.quit()
+`,
+      { port: s.port },
+    );
+    assert.equal((out as number[])[0], 3);
+  });
+
+  test('STLS upgrade, then login over TLS; capa() before and after', () => {
+    const out = python(
+      `
+p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)
+before = sorted(p.capa().keys())
+p.stls(context=ctx)
+after = sorted(p.capa().keys())
+p.user('apopuser'); p.pass_('tanstaaf')
+n = p.stat()[0]
+p.quit()
+out = dict(before=before, after=after, n=n)
+`,
+      { port: s.port },
+    ) as { before: string[]; after: string[]; n: number };
+    assert.ok(out.before.includes('STLS'));
+    assert.ok(!out.after.includes('STLS'));
+    assert.ok(out.after.includes('UIDL') && out.after.includes('TOP'));
+    assert.equal(out.n, 3);
+  });
+
+  test('POP3_SSL on the implicit-TLS port', () => {
+    const out = python(
+      `
+p = poplib.POP3_SSL('127.0.0.1', ARGS['port'], context=ctx, timeout=10)
+p.user('apopuser'); p.pass_('tanstaaf')
+out = dict(stat=list(p.stat()), version=p.sock.version())
+p.quit()
+`,
+      { port: s.tlsPort },
+    ) as { stat: number[]; version: string };
+    assert.equal(out.stat[0], 3);
+    assert.match(out.version, /^TLSv1\.[23]$/);
+  });
+});
+
+describe('interop: curl', { skip: !HAVE_CURL && 'curl not installed' }, () => {
+  let s: RealServer;
+  before(async () => {
+    s = await startRealServer();
+    s.addUser('bob', 's3cret pass');
+    seed(s, 'bob');
+    await s.start();
+  });
+  after(async () => {
+    await s.stop();
+  });
+
+  const auth = 'bob:s3cret%20pass';
+
+  test('pop3s:// retrieves message 1 (implicit TLS)', () => {
+    const r = curl(['-k', `pop3s://${auth}@127.0.0.1:${s.tlsPort}/1`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, crlf(MSG_A));
+  });
+
+  test('pop3:// lists messages', () => {
+    const r = curl([`pop3://${auth}@127.0.0.1:${s.port}/`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(
+      r.stdout
+        .trim()
+        .split(/\r?\n/)
+        .map((l) => l.split(' ')[0]),
+      ['1', '2', '3'],
+    );
+  });
+
+  test('pop3:// with --ssl-reqd upgrades with STLS and retrieves', () => {
+    const r = curl(['-k', '--ssl-reqd', `pop3://${auth}@127.0.0.1:${s.port}/2`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, crlf(MSG_B));
+  });
+
+  test('wrong password fails with a login error', () => {
+    const r = curl([`pop3://bob:nope@127.0.0.1:${s.port}/`]);
+    assert.equal(r.status, 67, `curl exit ${r.status}: ${r.stderr}`); // CURLE_LOGIN_DENIED
+  });
+
+  test('DELE via -X removes the message at QUIT', () => {
+    const r = curl(['-k', '-I', '-X', 'DELE 3', `pop3s://${auth}@127.0.0.1:${s.tlsPort}/`]);
+    assert.equal(r.status, 0, r.stderr);
+    const l = curl(['-k', `pop3s://${auth}@127.0.0.1:${s.tlsPort}/`]);
+    assert.deepEqual(
+      l.stdout
+        .trim()
+        .split(/\r?\n/)
+        .map((x) => x.split(' ')[0]),
+      ['1', '2'],
+    );
+  });
+});
