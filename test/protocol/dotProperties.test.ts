@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { DotDecoder, DotEncoder } from '../../src/protocol/dot.ts';
+import { SizeCounter, transmittedSize } from '../../src/protocol/size.ts';
+
+const LF = 0x0a;
+const CR = 0x0d;
+const DOT = 0x2e;
+
+// References written byte by byte, independently of the streaming code under test.
+
+/** The transmitted form (size.ts): bare LF → CRLF, lone CR kept, final line ending added to a non-empty message. */
+function repair(x: Uint8Array): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] === LF && (i === 0 || x[i - 1] !== CR)) out.push(CR);
+    out.push(x[i]);
+  }
+  const last = x[x.length - 1];
+  if (x.length > 0 && last !== LF) {
+    if (last !== CR) out.push(CR);
+    out.push(LF);
+  }
+  return Buffer.from(out);
+}
+
+/** Line starts: position 0 and every position after an LF (but not the end). */
+function stuff(r: Uint8Array): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < r.length; i++) {
+    if ((i === 0 || r[i - 1] === LF) && r[i] === DOT) out.push(DOT);
+    out.push(r[i]);
+  }
+  return Buffer.from(out);
+}
+
+const TERMINATOR = Buffer.from('.\r\n');
+
+/** TOP on the repaired form: lines up to the first line that is exactly CRLF, then n more lines. */
+function topReference(x: Uint8Array, n: number): Buffer {
+  const r = repair(x);
+  const lines: Buffer[] = [];
+  for (let from = 0; from < r.length; ) {
+    const lf = r.indexOf(LF, from);
+    lines.push(r.subarray(from, lf + 1));
+    from = lf + 1;
+  }
+  const blank = lines.findIndex((l) => l.length === 2 && l[0] === CR);
+  return Buffer.concat(blank === -1 ? lines : lines.slice(0, blank + 1 + n));
+}
+
+/** RFC 1939 §3 read line by line: ".\r\n" ends; a leading '.' is removed otherwise; "." or ".\r" at the very end
+ * may still become the terminator, so it is not data yet. */
+function decodeReference(x: Buffer): { data: Buffer; done: boolean; rest: Buffer } {
+  const out: Buffer[] = [];
+  for (let i = 0; i < x.length; ) {
+    const lf = x.indexOf(LF, i);
+    const end = lf === -1 ? x.length : lf + 1;
+    const line = x.subarray(i, end);
+    if (line.toString('latin1') === '.\r\n') return { data: Buffer.concat(out), done: true, rest: x.subarray(end) };
+    if (lf === -1 && (line.toString('latin1') === '.' || line.toString('latin1') === '.\r')) break;
+    out.push(line[0] === DOT ? line.subarray(1) : line);
+    i = end;
+  }
+  return { data: Buffer.concat(out), done: false, rest: Buffer.alloc(0) };
+}
+
+/** Split points from a list of piece sizes, used cyclically. */
+function chunk(buf: Buffer, sizes: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (let from = 0, k = 0; from < buf.length; k++) {
+    const size = sizes[k % sizes.length];
+    out.push(buf.subarray(from, from + size));
+    from += size;
+  }
+  return out;
+}
+
+function encode(pieces: Buffer[], topLines?: number): Buffer {
+  const enc = new DotEncoder(topLines === undefined ? {} : { topLines });
+  const out = pieces.map((p) => enc.write(p));
+  out.push(enc.end());
+  return Buffer.concat(out);
+}
+
+function decode(pieces: Buffer[]): { data: Buffer; done: boolean; rest: Buffer } {
+  const dec = new DotDecoder();
+  const data: Buffer[] = [];
+  for (let k = 0; k < pieces.length; k++) {
+    const r = dec.push(pieces[k]);
+    data.push(r.data);
+    if (r.done) return { data: Buffer.concat(data), done: true, rest: Buffer.concat([r.rest, ...pieces.slice(k + 1)]) };
+  }
+  return { data: Buffer.concat(data), done: false, rest: Buffer.alloc(0) };
+}
+
+/** Messages biased towards the bytes that matter: '.', CR, LF; plus some text and any byte. */
+const message = fc
+  .array(
+    fc.oneof(
+      { arbitrary: fc.constantFrom(DOT, CR, LF), weight: 6 },
+      { arbitrary: fc.constantFrom(0x41, 0x20), weight: 2 },
+      { arbitrary: fc.integer({ min: 0, max: 255 }), weight: 1 },
+    ),
+    { maxLength: 400 },
+  )
+  .map((a) => Buffer.from(a));
+const sizes = fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 16 });
+const RUNS = { numRuns: 1000 };
+
+describe('dot codec properties', () => {
+  it('the reference repair agrees with SizeCounter', () => {
+    fc.assert(
+      fc.property(message, sizes, (x, s) => {
+        const counter = new SizeCounter();
+        for (const p of chunk(x, s)) counter.update(p);
+        assert.equal(counter.digest(), repair(x).length);
+        assert.equal(transmittedSize(x), repair(x).length);
+      }),
+      RUNS,
+    );
+  });
+
+  it('encode gives the reference wire bytes whatever the chunking', () => {
+    fc.assert(
+      fc.property(message, sizes, (x, s) => {
+        const want = Buffer.concat([stuff(repair(x)), TERMINATOR]);
+        assert.deepEqual(encode(chunk(x, s)), want);
+      }),
+      RUNS,
+    );
+  });
+
+  it('encoded size minus stuffing dots and terminator equals transmittedSize', () => {
+    fc.assert(
+      fc.property(message, sizes, (x, s) => {
+        const wire = encode(chunk(x, s));
+        let stuffing = 0;
+        const r = repair(x);
+        for (let i = 0; i < r.length; i++) if ((i === 0 || r[i - 1] === LF) && r[i] === DOT) stuffing++;
+        assert.equal(wire.length - stuffing - TERMINATOR.length, transmittedSize(x));
+      }),
+      RUNS,
+    );
+  });
+
+  it('decode(encode(x)) is the repaired message, with random chunking on both sides', () => {
+    const trailer = Buffer.from('+OK next reply\r\n');
+    fc.assert(
+      fc.property(message, sizes, sizes, (x, s1, s2) => {
+        const wire = Buffer.concat([encode(chunk(x, s1)), trailer]);
+        const got = decode(chunk(wire, s2));
+        assert.equal(got.done, true);
+        assert.deepEqual(got.data, repair(x));
+        assert.deepEqual(got.rest, trailer);
+      }),
+      RUNS,
+    );
+  });
+
+  it('TOP gives the reference cut whatever the chunking, and decodes back', () => {
+    fc.assert(
+      fc.property(message, sizes, fc.integer({ min: 0, max: 6 }), (x, s, n) => {
+        const kept = topReference(x, n);
+        const want = Buffer.concat([stuff(kept), TERMINATOR]);
+        const enc = new DotEncoder({ topLines: n });
+        const out: Buffer[] = [];
+        for (const p of chunk(x, s)) {
+          out.push(enc.write(p));
+          if (enc.finished) assert.equal(enc.write(p).length, 0);
+        }
+        out.push(enc.end());
+        const wire = Buffer.concat(out);
+        assert.deepEqual(wire, want);
+        const got = decode(chunk(wire, s));
+        assert.equal(got.done, true);
+        assert.deepEqual(got.data, kept);
+      }),
+      RUNS,
+    );
+  });
+
+  it('decoding arbitrary bytes gives the reference result whatever the chunking', () => {
+    fc.assert(
+      fc.property(message, sizes, (x, s) => {
+        const want = decodeReference(x);
+        assert.deepEqual(decode([x]), want);
+        assert.deepEqual(decode(chunk(x, s)), want);
+      }),
+      RUNS,
+    );
+  });
+});
