@@ -190,12 +190,18 @@ async function readPasswd(path: string): Promise<{ parsed: ParsedPasswd; stats: 
 
 /** Read-modify-write under the lock. `change` edits `lines` (the raw lines) in place, or throws. */
 async function modify(path: string, change: (parsed: ParsedPasswd, lines: string[]) => void): Promise<void> {
-  await withLock(path, async () => {
-    const { parsed, stats } = await readPasswd(path);
-    const lines = parsed.lines.map((l) => l.raw);
-    change(parsed, lines);
-    await writeAtomically(path, lines.length === 0 ? '' : `${lines.join('\n')}\n`, stats);
-  });
+  try {
+    await withLock(path, async () => {
+      const { parsed, stats } = await readPasswd(path);
+      const lines = parsed.lines.map((l) => l.raw);
+      change(parsed, lines);
+      await writeAtomically(path, lines.length === 0 ? '' : `${lines.join('\n')}\n`, stats);
+    });
+  } catch (err) {
+    if (err instanceof PasswdFileError || !(err instanceof Error)) throw err;
+    // File system errors name the lock or temporary file; say which file the operator asked to change.
+    throw new Error(`cannot update ${path}: ${err.message}`, { cause: err });
+  }
 }
 
 /**
