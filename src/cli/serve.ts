@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -27,7 +28,7 @@ function readTls(config: Config): TlsMaterial | undefined {
 /** Builds the store, the user database and the server from a validated config, and starts listening. */
 export async function startServer(config: Config, logger: Logger): Promise<Running> {
   const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
-  const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile);
+  const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile, { logger });
   const server = new Pop3Server({
     store,
     authenticator,
@@ -58,8 +59,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   };
 }
 
-/** Runs until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code. */
+/**
+ * Runs until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code. With `server.workers` > 1 the process
+ * becomes a Node cluster primary that forks that many workers sharing the listening sockets; maildrop locks
+ * live in the store (lock files), so two workers never serve one maildrop at once.
+ */
 export async function serveForever(config: Config, logger: Logger): Promise<number> {
+  if (config.server.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
   const running = await startServer(config, logger);
   return new Promise((resolve) => {
     let stopping = false;
@@ -84,6 +90,39 @@ export async function serveForever(config: Config, logger: Logger): Promise<numb
     process.once('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
       running.reload().catch((err) => logger.error({ err }, 'reload failed'));
+    });
+  });
+}
+
+/** The cluster primary: forks workers, restarts ones that die unexpectedly, relays signals. */
+function runPrimary(config: Config, logger: Logger): Promise<number> {
+  let stopping = false;
+  const fork = () => cluster.fork();
+  for (let i = 0; i < config.server.workers; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    logger.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
+    setTimeout(fork, 1000).unref();
+  });
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping workers');
+      const workers = Object.values(cluster.workers ?? {});
+      let left = workers.length;
+      if (left === 0) resolve(0);
+      for (const w of workers) {
+        w?.once('exit', () => {
+          if (--left === 0) resolve(0);
+        });
+        w?.process.kill(signal);
+      }
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
     });
   });
 }
