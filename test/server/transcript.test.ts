@@ -394,6 +394,7 @@ describe('CAPA, STLS and TLS', () => {
         host: '127.0.0.1',
         rejectUnauthorized: false,
         maxVersion: 'TLSv1.1',
+        ciphers: 'DEFAULT@SECLEVEL=0',
         minVersion: 'TLSv1',
       });
       s.once('secureConnect', () => {
