@@ -37,6 +37,42 @@ export interface Config {
     readonly shutdownGraceMs: number;
   };
   readonly log: { readonly level: string };
+  /** The LMTP listener; undefined when neither a port nor a socket is configured. */
+  readonly lmtp?: LmtpConfig;
+  readonly quota: QuotaConfig;
+  readonly metrics: MetricsConfig;
+}
+
+export type RecipientLookup = 'address-then-localpart' | 'address' | 'localpart';
+
+export interface LmtpConfig {
+  /** Exactly one of `port` (with `address`) and `socket` is set. */
+  readonly address: string;
+  readonly port?: number;
+  readonly socket?: string;
+  readonly socketMode: number;
+  readonly hostname?: string;
+  /** Octets; 0 means no limit. */
+  readonly maxMessageSize: number;
+  readonly maxRecipients: number;
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+  readonly recipientLookup: RecipientLookup;
+  readonly recipientDelimiter: string;
+}
+
+/** Default limits of every mailbox; 0 means no limit. */
+export interface QuotaConfig {
+  readonly bytes: number;
+  readonly messages: number;
+  readonly tempfail: boolean;
+}
+
+export interface MetricsConfig {
+  readonly enabled: boolean;
+  readonly address: string;
+  readonly port: number;
+  readonly processMetrics: boolean;
 }
 
 export class ConfigError extends Error {
@@ -183,6 +219,30 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
   if (!(st.layout as string).includes('%u')) throw new ConfigError(`${file}: storage.layout must contain %u`);
   const lim = t.limits as Raw;
   const sec = (k: string) => Math.round((lim[k] as number) * 1000);
+  const lm = t.lmtp as Raw;
+  let lmtp: LmtpConfig | undefined;
+  if (lm.port !== undefined && lm.socket !== undefined) {
+    throw new ConfigError(`${file}: [lmtp] takes "port" or "socket", not both`);
+  }
+  if (lm.port !== undefined || lm.socket !== undefined) {
+    const mode = lm.socket_mode as string;
+    if (!/^0?[0-7]{3}$/.test(mode)) throw new ConfigError(`${file}: lmtp.socket_mode must be octal like "0660"`);
+    lmtp = {
+      address: lm.address as string,
+      port: lm.port as number | undefined,
+      socket: lm.socket === undefined ? undefined : path(lm.socket as string),
+      socketMode: Number.parseInt(mode, 8),
+      hostname: lm.hostname as string | undefined,
+      maxMessageSize: lm.max_message_size as number,
+      maxRecipients: lm.max_recipients as number,
+      maxConnections: lm.max_connections as number,
+      idleTimeoutMs: Math.round((lm.idle_timeout as number) * 1000),
+      recipientLookup: lm.recipient_lookup as RecipientLookup,
+      recipientDelimiter: lm.recipient_delimiter as string,
+    };
+  }
+  const q = t.quota as Raw;
+  const me = t.metrics as Raw;
   return {
     server: {
       hostname: s.hostname as string | undefined,
@@ -209,6 +269,14 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       shutdownGraceMs: sec('shutdown_grace'),
     },
     log: { level: (t.log as Raw).level as string },
+    lmtp,
+    quota: { bytes: q.bytes as number, messages: q.messages as number, tempfail: q.tempfail as boolean },
+    metrics: {
+      enabled: me.enabled as boolean,
+      address: me.address as string,
+      port: me.port as number,
+      processMetrics: me.process_metrics as boolean,
+    },
   };
 }
 

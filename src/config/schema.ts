@@ -167,6 +167,90 @@ export const schema = {
       },
     },
   },
+  lmtp: {
+    kind: 'table',
+    doc: 'LMTP delivery listener (RFC 2033) for an MTA such as Postfix; off unless `port` or `socket` is set.',
+    fields: {
+      address: { type: 'string', default: '127.0.0.1', doc: 'Address to bind when `port` is set.' },
+      port: {
+        type: 'integer',
+        min: 0,
+        max: 65535,
+        doc: 'TCP port (24 is LMTP’s registered port); unset: no TCP listener.',
+      },
+      socket: {
+        type: 'string',
+        doc: 'Unix socket path instead of a TCP port (e.g. inside Postfix’s chroot: /var/spool/postfix/private/postern).',
+      },
+      socket_mode: {
+        type: 'string',
+        default: '0660',
+        doc: 'Permissions of the Unix socket, in octal (the MTA’s user or group needs write access).',
+      },
+      hostname: { type: 'string', doc: 'Name in the LMTP greeting (default: server.hostname, else the OS host name).' },
+      max_message_size: {
+        type: 'integer',
+        default: 104857600,
+        min: 0,
+        doc: 'Largest message accepted, in octets, advertised with SIZE (RFC 1870); 0 means no limit.',
+      },
+      max_recipients: {
+        type: 'integer',
+        default: 100,
+        min: 1,
+        doc: 'Recipients per transaction; more are answered 452 4.5.3 and the MTA sends them in a later one.',
+      },
+      max_connections: { type: 'integer', default: 100, min: 1, doc: 'Concurrent LMTP connections.' },
+      idle_timeout: {
+        type: 'number',
+        default: 300,
+        min: 1,
+        doc: 'Seconds of inactivity after which a connection is closed.',
+      },
+      recipient_lookup: {
+        type: 'string',
+        default: 'address-then-localpart',
+        enum: ['address-then-localpart', 'address', 'localpart'],
+        doc: 'How a recipient address names a user: the whole address, its local part, or the address and then the local part.',
+      },
+      recipient_delimiter: {
+        type: 'string',
+        default: '',
+        doc: 'Characters that start an address extension, as Postfix’s recipient_delimiter ("+": alice+lists@ is alice@).',
+      },
+    },
+  },
+  quota: {
+    kind: 'table',
+    doc: 'Mailbox quotas, enforced at delivery. Per-user overrides: `quota_bytes=` and `quota_messages=` in the users file.',
+    fields: {
+      bytes: { type: 'integer', default: 0, min: 0, doc: 'Default size limit of a mailbox in octets; 0 means none.' },
+      messages: { type: 'integer', default: 0, min: 0, doc: 'Default message count limit of a mailbox; 0 means none.' },
+      tempfail: {
+        type: 'boolean',
+        default: false,
+        doc: 'Over quota is temporary: LMTP 452 4.2.2 and deliver exit 75, so the MTA retries (default: 552 5.2.2 / exit 73, a bounce).',
+      },
+    },
+  },
+  metrics: {
+    kind: 'table',
+    doc: 'Prometheus metrics and a health check over HTTP; off by default.',
+    fields: {
+      enabled: { type: 'boolean', default: false, doc: 'Serve GET /metrics (Prometheus text format) and GET /health.' },
+      address: {
+        type: 'string',
+        default: '127.0.0.1',
+        doc: 'Address to bind; metrics are not secret but not for the world.',
+      },
+      port: { type: 'integer', default: 9110, min: 0, max: 65535, doc: 'TCP port of the metrics endpoint.' },
+      process_metrics: {
+        type: 'boolean',
+        default: true,
+        doc: 'Include Node.js process metrics (CPU, memory, event loop lag, file descriptors).',
+      },
+    },
+  },
   log: {
     kind: 'table',
     doc: 'Logging (pino, JSON lines on stdout).',
