@@ -42,7 +42,9 @@ export function postern(args: string[], input = '', timeoutMs = 30_000) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-export async function startRealServer(opts: { extraConfig?: string; server?: string } = {}): Promise<RealServer> {
+export async function startRealServer(
+  opts: { extraConfig?: string; server?: string; limits?: string } = {},
+): Promise<RealServer> {
   const dir = mkdtempSync(join(tmpdir(), 'postern-real-'));
   mkdirSync(join(dir, 'tls'));
   const { cert, key } = await testCert();
@@ -78,6 +80,7 @@ users_file = "users"
 
 [limits]
 failed_login_delay = 0
+${opts.limits ?? ''}
 
 [log]
 level = "debug"

@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { dropPostfixStyle, type RealServer, startRealServer } from '../helpers/realServer.ts';
+import { Wire } from '../helpers/wire.ts';
 
 const HAVE_CURL = spawnSync('curl', ['--version']).status === 0;
 const HAVE_PYTHON = spawnSync('python3', ['-c', 'import poplib']).status === 0;
@@ -221,5 +222,76 @@ describe('interop: curl', { skip: !HAVE_CURL && 'curl not installed' }, () => {
         .map((x) => x.split(' ')[0]),
       ['1', '2'],
     );
+  });
+});
+
+describe('operations: the real process', () => {
+  test('failed logins are logged for fail2ban (the README filter matches), passwords never', async () => {
+    const s = await startRealServer({ limits: 'max_auth_failures = 5' });
+    try {
+      s.addUser('carol', 'right-password');
+      await s.start();
+      const w = await Wire.connect(s.port);
+      await w.line();
+      await w.cmd('USER carol');
+      assert.match(await w.cmd('PASS wrong-password-XYZ'), /^-ERR \[AUTH\]/);
+      await w.cmd('USER nosuchuser');
+      assert.match(await w.cmd('PASS another-secret-ABC'), /^-ERR \[AUTH\]/);
+      await w.cmd('USER carol');
+      assert.match(await w.cmd('PASS right-password'), /^\+OK/);
+      await w.cmd('QUIT');
+      await w.closed();
+      // The filter from README.md, with fail2ban's <HOST> replaced by a capture group.
+      const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+      const failregex = /^failregex = (.*)$/m.exec(readme)?.[1];
+      assert.ok(failregex, 'README has a failregex');
+      const re = new RegExp(failregex.replace('<HOST>', '(?<host>[0-9a-fA-F.:]+)'));
+      const deadline = Date.now() + 5000;
+      let hits: RegExpExecArray[] = [];
+      while (Date.now() < deadline) {
+        hits = s
+          .logs()
+          .split('\n')
+          .map((l) => re.exec(l))
+          .filter((m): m is RegExpExecArray => m !== null);
+        if (hits.length >= 2 && s.logs().includes('"msg":"disconnect"')) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(hits.length, 2);
+      for (const h of hits) assert.equal(h.groups?.host, '127.0.0.1');
+      const logs = s.logs();
+      for (const secret of ['wrong-password-XYZ', 'another-secret-ABC', 'right-password']) {
+        assert.ok(!logs.includes(secret), `log contains ${secret}`);
+      }
+      assert.match(logs, /"msg":"login"/);
+      assert.match(logs, /"msg":"disconnect"/);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test('SIGTERM: open sessions get -ERR [SYS/TEMP] after the grace period and nothing is deleted', async () => {
+    const s = await startRealServer({ limits: 'shutdown_grace = 0.3' });
+    let stopped = false;
+    try {
+      s.addUser('dave', 'pw');
+      seed(s, 'dave');
+      await s.start();
+      const w = await Wire.connect(s.port);
+      await w.line();
+      await w.cmd('USER dave');
+      await w.cmd('PASS pw');
+      assert.match(await w.cmd('DELE 1'), /^\+OK/);
+      const maildir = s.maildir('dave');
+      const code = s.stop();
+      stopped = true;
+      assert.match(await w.line(), /^-ERR \[SYS\/TEMP\] Server shutting down/);
+      await w.closed();
+      const files = readdirSync(join(maildir, 'new')).concat(readdirSync(join(maildir, 'cur')));
+      assert.equal(files.length, 3);
+      assert.equal(await code, 0);
+    } finally {
+      if (!stopped) await s.stop();
+    }
   });
 });
