@@ -22,6 +22,7 @@ import { isStorageError } from '../storage/types.ts';
 import { isLoopback } from './address.ts';
 import { commands } from './commands/index.ts';
 import type { ServerContext } from './context.ts';
+import { type Catalogue, catalogues, DEFAULT_LANG } from './messages.ts';
 
 export type SessionState = 'AUTHORIZATION' | 'TRANSACTION' | 'UPDATE';
 
@@ -48,6 +49,10 @@ export class Session {
   /** The APOP timestamp of the greeting, when APOP is offered (RFC 1939 §7). */
   readonly apopTimestamp: string | undefined;
   authFailures = 0;
+  /** RFC 6856 LANG: the language of reply texts. */
+  lang = DEFAULT_LANG;
+  /** RFC 6856 UTF8: the client said it accepts UTF-8. */
+  utf8 = false;
   readonly counters = { retrieved: 0, deleted: 0, bytesSent: 0, commands: 0 };
 
   private socket: Socket;
@@ -74,6 +79,11 @@ export class Session {
     if (ctx.authenticator.hasSharedSecrets()) {
       this.apopTimestamp = `<${randomBytes(9).toString('hex')}.${process.pid}@${ctx.hostname}>`;
     }
+  }
+
+  /** Reply texts in the session's language. */
+  get text(): Catalogue {
+    return catalogues[this.lang];
   }
 
   get isClosed(): boolean {
@@ -132,7 +142,7 @@ export class Session {
         if (r === null) break;
         this.armIdle();
         if (r.kind === 'toolong') {
-          this.bad(`-ERR Line too long (limit ${this.ctx.limits.maxLineLength} octets).`);
+          this.bad(`-ERR ${this.text.lineTooLong(this.ctx.limits.maxLineLength)}`);
           continue;
         }
         await this.execute(r.line);
@@ -164,11 +174,11 @@ export class Session {
     const spec = Object.hasOwn(commands, parsed.verb) ? commands[parsed.verb] : undefined;
     if (!spec) {
       this.ctx.onCommand?.(parsed.verb, 'unknown');
-      this.bad('-ERR Unknown command.');
+      this.bad(`-ERR ${this.text.unknownCommand}`);
       return;
     }
     if (!spec.states.includes(this.state)) {
-      this.bad(`-ERR ${parsed.verb} is not valid in the ${this.state} state.`);
+      this.bad(`-ERR ${this.text.wrongState(parsed.verb, this.state)}`);
       return;
     }
     this.counters.commands++;
@@ -195,17 +205,17 @@ export class Session {
       this.log.warn({ err: err.message, kind: err.kind }, 'storage error');
       switch (err.kind) {
         case 'inuse':
-          return `-ERR [${RespCode.InUse}] Mailbox is locked by another POP3 session.`;
+          return `-ERR [${RespCode.InUse}] ${this.text.inUse}`;
         case 'notfound':
-          return '-ERR No such message (it was removed by another program).';
+          return `-ERR ${this.text.messageGone}`;
         case 'perm':
-          return `-ERR [${RespCode.SysPerm}] Mailbox cannot be opened.`;
+          return `-ERR [${RespCode.SysPerm}] ${this.text.storagePerm}`;
         default:
-          return `-ERR [${RespCode.SysTemp}] Temporary storage failure, try again later.`;
+          return `-ERR [${RespCode.SysTemp}] ${this.text.storageTemp}`;
       }
     }
     this.log.error({ err }, 'unexpected error');
-    return `-ERR [${RespCode.SysTemp}] Internal error, try again later.`;
+    return `-ERR [${RespCode.SysTemp}] ${this.text.internalError}`;
   }
 
   private bad(line: string): void {
@@ -213,7 +223,7 @@ export class Session {
     this.badCommands++;
     if (this.badCommands >= this.ctx.limits.maxBadCommands) {
       this.log.info({ badCommands: this.badCommands }, 'too many bad commands');
-      this.reply('-ERR Too many bad commands, closing.');
+      this.reply(`-ERR ${this.text.tooManyBad}`);
       this.close('bad commands');
     }
   }
@@ -283,7 +293,7 @@ export class Session {
   async sendMessage(info: MessageInfo, topLines?: number): Promise<void> {
     const md = this.requireMaildrop();
     const stream = await md.open(info.id);
-    this.reply(topLines === undefined ? `+OK ${info.size} octets` : '+OK Top of message follows.');
+    this.reply(topLines === undefined ? `+OK ${info.size} octets` : `+OK ${this.text.topFollows}`);
     this.flush();
     const enc: DotEncoderType = new DotEncoder(topLines === undefined ? {} : { topLines });
     try {
@@ -307,18 +317,18 @@ export class Session {
   // ----- messages ------------------------------------------------------------------------------------------
 
   requireMaildrop(): Maildrop {
-    if (!this.maildrop) throw new Pop3Error('No maildrop is open.');
+    if (!this.maildrop) throw new Pop3Error(this.text.noMaildrop);
     return this.maildrop;
   }
 
   /** Resolves a message-number argument: `-ERR` for a bad number, one beyond the maildrop, or a deleted one. */
   message(arg: string | undefined): { msn: number; info: MessageInfo } {
     const md = this.requireMaildrop();
-    if (arg === undefined) throw new Pop3Error('Message number required.');
+    if (arg === undefined) throw new Pop3Error(this.text.msnRequired);
     const msn = parseMsn(arg);
-    if (msn === null) throw new Pop3Error('Invalid message number.');
-    if (msn > md.messages.length) throw new Pop3Error('No such message.');
-    if (this.deleted.has(msn - 1)) throw new Pop3Error(`Message ${msn} already deleted.`);
+    if (msn === null) throw new Pop3Error(this.text.invalidMsn);
+    if (msn > md.messages.length) throw new Pop3Error(this.text.noSuchMessage);
+    if (this.deleted.has(msn - 1)) throw new Pop3Error(this.text.alreadyDeleted(msn));
     return { msn, info: md.messages[msn - 1] };
   }
 
@@ -361,7 +371,7 @@ export class Session {
     const [n, size] = this.totals();
     this.log.info({ user: principal.user, mechanism, messages: n, octets: size }, 'login');
     this.ctx.onLogin?.(mechanism, 'ok');
-    this.reply(`+OK Logged in, ${n} messages (${size} octets).`);
+    this.reply(`+OK ${this.text.loggedIn(n, size)}`);
   }
 
   /** A failed login: the same delay, the same reply and the same log line whatever the reason. */
@@ -374,9 +384,9 @@ export class Session {
     this.ctx.onLogin?.(mechanism, 'fail');
     if (delay > 0) await sleep(delay);
     if (this.closed) return;
-    this.reply(`-ERR [${RespCode.Auth}] Authentication failed.`);
+    this.reply(`-ERR [${RespCode.Auth}] ${this.text.authFailed}`);
     if (this.authFailures >= this.ctx.limits.maxAuthFailures) {
-      this.reply('-ERR Too many failed logins, closing.');
+      this.reply(`-ERR ${this.text.tooManyFailures}`);
       this.close('auth failures');
     }
   }
@@ -395,10 +405,10 @@ export class Session {
       if (ids.length > 0) await md.commit(ids);
       this.counters.deleted = ids.length;
       const left = md.messages.length - ids.length;
-      this.reply(`+OK Logging out, ${ids.length} deleted, ${left} left.`);
+      this.reply(`+OK ${this.text.loggingOut(ids.length, left)}`);
     } catch (err) {
       this.log.error({ err: (err as Error).message, count: ids.length }, 'commit failed');
-      this.reply(`-ERR [${RespCode.SysTemp}] Some deleted messages were not removed, try again later.`);
+      this.reply(`-ERR [${RespCode.SysTemp}] ${this.text.commitFailed}`);
     }
     this.close('quit');
   }
@@ -406,8 +416,8 @@ export class Session {
   /** STLS (RFC 2595 §4): after +OK, discard any bytes already received and start the TLS handshake. */
   startTls(): void {
     const ctx = this.ctx.secureContext;
-    if (!ctx) throw new Pop3Error('TLS is not available.');
-    this.reply('+OK Begin TLS negotiation now.');
+    if (!ctx) throw new Pop3Error(this.text.tlsUnavailable);
+    this.reply(`+OK ${this.text.beginTls}`);
     this.flush();
     // Security: bytes that arrived after STLS in the clear could have been injected by an attacker and must
     // never be run as commands after the handshake (the STARTTLS command-injection class of bugs).
@@ -461,7 +471,7 @@ export class Session {
   shutdown(): void {
     if (this.closed) return;
     if (!this.busy) {
-      this.reply(`-ERR [${RespCode.SysTemp}] Server shutting down, try again later.`);
+      this.reply(`-ERR [${RespCode.SysTemp}] ${this.text.shuttingDown}`);
     }
     this.close('shutdown');
   }
@@ -503,7 +513,7 @@ export class Session {
     this.idleTimer = setTimeout(() => {
       this.log.info({ state: this.state }, 'idle timeout');
       // RFC 1939 §3: an autologout timer closes without entering UPDATE, so nothing is deleted.
-      if (!this.busy) this.reply('-ERR Disconnected for inactivity.');
+      if (!this.busy) this.reply(`-ERR ${this.text.idle}`);
       this.close('idle timeout');
     }, ms);
     this.idleTimer.unref();

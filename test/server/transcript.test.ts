@@ -573,3 +573,40 @@ describe('limits', () => {
     assert.equal(store.list('alice').length, 3);
   });
 });
+
+describe('RFC 6856 UTF8 and LANG', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ users: { jürgen: { password: 'pässwörd ✓' } } });
+  });
+  after(() => t.close());
+
+  test('CAPA lists UTF8 USER and LANG; UTF8 is accepted in AUTHORIZATION only', async () => {
+    const w = await Wire.connect(t.port);
+    await w.line();
+    await w.cmd('CAPA');
+    const caps = await w.lines();
+    assert.ok(caps.includes('UTF8 USER') && caps.includes('LANG'), String(caps));
+    assert.equal(await w.cmd('UTF8'), '+OK UTF-8 enabled.');
+    assert.match(await w.cmd('USER jürgen'), /^\+OK/);
+    assert.match(await w.cmd('PASS pässwörd ✓'), /^\+OK Logged in/);
+    assert.match(await w.cmd('UTF8'), /^-ERR /);
+    await w.cmd('QUIT');
+  });
+
+  test('LANG lists languages, switches reply texts, refuses unknown tags; * restores the default', async () => {
+    const w = await Wire.connect(t.port);
+    await w.line();
+    assert.match(await w.cmd('LANG'), /^\+OK /);
+    const langs = await w.lines();
+    assert.ok(langs.includes('en English') && langs.includes('de Deutsch'), String(langs));
+    assert.equal(await w.cmd('LANG de-AT'), '+OK de Sprache auf Deutsch umgestellt.');
+    assert.equal(await w.cmd('FOO'), '-ERR Unbekannter Befehl.');
+    assert.equal(await w.cmd('USER jürgen'), '+OK Bitte das Passwort senden.');
+    assert.equal(await w.cmd('PASS falsch'), '-ERR [AUTH] Anmeldung fehlgeschlagen.');
+    assert.match(await w.cmd('LANG xx'), /^-ERR Sprache wird nicht unterstützt/);
+    assert.equal(await w.cmd('LANG *'), '+OK en Language changed to English.');
+    assert.equal(await w.cmd('FOO'), '-ERR Unknown command.');
+    w.destroy();
+  });
+});

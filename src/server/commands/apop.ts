@@ -10,11 +10,11 @@ export const apop: CommandSpec = {
   states: AUTHORIZATION,
   async run(s, cmd) {
     const timestamp = s.apopTimestamp;
-    if (timestamp === undefined) throw new Pop3Error('APOP is not available on this server.');
+    if (timestamp === undefined) throw new Pop3Error(s.text.apopUnavailable);
     const sp = cmd.rest.lastIndexOf(' ');
     const name = sp > 0 ? cmd.rest.slice(0, sp) : '';
     const digest = sp > 0 ? cmd.rest.slice(sp + 1) : '';
-    if (name.length === 0 || !/^[0-9a-fA-F]{32}$/.test(digest)) throw new Pop3Error('Usage: APOP name digest');
+    if (name.length === 0 || !/^[0-9a-fA-F]{32}$/.test(digest)) throw new Pop3Error(s.text.usageApop);
     const secret = await s.ctx.authenticator.sharedSecret(name);
     const ok = secret !== null && verifyApop(secret, timestamp, digest.toLowerCase());
     const principal = ok ? await s.ctx.authenticator.lookup(name) : null;

@@ -12,6 +12,8 @@ export function capabilities(s: Session): string[] {
     if (s.plaintextAllowed) caps.push('USER');
     if (s.stlsAvailable) caps.push('STLS');
   }
+  // RFC 6856: UTF-8 user names and passwords are accepted in USER/PASS; replies come in several languages.
+  caps.push('UTF8 USER', 'LANG');
   if (s.ctx.implementation) caps.push('IMPLEMENTATION Postern');
   return caps;
 }
@@ -19,6 +21,6 @@ export function capabilities(s: Session): string[] {
 export const capa: CommandSpec = {
   states: BOTH,
   run(s) {
-    return s.sendLines('+OK Capability list follows.', capabilities(s));
+    return s.sendLines(`+OK ${s.text.capaFollows}`, capabilities(s));
   },
 };

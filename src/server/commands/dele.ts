@@ -6,6 +6,6 @@ export const dele: CommandSpec = {
   run(s, cmd) {
     const { msn } = s.message(cmd.args[0]);
     s.deleted.add(msn - 1);
-    s.reply(`+OK Message ${msn} deleted.`);
+    s.reply(`+OK ${s.text.messageDeleted(msn)}`);
   },
 };

@@ -2,6 +2,7 @@
 import { apop } from './apop.ts';
 import { capa } from './capa.ts';
 import { dele } from './dele.ts';
+import { lang } from './lang.ts';
 import { list } from './list.ts';
 import { noop } from './noop.ts';
 import { pass } from './pass.ts';
@@ -14,6 +15,7 @@ import { top } from './top.ts';
 import type { CommandSpec } from './types.ts';
 import { uidl } from './uidl.ts';
 import { user } from './user.ts';
+import { utf8 } from './utf8.ts';
 
 export const commands: Readonly<Record<string, CommandSpec>> = {
   USER: user,
@@ -30,4 +32,6 @@ export const commands: Readonly<Record<string, CommandSpec>> = {
   UIDL: uidl,
   CAPA: capa,
   STLS: stls,
+  UTF8: utf8,
+  LANG: lang,
 };

@@ -6,10 +6,10 @@ export const pass: CommandSpec = {
   states: AUTHORIZATION,
   async run(s, cmd) {
     if (!s.plaintextAllowed) {
-      throw new Pop3Error('Plaintext authentication disallowed on non-secure connections; use STLS.', RespCode.Auth);
+      throw new Pop3Error(s.text.plaintextRefused, RespCode.Auth);
     }
     const name = s.pendingUser;
-    if (name === undefined) throw new Pop3Error('Send USER first.');
+    if (name === undefined) throw new Pop3Error(s.text.sendUserFirst);
     s.pendingUser = undefined;
     const principal = await s.ctx.authenticator.verifyPassword(name, cmd.rest);
     if (!principal) return s.loginFailed(name, 'USER', 'bad credentials');

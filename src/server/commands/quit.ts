@@ -5,7 +5,7 @@ export const quit: CommandSpec = {
   states: BOTH,
   async run(s) {
     if (s.state === 'TRANSACTION') return s.update();
-    s.reply('+OK Bye.');
+    s.reply(`+OK ${s.text.bye}`);
     s.close('quit');
   },
 };

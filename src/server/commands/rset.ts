@@ -6,6 +6,6 @@ export const rset: CommandSpec = {
   run(s) {
     s.deleted.clear();
     const [n, size] = s.totals();
-    s.reply(`+OK Maildrop has ${n} messages (${size} octets).`);
+    s.reply(`+OK ${s.text.maildropHas(n, size)}`);
   },
 };

@@ -5,9 +5,9 @@ import { AUTHORIZATION, type CommandSpec } from './types.ts';
 export const stls: CommandSpec = {
   states: AUTHORIZATION,
   run(s) {
-    if (s.secure) throw new Pop3Error('TLS is already active.');
-    if (!s.stlsAvailable) throw new Pop3Error('STLS is not available on this port.');
-    if (s.pendingUser !== undefined) throw new Pop3Error('STLS must come before USER.');
+    if (s.secure) throw new Pop3Error(s.text.tlsActive);
+    if (!s.stlsAvailable) throw new Pop3Error(s.text.stlsUnavailable);
+    if (s.pendingUser !== undefined) throw new Pop3Error(s.text.stlsAfterUser);
     s.startTls();
   },
 };

@@ -6,10 +6,10 @@ import { type CommandSpec, TRANSACTION } from './types.ts';
 export const top: CommandSpec = {
   states: TRANSACTION,
   async run(s, cmd) {
-    if (cmd.args.length !== 2) throw new Pop3Error('Usage: TOP msg lines');
+    if (cmd.args.length !== 2) throw new Pop3Error(s.text.usageTop);
     const { info } = s.message(cmd.args[0]);
     const lines = parseNonNegative(cmd.args[1]);
-    if (lines === null) throw new Pop3Error('Invalid line count.');
+    if (lines === null) throw new Pop3Error(s.text.invalidLineCount);
     await s.sendMessage(info, lines);
   },
 };

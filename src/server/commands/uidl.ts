@@ -10,7 +10,7 @@ export const uidl: CommandSpec = {
       return;
     }
     return s.sendLines(
-      '+OK Unique-id listing follows.',
+      `+OK ${s.text.uidlFollows}`,
       (function* () {
         for (const { msn, info } of s.live()) yield `${msn} ${info.uidl}`;
       })(),

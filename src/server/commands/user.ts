@@ -6,11 +6,11 @@ export const user: CommandSpec = {
   states: AUTHORIZATION,
   run(s, cmd) {
     if (!s.plaintextAllowed) {
-      throw new Pop3Error('Plaintext authentication disallowed on non-secure connections; use STLS.', RespCode.Auth);
+      throw new Pop3Error(s.text.plaintextRefused, RespCode.Auth);
     }
     const name = cmd.rest;
-    if (name.length === 0) throw new Pop3Error('USER needs a name.');
+    if (name.length === 0) throw new Pop3Error(s.text.userNeedsName);
     s.pendingUser = name;
-    s.reply('+OK Send your password.');
+    s.reply(`+OK ${s.text.sendPassword}`);
   },
 };
