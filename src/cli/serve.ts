@@ -40,6 +40,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     allowPlaintextAuth: config.server.allowPlaintextAuth,
     loopbackIsSecure: config.server.loopbackIsSecure,
     tls: readTls(config),
+    proxy: config.proxy,
   });
   await server.listen(config.listen);
   return {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { type Field, schema } from './schema.ts';
@@ -9,6 +10,8 @@ export interface ListenerConfig {
   readonly address: string;
   readonly port: number;
   readonly tls: ListenerTls;
+  /** Expect a PROXY protocol header first (only from `proxy.trusted`). */
+  readonly proxyProtocol?: boolean;
 }
 
 export interface Config {
@@ -36,6 +39,7 @@ export interface Config {
     readonly failedLoginMaxDelayMs: number;
     readonly shutdownGraceMs: number;
   };
+  readonly proxy: { readonly trusted: readonly string[]; readonly timeoutMs: number };
   readonly log: { readonly level: string };
   /** The LMTP listener; undefined when neither a port nor a socket is configured. */
   readonly lmtp?: LmtpConfig;
@@ -198,7 +202,12 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
   const s = t.server as Raw;
   const listen = (t.listen as Raw[]).map((l, i) => {
     if (l.port === undefined) throw new ConfigError(`${file}: [[listen]] #${i + 1} needs a "port"`);
-    return { address: l.address as string, port: l.port as number, tls: l.tls as ListenerTls };
+    return {
+      address: l.address as string,
+      port: l.port as number,
+      tls: l.tls as ListenerTls,
+      proxyProtocol: l.proxy_protocol as boolean,
+    };
   });
   const tlsRaw = t.tls as Raw;
   let tls: Config['tls'];
@@ -218,6 +227,13 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
   const st = t.storage as Raw;
   if (!(st.layout as string).includes('%u')) throw new ConfigError(`${file}: storage.layout must contain %u`);
   const lim = t.limits as Raw;
+  const px = t.proxy as Raw;
+  for (const cidr of px.trusted as string[]) {
+    if (!parseCidr(cidr)) throw new ConfigError(`${file}: proxy.trusted: "${cidr}" is not a CIDR like "10.0.0.0/8"`);
+  }
+  if (listen.some((l) => l.proxyProtocol) && (px.trusted as string[]).length === 0) {
+    throw new ConfigError(`${file}: a listener has proxy_protocol = true but proxy.trusted is empty`);
+  }
   const sec = (k: string) => Math.round((lim[k] as number) * 1000);
   const lm = t.lmtp as Raw;
   let lmtp: LmtpConfig | undefined;
@@ -268,6 +284,7 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       failedLoginMaxDelayMs: sec('failed_login_max_delay'),
       shutdownGraceMs: sec('shutdown_grace'),
     },
+    proxy: { trusted: px.trusted as string[], timeoutMs: Math.round((px.timeout as number) * 1000) },
     log: { level: (t.log as Raw).level as string },
     lmtp,
     quota: { bytes: q.bytes as number, messages: q.messages as number, tempfail: q.tempfail as boolean },
@@ -288,4 +305,15 @@ export function loadConfig(file: string): Config {
     throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
   }
   return parseConfig(text, file);
+}
+
+/** Parses "addr/prefix" (or a bare address) into a BlockList-ready form; undefined when malformed. */
+export function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address, p] = cidr.split('/');
+  const v = isIP(address);
+  if (v === 0) return undefined;
+  const max = v === 4 ? 32 : 128;
+  const prefix = p === undefined ? max : /^\d{1,3}$/.test(p) ? Number(p) : -1;
+  if (prefix < 0 || prefix > max) return undefined;
+  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
 }

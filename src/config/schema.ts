@@ -65,6 +65,11 @@ export const schema = {
         enum: ['starttls', 'implicit', 'none'],
         doc: '"implicit" (RFC 8314, port 995), "starttls" (plain with STLS, RFC 2595), or "none".',
       },
+      proxy_protocol: {
+        type: 'boolean',
+        default: false,
+        doc: 'Expect a PROXY protocol v1/v2 header first; only peers in proxy.trusted may connect.',
+      },
     },
   },
   tls: {
@@ -79,6 +84,18 @@ export const schema = {
         enum: ['TLSv1.2', 'TLSv1.3'],
         doc: 'Lowest TLS version accepted.',
       },
+    },
+  },
+  proxy: {
+    kind: 'table',
+    doc: 'PROXY protocol (HAProxy, nginx, load balancers) for listeners with proxy_protocol = true.',
+    fields: {
+      trusted: {
+        type: 'string[]',
+        default: [],
+        doc: 'Networks allowed to send PROXY headers, as CIDRs ("10.0.0.0/8", "::1/128").',
+      },
+      timeout: { type: 'number', default: 5, min: 0.1, doc: 'Seconds to wait for the PROXY header.' },
     },
   },
   storage: {

@@ -3,15 +3,17 @@
  * and graceful shutdown. Sessions do the protocol; this file owns sockets until a session takes one.
  */
 import { once } from 'node:events';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { BlockList, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/passwd.ts';
-import type { ListenerConfig } from '../config/config.ts';
+import { type ListenerConfig, parseCidr } from '../config/config.ts';
 import { RespCode } from '../protocol/errors.ts';
 import type { MailStore } from '../storage/types.ts';
 import { normalizeAddress } from './address.ts';
 import type { Limits, ServerContext } from './context.ts';
+import { parseProxyHeader, V2_MAX } from './proxy.ts';
 import { Session } from './session.ts';
 import { LoginThrottle } from './throttle.ts';
 
@@ -33,6 +35,8 @@ export interface ServerOptions {
   readonly loopbackIsSecure: boolean;
   readonly tls?: TlsMaterial;
   readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin'>;
+  /** PROXY protocol: peers allowed to send the header, and how long to wait for it. */
+  readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs: number };
 }
 
 /** Time allowed for an implicit-TLS handshake before the connection is dropped. */
@@ -54,7 +58,14 @@ export class Pop3Server {
   private closing = false;
   readonly listeners: BoundListener[] = [];
 
+  private readonly trusted = new BlockList();
+
   constructor(private readonly options: ServerOptions) {
+    for (const cidr of options.proxy?.trusted ?? []) {
+      const c = parseCidr(cidr);
+      if (!c) throw new Error(`bad CIDR in proxy.trusted: ${cidr}`);
+      this.trusted.addSubnet(c.address, c.prefix, c.family);
+    }
     this.throttle = new LoginThrottle(options.limits.failedLoginDelayMs, options.limits.failedLoginMaxDelayMs);
     if (options.tls) this.setTls(options.tls);
   }
@@ -117,8 +128,57 @@ export class Pop3Server {
   }
 
   private accept(socket: Socket, config: ListenerConfig): void {
-    const address = normalizeAddress(socket.remoteAddress);
     socket.on('error', () => {}); // errors before a session exists are answered by the close that follows
+    if (config.proxyProtocol) {
+      this.acceptProxied(socket, config);
+      return;
+    }
+    this.admit(socket, config, normalizeAddress(socket.remoteAddress), false);
+  }
+
+  /**
+   * A listener behind a proxy: the peer must be trusted and must send a PROXY v1/v2 header within the
+   * timeout; the address in it is then the client's address for limits, penalties and logs.
+   */
+  private acceptProxied(socket: Socket, config: ListenerConfig): void {
+    const peer = normalizeAddress(socket.remoteAddress);
+    const log = this.options.logger;
+    if (!this.trusted.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4')) {
+      log.warn({ peer }, 'PROXY header from an untrusted peer refused');
+      socket.destroy();
+      return;
+    }
+    let buf: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      log.warn({ peer }, 'PROXY header timeout');
+      cleanup();
+      socket.destroy();
+    }, this.options.proxy?.timeoutMs ?? 5_000);
+    timer.unref();
+    const cleanup = () => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+    };
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const r = parseProxyHeader(buf.subarray(0, V2_MAX + 16));
+      if (r.kind === 'incomplete' && buf.length <= V2_MAX + 16) return;
+      cleanup();
+      if (r.kind !== 'ok') {
+        log.warn({ peer, reason: r.kind === 'invalid' ? r.reason : 'too long' }, 'bad PROXY header');
+        socket.destroy();
+        return;
+      }
+      const rest = buf.subarray(r.consumed);
+      const address = r.source ? normalizeAddress(r.source.address) : peer;
+      this.admit(socket, config, address, r.ssl, rest);
+    };
+    socket.on('data', onData);
+  }
+
+  /** Applies the connection limits, then starts a session (after the TLS handshake on implicit-TLS ports). */
+  private admit(socket: Socket, config: ListenerConfig, address: string, proxiedTls: boolean, rest?: Buffer): void {
     const limits = this.options.limits;
     const fromAddress = this.perAddress.get(address) ?? 0;
     const total = this.sessions.size + this.pending;
@@ -130,12 +190,15 @@ export class Pop3Server {
       return;
     }
     this.perAddress.set(address, fromAddress + 1);
-    if (config.tls !== 'implicit') {
-      this.startSession(socket, address, false, config);
+    if (config.tls !== 'implicit' || proxiedTls) {
+      if (rest && rest.length > 0) socket.unshift(rest);
+      this.startSession(socket, address, proxiedTls, config);
       return;
     }
     this.pending++;
-    const tls = new TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
+    // Bytes read past a PROXY header are the start of the TLS handshake: hand them to TLS first.
+    const transport = rest && rest.length > 0 ? withPrefix(socket, rest) : socket;
+    const tls = new TLSSocket(transport as Socket, { isServer: true, secureContext: this.secureContext });
     const timer = setTimeout(() => tls.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
     timer.unref();
     let settled = false;
@@ -204,4 +267,30 @@ export class Pop3Server {
     }
     await closed;
   }
+}
+
+/** A duplex over `socket` whose readable side starts with `prefix` (bytes already read from it). */
+function withPrefix(socket: Socket, prefix: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(prefix);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  return d;
 }

@@ -114,6 +114,7 @@ export class Session {
 
   private attach(socket: Socket): void {
     socket.on('data', this.onDataBound);
+    socket.resume(); // a socket handed over after reading a PROXY header was paused explicitly
     socket.on('drain', () => this.armIdle());
     socket.on('error', (err) => {
       this.log.debug({ err: err.message }, 'socket error');
