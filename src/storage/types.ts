@@ -77,3 +77,21 @@ export class StorageError extends Error {
 export function isStorageError(e: unknown, kind?: StorageErrorKind): e is StorageError {
   return e instanceof StorageError && (kind === undefined || e.kind === kind);
 }
+
+/**
+ * Mailbox ids become path components (Maildir) and keys (other stores), so every store accepts the same set:
+ * non-empty, at most 255 characters, no '/', '\\', '..', NUL or other control characters, and no leading '.'
+ * (which would also hide the mailbox among dotfiles). Anything else is refused with StorageError('perm').
+ */
+export function assertMailboxId(id: string): void {
+  const bad =
+    typeof id !== 'string' ||
+    id.length === 0 ||
+    id.length > 255 ||
+    id.startsWith('.') ||
+    id.includes('/') ||
+    id.includes('\\') ||
+    id.includes('..') ||
+    /[\x00-\x1f\x7f]/.test(id);
+  if (bad) throw new StorageError('perm', `invalid mailbox id ${JSON.stringify(id)}`);
+}
