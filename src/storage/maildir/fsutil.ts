@@ -1,0 +1,88 @@
+/** Small filesystem helpers shared by the Maildir modules: error mapping, directory fsync, bounded concurrency. */
+import { open } from 'node:fs/promises';
+import { StorageError, type StorageErrorKind } from '../types.ts';
+
+export function errnoCode(e: unknown): string | undefined {
+  if (typeof e === 'object' && e !== null && 'code' in e) {
+    const code = (e as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Maps a filesystem error to a storage error kind. A full disk or quota is 'quota' only for deliveries (RFC 3206
+ * has no "mailbox full" for a reader; a session that cannot write its lock is simply failing for now).
+ */
+export function kindOf(e: unknown, forDelivery = false): StorageErrorKind {
+  if (e instanceof StorageError) return e.kind;
+  switch (errnoCode(e)) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return forDelivery ? 'quota' : 'temp';
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return 'perm';
+    default:
+      return 'temp';
+  }
+}
+
+/** Wraps any error as a StorageError (kept as is when it already is one), with the original as the cause. */
+export function toStorageError(e: unknown, what: string, forDelivery = false): StorageError {
+  if (e instanceof StorageError) return e;
+  const code = errnoCode(e);
+  return new StorageError(kindOf(e, forDelivery), code ? `${what}: ${code}` : what, { cause: e });
+}
+
+export function isNotFound(e: unknown): boolean {
+  const code = errnoCode(e);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/**
+ * Makes a directory entry change (create, rename, unlink) durable. Some filesystems refuse fsync on a directory
+ * (EINVAL) while already making directory operations synchronous; that is not an error.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Runs fn over items with at most `limit` calls in flight; rejects with the first error after all settle. */
+export async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  let firstError: unknown;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !failed) {
+      const i = next++;
+      try {
+        await fn(items[i], i);
+      } catch (e) {
+        if (!failed) firstError = e;
+        failed = true;
+      }
+    }
+  };
+  const workers: Promise<void>[] = [];
+  for (let w = 0; w < Math.min(limit, items.length); w++) workers.push(worker());
+  await Promise.all(workers);
+  if (failed) throw firstError;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,204 @@
+/**
+ * Lists a Maildir into a snapshot: one readdir of new/ and one of cur/, names parsed, sizes and UIDLs worked out
+ * without opening message files whenever the names (`,W=`), dovecot-uidlist or the size cache allow.
+ */
+import type { Dirent } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { forEachLimit, isNotFound } from './fsutil.ts';
+import { baseOf, compareParsed, hashedUidl, isValidUidl, type ParsedName, parseBase, uidlOfBase } from './names.ts';
+import { cacheable, loadSizeCache, measureFile, saveSizeCache, statFile } from './sizes.ts';
+import { loadUidlist, type UidlistEntry } from './uidlist.ts';
+
+export type Folder = 'new' | 'cur';
+
+/** Where a message's file is now (the folder and the full name, info part included). */
+export interface Location {
+  folder: Folder;
+  name: string;
+}
+
+export interface ScannedMessage extends Location {
+  readonly parsed: ParsedName;
+  size: number;
+  uidl: string;
+  /** True when the size came from postern-sizes (so a deletion should drop the entry). */
+  cached: boolean;
+}
+
+const STAT_CONCURRENCY = 64;
+const READ_CONCURRENCY = 16;
+
+async function listFolder(maildir: string, folder: Folder): Promise<string[]> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(join(maildir, folder), { withFileTypes: true });
+  } catch (e) {
+    if (isNotFound(e)) return [];
+    throw e;
+  }
+  const names: string[] = [];
+  // Dirent types come from readdir's d_type; Node falls back to lstat where the filesystem gives none.
+  // Symlinks, directories and dotfiles are not messages.
+  for (const d of entries) if (d.isFile() && d.name[0] !== '.') names.push(d.name);
+  return names;
+}
+
+/**
+ * Current location of every message by base name. new/ is read before cur/: a message moved new/ → cur/ in
+ * between is then seen twice (the first sighting wins) rather than not at all.
+ */
+export async function locateAll(maildir: string): Promise<Map<string, Location>> {
+  const found = new Map<string, Location>();
+  for (const folder of ['new', 'cur'] as const) {
+    for (const name of await listFolder(maildir, folder)) {
+      const base = baseOf(name);
+      if (!found.has(base)) found.set(base, { folder, name });
+    }
+  }
+  return found;
+}
+
+export interface ScanOptions {
+  /** Work out UIDLs (not needed for stats). */
+  readonly uidls: boolean;
+}
+
+/** The snapshot of a Maildir, oldest first. Messages that vanish while it is being taken are left out. */
+export async function scanMaildir(maildir: string, options: ScanOptions): Promise<ScannedMessage[]> {
+  const located = await locateAll(maildir);
+  let messages: ScannedMessage[] = [];
+  for (const [base, loc] of located) {
+    const parsed = parseBase(base);
+    messages.push({
+      folder: loc.folder,
+      name: loc.name,
+      parsed,
+      size: parsed.virtual ?? -1,
+      uidl: '',
+      cached: false,
+    });
+  }
+  messages.sort((a, b) => compareParsed(a.parsed, b.parsed));
+
+  const unsized = messages.filter((m) => m.size < 0);
+  let uidlist: Map<string, UidlistEntry> | null | undefined;
+  if (unsized.length > 0 || options.uidls) uidlist = await loadUidlist(maildir);
+  if (unsized.length > 0) {
+    const gone = await sizeMessages(maildir, unsized, located, uidlist ?? null);
+    if (gone.size > 0) messages = messages.filter((m) => !gone.has(m));
+  }
+  if (options.uidls) assignUidls(messages, uidlist ?? null);
+  return messages;
+}
+
+/** Fills in sizes from dovecot-uidlist, the size cache, or by reading. Returns the messages that vanished. */
+async function sizeMessages(
+  maildir: string,
+  unsized: ScannedMessage[],
+  located: ReadonlyMap<string, Location>,
+  uidlist: ReadonlyMap<string, UidlistEntry> | null,
+): Promise<Set<ScannedMessage>> {
+  const cache = await loadSizeCache(maildir);
+  let dirty = false;
+  const toCheck: ScannedMessage[] = [];
+  for (const m of unsized) {
+    const vsize = uidlist?.get(m.parsed.base)?.vsize;
+    if (vsize !== undefined) {
+      m.size = vsize;
+      continue;
+    }
+    const entry = cache.get(m.parsed.base);
+    // A name that states its physical size (`,S=`) and agrees with the entry needs no stat: Maildir files are
+    // written once, and a name that carries the size is not reused for other content.
+    if (entry !== undefined && m.parsed.physical !== undefined && m.parsed.physical === entry.physical) {
+      m.size = entry.size;
+      m.cached = true;
+      continue;
+    }
+    toCheck.push(m);
+  }
+
+  const missing: ScannedMessage[] = [];
+  const toRead: ScannedMessage[] = [];
+  await forEachLimit(toCheck, STAT_CONCURRENCY, async (m) => {
+    const entry = cache.get(m.parsed.base);
+    if (entry === undefined) {
+      toRead.push(m);
+      return;
+    }
+    try {
+      const st = await statFile(`${maildir}/${m.folder}/${m.name}`);
+      if (st.size === entry.physical && st.mtimeMs === entry.mtimeMs) {
+        m.size = entry.size;
+        m.cached = true;
+      } else {
+        toRead.push(m);
+      }
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      missing.push(m);
+    }
+  });
+
+  const measure = async (m: ScannedMessage): Promise<boolean> => {
+    try {
+      const entry = await measureFile(join(maildir, m.folder, m.name));
+      m.size = entry.size;
+      if (cacheable(m.parsed.base)) {
+        cache.set(m.parsed.base, entry);
+        m.cached = true;
+        dirty = true;
+      }
+      return true;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      return false;
+    }
+  };
+  await forEachLimit(toRead, READ_CONCURRENCY, async (m) => {
+    if (!(await measure(m))) missing.push(m);
+  });
+
+  // Moved (new/ → cur/, flags changed) or deleted by another program since the listing: look once more.
+  const gone = new Set<ScannedMessage>();
+  if (missing.length > 0) {
+    const now = await locateAll(maildir);
+    await forEachLimit(missing, READ_CONCURRENCY, async (m) => {
+      const loc = now.get(m.parsed.base);
+      if (loc !== undefined) {
+        m.folder = loc.folder;
+        m.name = loc.name;
+        if (await measure(m)) return;
+      }
+      gone.add(m);
+    });
+  }
+
+  for (const base of cache.keys()) {
+    if (!located.has(base)) {
+      cache.delete(base);
+      dirty = true;
+    }
+  }
+  if (dirty) await saveSizeCache(maildir, cache).catch(() => {}); // next open re-reads; nothing is lost
+  return gone;
+}
+
+/**
+ * UIDLs: Dovecot's for messages its uidlist knows, else the unique part of the base name. A candidate shared by
+ * two messages (a copied file with different size fields, a corrupt uidlist) is replaced by a digest of each
+ * base name, for every message sharing it: a UIDL must never move to another message when one of them is
+ * deleted, or a client that saw the first would skip the second for good.
+ */
+function assignUidls(messages: ScannedMessage[], uidlist: ReadonlyMap<string, UidlistEntry> | null): void {
+  const seen = new Map<string, number>();
+  for (const m of messages) {
+    const fromDovecot = uidlist?.get(m.parsed.base)?.uidl;
+    m.uidl = fromDovecot !== undefined && isValidUidl(fromDovecot) ? fromDovecot : uidlOfBase(m.parsed.base);
+    seen.set(m.uidl, (seen.get(m.uidl) ?? 0) + 1);
+  }
+  for (const m of messages) {
+    if ((seen.get(m.uidl) ?? 0) > 1) m.uidl = hashedUidl(m.parsed.base);
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Transmitted sizes of messages whose names do not carry `,W=` (Postfix, qmail, procmail, …). Counting means
+ * reading the whole file, so each result is kept in `postern-sizes` beside the Maildir's folders:
+ *
+ *   postern-sizes 1
+ *   <base> <physical size> <mtime ms> <transmitted size>
+ *
+ * An entry is valid while the file's size and mtime match (Maildir files are not rewritten in place, but a
+ * careless tool could). The cache is a cache: unreadable lines are ignored, it is replaced atomically
+ * (tmp + rename) and never fsynced, and losing it costs one re-read of each message.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SizeCounter } from '../../protocol/size.ts';
+import { isNotFound } from './fsutil.ts';
+
+export const SIZE_CACHE_FILE = 'postern-sizes';
+const HEADER = 'postern-sizes 1';
+const READ_CHUNK = 64 * 1024;
+
+export interface SizeEntry {
+  readonly physical: number;
+  readonly mtimeMs: number;
+  readonly size: number;
+}
+
+export async function loadSizeCache(maildir: string): Promise<Map<string, SizeEntry>> {
+  const map = new Map<string, SizeEntry>();
+  let text: string;
+  try {
+    text = await readFile(join(maildir, SIZE_CACHE_FILE), 'utf8');
+  } catch (e) {
+    if (isNotFound(e)) return map;
+    throw e;
+  }
+  if (!text.startsWith(`${HEADER}\n`)) return map;
+  // indexOf rather than split: this parses 100 000 lines on a large Maildir's open.
+  let at = HEADER.length + 1;
+  while (at < text.length) {
+    let end = text.indexOf('\n', at);
+    if (end === -1) end = text.length;
+    const s3 = text.lastIndexOf(' ', end - 1);
+    const s2 = s3 > at ? text.lastIndexOf(' ', s3 - 1) : -1;
+    const s1 = s2 > at ? text.lastIndexOf(' ', s2 - 1) : -1;
+    if (s1 > at) {
+      const physical = Number(text.slice(s1 + 1, s2));
+      const mtimeMs = Number(text.slice(s2 + 1, s3));
+      const size = Number(text.slice(s3 + 1, end));
+      if (
+        Number.isSafeInteger(physical) &&
+        physical >= 0 &&
+        Number.isFinite(mtimeMs) &&
+        Number.isSafeInteger(size) &&
+        size >= 0 &&
+        s2 > s1 + 1 &&
+        s3 > s2 + 1 &&
+        end > s3 + 1
+      ) {
+        map.set(text.slice(at, s1), { physical, mtimeMs, size });
+      }
+    }
+    at = end + 1;
+  }
+  return map;
+}
+
+/** Bases with a space or line break could not be read back; they are simply not cached. */
+export function cacheable(base: string): boolean {
+  return !/[ \r\n]/.test(base);
+}
+
+export async function saveSizeCache(maildir: string, map: ReadonlyMap<string, SizeEntry>): Promise<void> {
+  const parts: string[] = [HEADER];
+  for (const [base, e] of map) {
+    if (cacheable(base)) parts.push(`${base} ${e.physical} ${e.mtimeMs} ${e.size}`);
+  }
+  parts.push('');
+  const target = join(maildir, SIZE_CACHE_FILE);
+  const tmp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(tmp, parts.join('\n'), { mode: 0o600 });
+    await rename(tmp, target);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Reads a message once and counts its transmitted size (src/protocol/size.ts), with the stat it was read at.
+ * Written with callbacks rather than FileHandle: on a first open of a large Maildir this runs for every
+ * message, and the promise API costs several times more per call. The read stops at the size fstat reported:
+ * a file that grows meanwhile no longer matches its entry and is counted again next time.
+ */
+export function measureFile(path: string): Promise<SizeEntry> {
+  return new Promise((resolve, reject) => {
+    fs.open(path, 'r', (err, fd) => {
+      if (err) return reject(err);
+      const finish = (e: Error | null, entry?: SizeEntry) =>
+        fs.close(fd, () => (e || entry === undefined ? reject(e) : resolve(entry)));
+      fs.fstat(fd, (err2, st) => {
+        if (err2) return finish(err2);
+        const counter = new SizeCounter();
+        if (st.size === 0) return finish(null, { physical: 0, mtimeMs: st.mtimeMs, size: 0 });
+        const buf = Buffer.allocUnsafe(Math.min(st.size, READ_CHUNK));
+        let total = 0;
+        const step = (): void => {
+          fs.read(fd, buf, 0, buf.length, null, (err3, n) => {
+            if (err3) return finish(err3);
+            counter.update(buf.subarray(0, n));
+            total += n;
+            if (n === 0 || total >= st.size)
+              finish(null, { physical: st.size, mtimeMs: st.mtimeMs, size: counter.digest() });
+            else step();
+          });
+        };
+        step();
+      });
+    });
+  });
+}
+
+/** fs.stat through a callback (cheaper per call than fs/promises when done 100 000 times). */
+export function statFile(path: string): Promise<fs.Stats> {
+  return new Promise((resolve, reject) => fs.stat(path, (err, st) => (err ? reject(err) : resolve(st))));
+}

@@ -1,0 +1,408 @@
+/**
+ * The Maildir store (design.md §4, §5, §6): any standard Maildir (Postfix, Dovecot, qmail, procmail writers),
+ * a cross-process session lock (lock.ts), sizes and UIDLs without opening message files (scan.ts), deliveries
+ * that are durable before they are acknowledged.
+ */
+
+import { type FileHandle, link, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { SizeCounter } from '../../protocol/size.ts';
+import {
+  assertMailboxId,
+  type DeliverOptions,
+  type DeliveryResult,
+  type MailboxStats,
+  type Maildrop,
+  type MailStore,
+  type MessageInfo,
+  type OpenOptions,
+  StorageError,
+} from '../types.ts';
+import { errnoCode, forEachLimit, fsyncDir, isNotFound, toStorageError } from './fsutil.ts';
+import { MaildirLock } from './lock.ts';
+import { newUniqueBase, sanitizeHostname } from './names.ts';
+import { type Location, locateAll, type ScannedMessage, scanMaildir } from './scan.ts';
+import { loadSizeCache, saveSizeCache } from './sizes.ts';
+
+export interface MaildirStoreOptions {
+  /** Directory under which every mailbox lives. */
+  readonly root: string;
+  /**
+   * Path of a mailbox's Maildir relative to root. `%u` is the mailbox id, `%n` its part before '@', `%d` its
+   * part after '@' (refused when there is none), `%%` a percent sign. Default `%u/Maildir`.
+   */
+  readonly layout?: string;
+  /** A lock not refreshed for this long is taken over (default 120 s). */
+  readonly lockStaleMs?: number;
+  /** How often a held lock is refreshed (default 30 s; must be well below lockStaleMs). */
+  readonly lockRefreshMs?: number;
+  /** Host name for new file names and lock files (default os.hostname()). */
+  readonly hostname?: string;
+}
+
+const READ_HIGH_WATER_MARK = 64 * 1024;
+const WRITE_BATCH = 64 * 1024;
+const UNLINK_CONCURRENCY = 16;
+const DIR_MODE = 0o700;
+/** Maildir: a file in tmp/ untouched for 36 hours is a dead delivery and may be removed. */
+const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
+const FILE_MODE = 0o600;
+
+export class MaildirStore implements MailStore {
+  readonly root: string;
+  readonly layout: string;
+  readonly lockStaleMs: number;
+  readonly lockRefreshMs: number;
+  /** The host name as written in lock files. */
+  readonly hostname: string;
+  /** The host name as written in message file names (Maildir-escaped). */
+  private readonly nameHost: string;
+  private readonly drops = new Set<MaildirMaildrop>();
+  private closed = false;
+
+  constructor(options: MaildirStoreOptions) {
+    if (!options.root) throw new TypeError('MaildirStore: root is required');
+    this.root = resolve(options.root);
+    this.layout = options.layout ?? '%u/Maildir';
+    if (!/%[und]/.test(this.layout)) throw new TypeError('MaildirStore: layout must contain %u, %n or %d');
+    this.lockStaleMs = options.lockStaleMs ?? 120_000;
+    this.lockRefreshMs = options.lockRefreshMs ?? 30_000;
+    if (!(this.lockRefreshMs > 0 && this.lockStaleMs > this.lockRefreshMs)) {
+      throw new TypeError('MaildirStore: need 0 < lockRefreshMs < lockStaleMs');
+    }
+    this.hostname = options.hostname ?? osHostname();
+    this.nameHost = sanitizeHostname(this.hostname);
+  }
+
+  /** The Maildir directory of a mailbox (validated; always inside root). */
+  maildirPath(mailboxId: string): string {
+    assertMailboxId(mailboxId);
+    const at = mailboxId.lastIndexOf('@');
+    const local = at === -1 ? mailboxId : mailboxId.slice(0, at);
+    const domain = at === -1 ? '' : mailboxId.slice(at + 1);
+    const rel = this.layout.replace(/%([%und])/g, (_, k: string) => {
+      const v = k === 'u' ? mailboxId : k === 'n' ? local : k === 'd' ? domain : '%';
+      if (v === '') throw new StorageError('perm', `mailbox id ${JSON.stringify(mailboxId)} does not fit the layout`);
+      return v;
+    });
+    const path = join(this.root, rel);
+    const inside = relative(this.root, path);
+    if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) {
+      throw new StorageError('perm', `mailbox id ${JSON.stringify(mailboxId)} escapes the store root`);
+    }
+    return path;
+  }
+
+  async openMaildrop(mailboxId: string, options?: OpenOptions): Promise<Maildrop> {
+    this.assertOpen();
+    const dir = this.maildirPath(mailboxId);
+    await ensureMaildir(dir);
+    const lock =
+      options?.lock === false
+        ? null
+        : await MaildirLock.acquire(dir, {
+            staleMs: this.lockStaleMs,
+            refreshMs: this.lockRefreshMs,
+            hostname: this.hostname,
+          });
+    try {
+      if (lock !== null) await removeOldTmpFiles(dir);
+      const scanned = await scanMaildir(dir, { uidls: true });
+      const drop = new MaildirMaildrop(mailboxId, dir, scanned, lock, (d) => this.drops.delete(d));
+      this.drops.add(drop);
+      return drop;
+    } catch (e) {
+      await lock?.release();
+      throw toStorageError(e, 'cannot read the maildrop');
+    }
+  }
+
+  async deliver(mailboxId: string, message: Readable, _options?: DeliverOptions): Promise<DeliveryResult> {
+    this.assertOpen();
+    const dir = this.maildirPath(mailboxId);
+    await ensureMaildir(dir, true);
+
+    // tmp/: a unique name, created exclusively (a leftover with the same name is never overwritten).
+    let base = '';
+    let tmpPath = '';
+    let fh: FileHandle | undefined;
+    for (let attempt = 0; fh === undefined; attempt++) {
+      base = newUniqueBase(this.nameHost);
+      tmpPath = join(dir, 'tmp', base);
+      try {
+        fh = await open(tmpPath, 'wx', FILE_MODE);
+      } catch (e) {
+        if (errnoCode(e) !== 'EEXIST' || attempt >= 5) throw toStorageError(e, 'cannot create a message file', true);
+      }
+    }
+
+    const handle = fh;
+    let physical = 0;
+    const counter = new SizeCounter();
+    try {
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async (): Promise<void> => {
+        if (pendingBytes === 0) return;
+        await writeAll(handle, pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes));
+        pending = [];
+        pendingBytes = 0;
+      };
+      for await (const chunk of message) {
+        const buf: Buffer =
+          typeof chunk === 'string'
+            ? Buffer.from(chunk)
+            : Buffer.isBuffer(chunk)
+              ? chunk
+              : Buffer.from(chunk as Uint8Array);
+        physical += buf.length;
+        counter.update(buf);
+        pending.push(buf);
+        pendingBytes += buf.length;
+        if (pendingBytes >= WRITE_BATCH) await flush();
+      }
+      await flush();
+      await handle.sync();
+      await handle.close();
+    } catch (e) {
+      await handle.close().catch(() => {});
+      await unlink(tmpPath).catch(() => {});
+      throw toStorageError(e, 'cannot write the message', true);
+    }
+
+    // new/: published under a name that states both sizes, so no one ever has to read it to list it.
+    const size = counter.digest();
+    let finalPath = '';
+    let id = '';
+    try {
+      for (let attempt = 0; ; attempt++) {
+        id = `${base},S=${physical},W=${size}`;
+        finalPath = join(dir, 'new', id);
+        if (await publish(tmpPath, finalPath)) break;
+        if (attempt >= 5) throw new StorageError('temp', 'cannot find a unique message name');
+        base = newUniqueBase(this.nameHost);
+      }
+    } catch (e) {
+      await unlink(tmpPath).catch(() => {});
+      throw toStorageError(e, 'cannot publish the message', true);
+    }
+    await unlink(tmpPath).catch(() => {}); // after link(); a rename fallback already moved it
+    try {
+      await fsyncDir(join(dir, 'new'));
+    } catch (e) {
+      // Not known to be durable, so not acknowledged; withdraw it so the sender's retry is not a duplicate.
+      await unlink(finalPath).catch(() => {});
+      throw toStorageError(e, 'cannot make the message durable', true);
+    }
+    return { id, size };
+  }
+
+  async stats(mailboxId: string): Promise<MailboxStats> {
+    this.assertOpen();
+    const dir = this.maildirPath(mailboxId);
+    try {
+      const scanned = await scanMaildir(dir, { uidls: false });
+      let bytes = 0;
+      for (const m of scanned) bytes += m.size;
+      return { messages: scanned.length, bytes };
+    } catch (e) {
+      throw toStorageError(e, 'cannot read the mailbox');
+    }
+  }
+
+  /** Releases the maildrops still open through this store (their locks and refresh timers). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.drops].map((d) => d.release()));
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StorageError('temp', 'store is closed');
+  }
+}
+
+export class MaildirMaildrop implements Maildrop {
+  readonly messages: readonly MessageInfo[];
+  /** Current location of each snapshot message still present, by id (base name). */
+  private readonly where = new Map<string, Location>();
+  private readonly cachedSizes = new Set<string>();
+  private released = false;
+
+  constructor(
+    readonly mailboxId: string,
+    /** The Maildir directory. */
+    readonly path: string,
+    scanned: readonly ScannedMessage[],
+    private readonly lock: MaildirLock | null,
+    private readonly onRelease: (d: MaildirMaildrop) => void,
+  ) {
+    const messages: MessageInfo[] = [];
+    for (const m of scanned) {
+      const id = m.parsed.base;
+      messages.push({ id, uidl: m.uidl, size: m.size });
+      this.where.set(id, { folder: m.folder, name: m.name });
+      if (m.cached) this.cachedSizes.add(id);
+    }
+    this.messages = Object.freeze(messages);
+  }
+
+  async open(id: string): Promise<Readable> {
+    this.assertUsable();
+    const loc = this.where.get(id);
+    if (loc === undefined) throw new StorageError('notfound', 'no such message');
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(join(this.path, loc.folder, loc.name), 'r');
+    } catch (e) {
+      if (!isNotFound(e)) throw toStorageError(e, 'cannot open the message');
+    }
+    if (fh === undefined) {
+      // Another program moved it (new/ → cur/) or changed its flags: find it by base name.
+      const now = (
+        await locateAll(this.path).catch((e: unknown) => {
+          throw toStorageError(e, 'cannot read the maildrop');
+        })
+      ).get(id);
+      if (now !== undefined) {
+        this.where.set(id, now);
+        try {
+          fh = await open(join(this.path, now.folder, now.name), 'r');
+        } catch (e) {
+          if (!isNotFound(e)) throw toStorageError(e, 'cannot open the message');
+        }
+      }
+      if (fh === undefined) {
+        this.where.delete(id);
+        throw new StorageError('notfound', 'message is gone');
+      }
+    }
+    // Errors while streaming are the file system's own (EIO); the stream closes the handle either way.
+    return fh.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK });
+  }
+
+  async commit(deletedIds: readonly string[]): Promise<void> {
+    this.assertUsable();
+    // Only messages of this snapshot can be removed: an unknown id names nothing this session may delete.
+    const ids = [...new Set(deletedIds)].filter((id) => this.where.has(id));
+    const errors: unknown[] = [];
+    let relisted: Promise<Map<string, Location>> | undefined;
+    await forEachLimit(ids, UNLINK_CONCURRENCY, async (id) => {
+      const loc = this.where.get(id)!;
+      try {
+        if (await unlinkIfPresent(join(this.path, loc.folder, loc.name))) return;
+        relisted ??= locateAll(this.path);
+        const now = (await relisted).get(id);
+        if (now !== undefined) await unlinkIfPresent(join(this.path, now.folder, now.name));
+      } catch (e) {
+        errors.push(e);
+      }
+    });
+    for (const folder of ['new', 'cur']) {
+      try {
+        await fsyncDir(join(this.path, folder));
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length > 0) {
+      throw new StorageError('temp', `could not delete ${errors.length === 1 ? 'a message' : 'messages'}`, {
+        cause: errors.length === 1 ? errors[0] : new AggregateError(errors),
+      });
+    }
+    for (const id of ids) this.where.delete(id);
+    const uncache = ids.filter((id) => this.cachedSizes.has(id));
+    if (uncache.length > 0) {
+      // Best effort: a stale entry is dropped at the next open anyway.
+      try {
+        const cache = await loadSizeCache(this.path);
+        let changed = false;
+        for (const id of uncache) changed = cache.delete(id) || changed;
+        if (changed) await saveSizeCache(this.path, cache);
+      } catch {}
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    this.onRelease(this);
+    await this.lock?.release();
+  }
+
+  private assertUsable(): void {
+    if (this.released) throw new StorageError('temp', 'maildrop was released');
+  }
+}
+
+/** Creates new/, cur/ and tmp/ (and the parents) when missing, private to the mail owner. */
+async function ensureMaildir(dir: string, forDelivery = false): Promise<void> {
+  try {
+    await Promise.all(['new', 'cur', 'tmp'].map((f) => mkdir(join(dir, f), { recursive: true, mode: DIR_MODE })));
+  } catch (e) {
+    throw toStorageError(e, 'cannot create the maildrop', forDelivery);
+  }
+}
+
+/** Removes dead deliveries from tmp/ (a crash between create and publish leaves them). Best effort. */
+async function removeOldTmpFiles(dir: string): Promise<void> {
+  const tmp = join(dir, 'tmp');
+  let names: string[];
+  try {
+    names = await readdir(tmp);
+  } catch {
+    return;
+  }
+  const cutoff = Date.now() - TMP_MAX_AGE_MS;
+  await forEachLimit(names, 8, async (name) => {
+    try {
+      const st = await lstat(join(tmp, name));
+      if (st.isFile() && st.mtimeMs < cutoff) await unlink(join(tmp, name));
+    } catch {}
+  });
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Moves tmp/ → new/ without ever replacing an existing file: link() fails on an existing target where rename()
+ * would overwrite it. Returns false when the target name is taken. Filesystems without hard links get rename().
+ */
+async function publish(from: string, to: string): Promise<boolean> {
+  try {
+    await link(from, to);
+    return true;
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EXDEV') {
+      throw e;
+    }
+  }
+  try {
+    await lstat(to);
+    return false;
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
+  await rename(from, to);
+  return true;
+}
+
+/** Unlinks a file; false when it was not there. */
+async function unlinkIfPresent(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+    return true;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+}
