@@ -4,6 +4,7 @@ import { hostname as osHostname } from 'node:os';
 import type { Logger } from 'pino';
 import { PasswdFileAuthenticator } from '../auth/passwd.ts';
 import type { Config } from '../config/config.ts';
+import { ClusterCoordinator, serveCoordinator } from '../server/coordinator.ts';
 import { Pop3Server, type TlsMaterial } from '../server/server.ts';
 import { MaildirStore } from '../storage/maildir/store.ts';
 
@@ -41,6 +42,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     loopbackIsSecure: config.server.loopbackIsSecure,
     tls: readTls(config),
     proxy: config.proxy,
+    coordinator: cluster.isWorker
+      ? new ClusterCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs })
+      : undefined,
   });
   await server.listen(config.listen);
   return {
@@ -78,6 +82,8 @@ export async function serveForever(config: Config, logger: Logger): Promise<numb
         () => {
           logger.info('stopped');
           logger.flush();
+          // A worker's IPC channel (used by the coordinator) would keep it alive; let it go.
+          if (cluster.isWorker) process.disconnect();
           resolve(0);
         },
         (err) => {
@@ -98,6 +104,7 @@ export async function serveForever(config: Config, logger: Logger): Promise<numb
 /** The cluster primary: forks workers, restarts ones that die unexpectedly, relays signals. */
 function runPrimary(config: Config, logger: Logger): Promise<number> {
   let stopping = false;
+  serveCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs });
   const fork = () => cluster.fork();
   for (let i = 0; i < config.server.workers; i++) fork();
   cluster.on('exit', (worker, code, signal) => {

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/passwd.ts';
 import type { Config } from '../config/config.ts';
 import type { MailStore } from '../storage/types.ts';
+import type { Coordinator } from './coordinator.ts';
 import type { Session } from './session.ts';
-import type { LoginThrottle } from './throttle.ts';
 
 export type Limits = Config['limits'];
 
@@ -22,7 +22,7 @@ export interface ServerContext {
   /** Present when TLS is configured; used for STLS on this listener when `stlsEnabled`. */
   readonly secureContext: SecureContext | undefined;
   readonly stlsEnabled: boolean;
-  readonly throttle: LoginThrottle;
+  readonly coordinator: Coordinator;
   onClose(session: Session): void;
   onCommand?(verb: string, result: 'ok' | 'error' | 'unknown'): void;
   onLogin?(mechanism: string, result: 'ok' | 'fail'): void;

@@ -13,9 +13,9 @@ import { RespCode } from '../protocol/errors.ts';
 import type { MailStore } from '../storage/types.ts';
 import { normalizeAddress } from './address.ts';
 import type { Limits, ServerContext } from './context.ts';
+import { type Coordinator, LocalCoordinator } from './coordinator.ts';
 import { parseProxyHeader, V2_MAX } from './proxy.ts';
 import { Session } from './session.ts';
-import { LoginThrottle } from './throttle.ts';
 
 export interface TlsMaterial {
   readonly cert: string | Buffer;
@@ -35,6 +35,8 @@ export interface ServerOptions {
   readonly loopbackIsSecure: boolean;
   readonly tls?: TlsMaterial;
   readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin'>;
+  /** Shared per-address state; defaults to this process only (see coordinator.ts for cluster workers). */
+  readonly coordinator?: Coordinator;
   /** PROXY protocol: peers allowed to send the header, and how long to wait for it. */
   readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs: number };
 }
@@ -50,9 +52,8 @@ export interface BoundListener {
 
 export class Pop3Server {
   private readonly sessions = new Set<Session>();
-  private readonly perAddress = new Map<string, number>();
   private readonly servers: { server: NetServer; config: ListenerConfig }[] = [];
-  private readonly throttle: LoginThrottle;
+  private readonly coordinator: Coordinator;
   private secureContext: SecureContext | undefined;
   private pending = 0; // connections accepted but not yet sessions (TLS handshake)
   private closing = false;
@@ -66,7 +67,9 @@ export class Pop3Server {
       if (!c) throw new Error(`bad CIDR in proxy.trusted: ${cidr}`);
       this.trusted.addSubnet(c.address, c.prefix, c.family);
     }
-    this.throttle = new LoginThrottle(options.limits.failedLoginDelayMs, options.limits.failedLoginMaxDelayMs);
+    this.coordinator =
+      options.coordinator ??
+      new LocalCoordinator({ baseMs: options.limits.failedLoginDelayMs, maxMs: options.limits.failedLoginMaxDelayMs });
     if (options.tls) this.setTls(options.tls);
   }
 
@@ -120,7 +123,7 @@ export class Pop3Server {
       loopbackIsSecure: o.loopbackIsSecure,
       secureContext: this.secureContext,
       stlsEnabled: config.tls === 'starttls',
-      throttle: this.throttle,
+      coordinator: this.coordinator,
       onClose: (s) => this.forget(s),
       onCommand: o.hooks?.onCommand,
       onLogin: o.hooks?.onLogin,
@@ -133,7 +136,7 @@ export class Pop3Server {
       this.acceptProxied(socket, config);
       return;
     }
-    this.admit(socket, config, normalizeAddress(socket.remoteAddress), false);
+    void this.admit(socket, config, normalizeAddress(socket.remoteAddress), false);
   }
 
   /**
@@ -172,24 +175,39 @@ export class Pop3Server {
       }
       const rest = buf.subarray(r.consumed);
       const address = r.source ? normalizeAddress(r.source.address) : peer;
-      this.admit(socket, config, address, r.ssl, rest);
+      void this.admit(socket, config, address, r.ssl, rest);
     };
     socket.on('data', onData);
   }
 
   /** Applies the connection limits, then starts a session (after the TLS handshake on implicit-TLS ports). */
-  private admit(socket: Socket, config: ListenerConfig, address: string, proxiedTls: boolean, rest?: Buffer): void {
+  private async admit(
+    socket: Socket,
+    config: ListenerConfig,
+    address: string,
+    proxiedTls: boolean,
+    rest?: Buffer,
+  ): Promise<void> {
     const limits = this.options.limits;
-    const fromAddress = this.perAddress.get(address) ?? 0;
-    const total = this.sessions.size + this.pending;
-    if (this.closing || total >= limits.maxConnections || fromAddress >= limits.maxConnectionsPerAddress) {
-      const why = this.closing ? 'server shutting down' : 'too many connections';
-      this.options.logger.warn({ remote: address, total, fromAddress }, `connection refused: ${why}`);
-      if (config.tls === 'implicit') socket.destroy();
+    const refuse = (why: string) => {
+      this.options.logger.warn(
+        { remote: address, total: this.sessions.size + this.pending },
+        `connection refused: ${why}`,
+      );
+      if (config.tls === 'implicit' && !proxiedTls) socket.destroy();
       else socket.end(`-ERR [${RespCode.SysTemp}] ${why}, try again later.\r\n`);
+    };
+    if (this.closing) return refuse('server shutting down');
+    if (this.sessions.size + this.pending >= limits.maxConnections) return refuse('too many connections');
+    this.pending++;
+    const ok = await this.coordinator.acquire(address, limits.maxConnectionsPerAddress);
+    this.pending--;
+    if (!ok) return refuse('too many connections from your address');
+    if (socket.destroyed || this.closing) {
+      this.coordinator.release(address);
+      if (!socket.destroyed) refuse('server shutting down');
       return;
     }
-    this.perAddress.set(address, fromAddress + 1);
     if (config.tls !== 'implicit' || proxiedTls) {
       if (rest && rest.length > 0) socket.unshift(rest);
       this.startSession(socket, address, proxiedTls, config);
@@ -207,7 +225,7 @@ export class Pop3Server {
       settled = true;
       clearTimeout(timer);
       this.pending--;
-      this.release(address);
+      this.coordinator.release(address);
       this.options.logger.debug({ remote: address, err: err?.message }, 'TLS handshake failed');
       tls.destroy();
     };
@@ -232,14 +250,8 @@ export class Pop3Server {
   }
 
   private forget(session: Session): void {
-    if (this.sessions.delete(session)) this.release(session.remoteAddress);
+    if (this.sessions.delete(session)) this.coordinator.release(session.remoteAddress);
     if (this.closing && this.sessions.size === 0) this.idle?.();
-  }
-
-  private release(address: string): void {
-    const n = (this.perAddress.get(address) ?? 1) - 1;
-    if (n <= 0) this.perAddress.delete(address);
-    else this.perAddress.set(address, n);
   }
 
   private idle: (() => void) | undefined;

@@ -367,7 +367,7 @@ export class Session {
     this.principal = principal;
     this.state = 'TRANSACTION';
     this.pendingUser = undefined;
-    this.ctx.throttle.succeed(this.remoteAddress);
+    this.ctx.coordinator.succeed(this.remoteAddress);
     this.armIdle();
     const [n, size] = this.totals();
     this.log.info({ user: principal.user, mechanism, messages: n, octets: size }, 'login');
@@ -379,7 +379,7 @@ export class Session {
   async loginFailed(user: string | undefined, mechanism: string, reason: string): Promise<void> {
     this.authFailures++;
     this.pendingUser = undefined;
-    const delay = this.ctx.throttle.fail(this.remoteAddress);
+    const delay = await this.ctx.coordinator.fail(this.remoteAddress);
     // fail2ban: match `"msg":"authentication failed"` with `"remote":"<HOST>"`.
     this.log.warn({ user, mechanism, reason, delayMs: delay }, 'authentication failed');
     this.ctx.onLogin?.(mechanism, 'fail');
