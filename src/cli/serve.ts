@@ -23,6 +23,7 @@ function readTls(config: Config): TlsMaterial | undefined {
     cert: readFileSync(config.tls.cert),
     key: readFileSync(config.tls.key),
     minVersion: config.tls.minVersion,
+    sni: config.certificates.map((c) => ({ names: c.names, cert: readFileSync(c.cert), key: readFileSync(c.key) })),
   };
 }
 

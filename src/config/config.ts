@@ -39,6 +39,7 @@ export interface Config {
     readonly failedLoginMaxDelayMs: number;
     readonly shutdownGraceMs: number;
   };
+  readonly certificates: readonly { readonly names: readonly string[]; readonly cert: string; readonly key: string }[];
   readonly proxy: { readonly trusted: readonly string[]; readonly timeoutMs: number };
   readonly log: { readonly level: string };
   /** The LMTP listener; undefined when neither a port nor a socket is configured. */
@@ -284,6 +285,12 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       failedLoginMaxDelayMs: sec('failed_login_max_delay'),
       shutdownGraceMs: sec('shutdown_grace'),
     },
+    certificates: (t.certificate as Raw[]).map((c, i) => {
+      if (c.cert === undefined || c.key === undefined || (c.names as string[]).length === 0) {
+        throw new ConfigError(`${file}: [[certificate]] #${i + 1} needs "names", "cert" and "key"`);
+      }
+      return { names: c.names as string[], cert: path(c.cert as string), key: path(c.key as string) };
+    }),
     proxy: { trusted: px.trusted as string[], timeoutMs: Math.round((px.timeout as number) * 1000) },
     log: { level: (t.log as Raw).level as string },
     lmtp,

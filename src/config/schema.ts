@@ -86,6 +86,19 @@ export const schema = {
       },
     },
   },
+  certificate: {
+    kind: 'array',
+    doc: 'More certificates, chosen by the name the client asks for (SNI); [tls] is the default.',
+    fields: {
+      names: {
+        type: 'string[]',
+        default: [],
+        doc: 'Host names this certificate serves; "*.example.com" matches one label.',
+      },
+      cert: { type: 'string', doc: 'Certificate chain file (PEM).' },
+      key: { type: 'string', doc: 'Private key file (PEM).' },
+    },
+  },
   proxy: {
     kind: 'table',
     doc: 'PROXY protocol (HAProxy, nginx, load balancers) for listeners with proxy_protocol = true.',

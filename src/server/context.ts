@@ -21,6 +21,7 @@ export interface ServerContext {
   readonly loopbackIsSecure: boolean;
   /** Present when TLS is configured; used for STLS on this listener when `stlsEnabled`. */
   readonly secureContext: SecureContext | undefined;
+  readonly sniCallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
   readonly stlsEnabled: boolean;
   readonly coordinator: Coordinator;
   onClose(session: Session): void;

@@ -21,6 +21,30 @@ export interface TlsMaterial {
   readonly cert: string | Buffer;
   readonly key: string | Buffer;
   readonly minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** More certificates chosen by SNI; `names` may hold "*.example.com" (one label). */
+  readonly sni?: readonly {
+    readonly names: readonly string[];
+    readonly cert: string | Buffer;
+    readonly key: string | Buffer;
+  }[];
+}
+
+/**
+ * TLS settings for both implicit TLS and STLS. Ciphers are Node's defaults (OpenSSL's TLS 1.3 suites and
+ * forward-secret AEAD suites for 1.2), the server's preference wins, and TLS 1.2 is the floor (RFC 8314 §5).
+ */
+function secureContextOf(
+  cert: string | Buffer,
+  key: string | Buffer,
+  minVersion: 'TLSv1.2' | 'TLSv1.3',
+): SecureContext {
+  return createSecureContext({
+    cert,
+    key,
+    minVersion,
+    honorCipherOrder: true,
+    ciphers: 'ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20',
+  });
 }
 
 export interface ServerOptions {
@@ -75,13 +99,25 @@ export class Pop3Server {
 
   /** Replaces the certificate for new connections (e.g. on SIGHUP); open sessions keep theirs. */
   setTls(tls: TlsMaterial): void {
-    this.secureContext = createSecureContext({
-      cert: tls.cert,
-      key: tls.key,
-      minVersion: tls.minVersion ?? 'TLSv1.2',
-      honorCipherOrder: true,
-    });
+    const min = tls.minVersion ?? 'TLSv1.2';
+    this.secureContext = secureContextOf(tls.cert, tls.key, min);
+    const byName = new Map<string, SecureContext>();
+    for (const c of tls.sni ?? []) {
+      const ctx = secureContextOf(c.cert, c.key, min);
+      for (const n of c.names) byName.set(n.toLowerCase(), ctx);
+    }
+    this.sniContexts = byName;
   }
+
+  private sniContexts = new Map<string, SecureContext>();
+
+  /** SNI: an exact name first, then a one-label wildcard; otherwise the default certificate. */
+  readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => {
+    const name = servername.toLowerCase();
+    const dot = name.indexOf('.');
+    const ctx = this.sniContexts.get(name) ?? (dot > 0 ? this.sniContexts.get(`*${name.slice(dot)}`) : undefined);
+    cb(null, ctx ?? this.secureContext);
+  };
 
   get sessionCount(): number {
     return this.sessions.size;
@@ -122,6 +158,7 @@ export class Pop3Server {
       allowPlaintextAuth: o.allowPlaintextAuth,
       loopbackIsSecure: o.loopbackIsSecure,
       secureContext: this.secureContext,
+      sniCallback: this.sniCallback,
       stlsEnabled: config.tls === 'starttls',
       coordinator: this.coordinator,
       onClose: (s) => this.forget(s),
@@ -216,7 +253,11 @@ export class Pop3Server {
     this.pending++;
     // Bytes read past a PROXY header are the start of the TLS handshake: hand them to TLS first.
     const transport = rest && rest.length > 0 ? withPrefix(socket, rest) : socket;
-    const tls = new TLSSocket(transport as Socket, { isServer: true, secureContext: this.secureContext });
+    const tls = new TLSSocket(transport as Socket, {
+      isServer: true,
+      secureContext: this.secureContext,
+      SNICallback: this.sniCallback,
+    });
     const timer = setTimeout(() => tls.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
     timer.unref();
     let settled = false;

@@ -428,7 +428,7 @@ export class Session {
     plain.removeAllListeners('drain');
     plain.removeAllListeners('close');
     plain.removeAllListeners('error');
-    const tls = new TLSSocket(plain, { isServer: true, secureContext: ctx });
+    const tls = new TLSSocket(plain, { isServer: true, secureContext: ctx, SNICallback: this.ctx.sniCallback });
     const timer = setTimeout(() => {
       this.log.info('STLS handshake timeout');
       tls.destroy();
