@@ -29,6 +29,22 @@ export interface Maildrop {
   commit(deletedIds: readonly string[]): Promise<void>;
   /** Drops the lock. Idempotent; called on every way out of a session. */
   release(): Promise<void>;
+  /** The mailbox's session bookkeeping (LOGIN-DELAY, EXPIRE); read and written only under the lock. */
+  readState(): Promise<MaildropState>;
+  /** Replaces the bookkeeping durably (Maildir: temporary file, fsync, rename). */
+  writeState(state: MaildropState): Promise<void>;
+}
+
+/**
+ * Bookkeeping kept with a mailbox so that every server process (and, with a shared store, every machine)
+ * sees it: the last login for RFC 2449 LOGIN-DELAY, and when each message was first retrieved, from which
+ * RFC 2449 EXPIRE counts its retention period.
+ */
+export interface MaildropState {
+  /** Time of the last successful login, in ms since the epoch. */
+  readonly lastLogin?: number;
+  /** Message id → time it was first retrieved (RETR), in ms since the epoch. */
+  readonly retrieved?: Readonly<Record<string, number>>;
 }
 
 export interface OpenOptions {

@@ -95,6 +95,16 @@ export function runConformance(name: string, makeStore: () => Promise<StoreFixtu
       });
     });
 
+    it('session state is empty at first, kept across sessions, and per mailbox', async (store) => {
+      await session(store, 'alice', async (d) => assert.deepEqual(await d.readState(), {}));
+      const state = { lastLogin: 1_700_000_000_000, retrieved: { a: 1, 'b,c': 2 } };
+      await session(store, 'alice', async (d) => d.writeState(state));
+      await session(store, 'alice', async (d) => assert.deepEqual(await d.readState(), state));
+      await session(store, 'bob', async (d) => assert.deepEqual(await d.readState(), {}));
+      await session(store, 'alice', async (d) => d.writeState({ lastLogin: 5 }));
+      await session(store, 'alice', async (d) => assert.deepEqual(await d.readState(), { lastLogin: 5 }));
+    });
+
     it('UIDLs are valid, unique, and the same in every session', async (store) => {
       for (let i = 0; i < 20; i++) await deliverBytes(store, 'alice', `Subject: ${i}\r\n\r\n${i}\r\n`);
       const first = await session(store, 'alice', async (d) => d.messages.map((m) => [m.id, m.uidl, m.size]));

@@ -15,6 +15,7 @@ import {
   type DeliveryResult,
   type MailboxStats,
   type Maildrop,
+  type MaildropState,
   type MailStore,
   type MessageInfo,
   type OpenOptions,
@@ -25,6 +26,7 @@ import { MaildirLock } from './lock.ts';
 import { newUniqueBase, sanitizeHostname } from './names.ts';
 import { type Location, locateAll, type ScannedMessage, scanMaildir } from './scan.ts';
 import { loadSizeCache, saveSizeCache } from './sizes.ts';
+import { readState, writeState } from './state.ts';
 
 export interface MaildirStoreOptions {
   /** Directory under which every mailbox lives. */
@@ -322,6 +324,16 @@ export class MaildirMaildrop implements Maildrop {
         if (changed) await saveSizeCache(this.path, cache);
       } catch {}
     }
+  }
+
+  readState(): Promise<MaildropState> {
+    this.assertUsable();
+    return readState(this.path);
+  }
+
+  writeState(state: MaildropState): Promise<void> {
+    this.assertUsable();
+    return writeState(this.path, state);
   }
 
   async release(): Promise<void> {

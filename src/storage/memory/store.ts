@@ -12,6 +12,7 @@ import {
   type DeliveryResult,
   type MailboxStats,
   type Maildrop,
+  type MaildropState,
   type MailStore,
   type MessageInfo,
   type OpenOptions,
@@ -52,6 +53,8 @@ export class MemoryStore implements MailStore {
   private readonly mailboxes = new Map<string, StoredMessage[]>();
   /** Lock owner per mailbox: a maildrop, or a token from holdLock(). */
   private readonly locks = new Map<string, object>();
+  /** @internal Session bookkeeping per mailbox (see MaildropState). */
+  readonly states = new Map<string, MaildropState>();
   private seq = 0;
   private closed = false;
 
@@ -212,6 +215,14 @@ class MemoryMaildrop implements Maildrop {
     if (faults.failCommit) throw new StorageError(faults.failCommit, 'injected fault');
     // Only messages of this snapshot can be removed.
     this.store.remove(this.mailboxId, new Set(deletedIds.filter((id) => this.ids.has(id))));
+  }
+
+  async readState(): Promise<MaildropState> {
+    return structuredClone(this.store.states.get(this.mailboxId) ?? {});
+  }
+
+  async writeState(state: MaildropState): Promise<void> {
+    this.store.states.set(this.mailboxId, structuredClone(state));
   }
 
   async release(): Promise<void> {
