@@ -6,7 +6,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig, parseConfig } from '../config/config.ts';
 import { createLogger } from '../observability/log.ts';
+import { runDeliver } from './deliver.ts';
 import { devBanner, prepareDev } from './dev.ts';
+import { runMailboxCommand } from './mailbox.ts';
 import { serveForever } from './serve.ts';
 import { runUserCommand } from './user.ts';
 
@@ -20,6 +22,8 @@ Usage: postern <command> [options]
 Commands:
   serve          Run the POP3 server (--dev: the embedded development setup in ./var)
   user           Manage users: add, passwd, del, list
+  deliver        Deliver one message from stdin to a user (for an MTA; sysexits exit codes)
+  mailbox        Look into and fill mailboxes: stats, list, import
   check-config   Validate a config file and print what it sets up
 
 Common options:
@@ -85,6 +89,14 @@ export async function main(argv: string[], io: Io = process): Promise<number> {
       }
       case 'check-config':
         return checkConfig(rest, io);
+      case 'deliver': {
+        const { config: file, args } = takeConfig(rest);
+        return await runDeliver(args, { ...io, config: () => resolveConfig(file) });
+      }
+      case 'mailbox': {
+        const { config: file, args } = takeConfig(rest);
+        return await runMailboxCommand(args, { ...io, config: () => resolveConfig(file) });
+      }
       default:
         io.stderr.write(`postern: unknown command "${command}"\n\n${HELP}`);
         return EX_USAGE;

@@ -1,0 +1,196 @@
+/**
+ * `postern mailbox stats|list|import USER …`: what an operator needs to look into a mailbox and to move mail
+ * in. Nothing here takes the session lock: stats and list read a snapshot (a POP3 session may be open at the
+ * same time), and import delivers, as the MTA does, so it works while the user is connected.
+ */
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Config } from '../config/config.ts';
+import { decodeFieldValue, headerField, readHeaderSection } from '../delivery/headerFields.ts';
+import { type MboxFormat, splitMbox } from '../delivery/mbox.ts';
+import { hasLimit } from '../delivery/quota.ts';
+import { UsersFile } from '../delivery/users.ts';
+import { MaildirStore } from '../storage/maildir/store.ts';
+
+export const MAILBOX_HELP = `Usage: postern mailbox <command> USER [options] [--config FILE]
+
+Commands:
+  stats USER [--json]              Messages, octets and quota use of USER's mailbox
+  list USER [--json]               One line per message, oldest first: number, UIDL, size, date, subject
+                                   (read from the headers only)
+  import USER SOURCE... [--format mboxrd|mboxo]
+                                   Copy messages in from mbox files or Maildir directories (cur/ and new/),
+                                   oldest first; each is stored durably, with a new UIDL. Quotas are not
+                                   applied: importing is the operator's decision. Default format: mboxrd.
+
+USER is a user name from the users file. Exit codes: 0 ok, 64 usage, 67 no such user, 1 failure.
+`;
+
+const EX_USAGE = 64;
+const EX_NOUSER = 67;
+
+export interface MailboxIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly config: () => Config;
+}
+
+export async function runMailboxCommand(argv: string[], io: MailboxIo): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    io.stdout.write(MAILBOX_HELP);
+    return command === undefined ? EX_USAGE : 0;
+  }
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: {
+      json: { type: 'boolean' },
+      format: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    io.stdout.write(MAILBOX_HELP);
+    return 0;
+  }
+  const usage = (why: string): number => {
+    io.stderr.write(`postern mailbox: ${why}\n\n${MAILBOX_HELP}`);
+    return EX_USAGE;
+  };
+  const [user, ...sources] = positionals;
+  if (!['stats', 'list', 'import'].includes(command)) return usage(`unknown command "${command}"`);
+  if (user === undefined) return usage('USER is required');
+  if (command !== 'import' && sources.length > 0) return usage(`unexpected argument "${sources[0]}"`);
+  if (command === 'import' && sources.length === 0) return usage('import needs at least one mbox file or Maildir');
+  const format = values.format ?? 'mboxrd';
+  if (format !== 'mboxrd' && format !== 'mboxo') return usage('--format must be mboxrd or mboxo');
+
+  const config = io.config();
+  const users = new UsersFile(config.auth.usersFile, config.quota);
+  const principal = await users.lookup(user);
+  if (principal === null) {
+    io.stderr.write(`postern mailbox: ${user}: no such user\n`);
+    return EX_NOUSER;
+  }
+  const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
+  try {
+    switch (command) {
+      case 'stats':
+        return await stats(store, principal.mailboxId, await users.quotaOf(user), values.json === true, io);
+      case 'list':
+        return await list(store, principal.mailboxId, values.json === true, io);
+      default:
+        return await importInto(store, principal.mailboxId, sources, format, io);
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+async function stats(
+  store: MaildirStore,
+  mailboxId: string,
+  quota: { bytes: number; messages: number },
+  json: boolean,
+  io: MailboxIo,
+): Promise<number> {
+  const s = await store.stats(mailboxId);
+  if (json) {
+    io.stdout.write(`${JSON.stringify({ mailbox: mailboxId, path: store.maildirPath(mailboxId), ...s, quota })}\n`);
+    return 0;
+  }
+  const pct = (used: number, limit: number) =>
+    limit > 0 ? ` of ${limit} (${((100 * used) / limit).toFixed(1)}%)` : '';
+  const lines = [
+    `mailbox   ${mailboxId}`,
+    `path      ${store.maildirPath(mailboxId)}`,
+    `messages  ${s.messages}${pct(s.messages, quota.messages)}`,
+    `octets    ${s.bytes}${pct(s.bytes, quota.bytes)}`,
+    `quota     ${hasLimit(quota) ? `${quota.bytes || 'unlimited'} octets, ${quota.messages || 'unlimited'} messages` : 'none'}`,
+  ];
+  io.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+async function list(store: MaildirStore, mailboxId: string, json: boolean, io: MailboxIo): Promise<number> {
+  const drop = await store.openMaildrop(mailboxId, { lock: false });
+  try {
+    let n = 0;
+    for (const m of drop.messages) {
+      n++;
+      let date = '';
+      let subject = '';
+      try {
+        const header = await readHeaderSection(await drop.open(m.id));
+        date = decodeFieldValue(headerField(header, 'date') ?? '');
+        subject = decodeFieldValue(headerField(header, 'subject') ?? '');
+      } catch {
+        // Gone since the snapshot (a POP3 session deleted it): list what is known.
+      }
+      if (json) {
+        io.stdout.write(`${JSON.stringify({ msn: n, uidl: m.uidl, size: m.size, date, subject })}\n`);
+      } else {
+        io.stdout.write(`${n}\t${m.uidl}\t${m.size}\t${date}\t${subject.replace(/[\x00-\x1f\x7f]/g, ' ')}\n`);
+      }
+    }
+    if (!json && n === 0) io.stderr.write('no messages\n');
+    return 0;
+  } finally {
+    await drop.release();
+  }
+}
+
+async function importInto(
+  store: MaildirStore,
+  mailboxId: string,
+  sources: readonly string[],
+  format: MboxFormat,
+  io: MailboxIo,
+): Promise<number> {
+  let total = 0;
+  for (const source of sources) {
+    const st = await stat(source);
+    let n = 0;
+    if (st.isDirectory()) {
+      for (const file of await maildirFiles(source)) {
+        await store.deliver(mailboxId, createReadStream(file));
+        n++;
+      }
+    } else {
+      n = await splitMbox(createReadStream(source), format, async (m) => {
+        await store.deliver(mailboxId, m.stream);
+      });
+    }
+    io.stdout.write(`${source}: ${n} message${n === 1 ? '' : 's'} imported\n`);
+    total += n;
+  }
+  if (sources.length > 1) io.stdout.write(`${total} messages imported\n`);
+  return 0;
+}
+
+/** The messages of a Maildir (cur/ and new/, not tmp/), oldest first by the delivery time in their names. */
+async function maildirFiles(dir: string): Promise<string[]> {
+  const found: { path: string; key: number; name: string }[] = [];
+  let sawFolder = false;
+  for (const folder of ['cur', 'new']) {
+    let names: string[];
+    try {
+      names = await readdir(join(dir, folder));
+      sawFolder = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      const key = Number.parseInt(name, 10);
+      found.push({ path: join(dir, folder, name), key: Number.isNaN(key) ? 0 : key, name });
+    }
+  }
+  if (!sawFolder) throw new Error(`${dir} is not a Maildir (no cur/ or new/)`);
+  found.sort((a, b) => a.key - b.key || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return found.map((f) => f.path);
+}

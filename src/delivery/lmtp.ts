@@ -1,0 +1,243 @@
+/**
+ * The LMTP listener (RFC 2033) on a TCP port or a Unix socket, built on nodemailer's smtp-server in LMTP mode.
+ *
+ * - RCPT TO: the address must name a user (550 5.1.1 otherwise) whose mailbox can take the message (452 4.2.2
+ *   or 552 5.2.2 when it is full or the declared SIZE= does not fit; which one is `[quota] tempfail`).
+ * - DATA: the message streams into every accepted recipient's mailbox at once (agent.ts), and the server
+ *   answers once per recipient, in RCPT order (RFC 2033 §4.2): 250 only after that copy is durable, 452/552
+ *   over quota, 451 4.3.0 on a transient store error. Return-Path and Delivered-To are added on the way.
+ * - No AUTH and no STARTTLS: LMTP is for the MTA on this machine or a trusted network (RFC 2033 §1: "LMTP
+ *   should not be used over wide area networks"); bind it to a Unix socket or a private address.
+ */
+
+import cluster from 'node:cluster';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { hostname as osHostname } from 'node:os';
+import type { Logger } from 'pino';
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerDataResult,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from 'smtp-server';
+import type { Config, LmtpConfig } from '../config/config.ts';
+import type { MailStore } from '../storage/types.ts';
+import { DeliveryAgent, type DeliveryHooks, type DeliveryOutcome, type Recipient } from './agent.ts';
+import { UsersFile } from './users.ts';
+
+export interface LmtpListenerOptions {
+  readonly agent: DeliveryAgent;
+  readonly config: LmtpConfig;
+  /** Name in the greeting and LHLO reply. */
+  readonly hostname: string;
+  /** Over quota is temporary (452) rather than permanent (552). */
+  readonly quotaTempfail: boolean;
+  readonly logger: Logger;
+  /** How long open connections get on close() before they are told 421 and dropped. */
+  readonly closeGraceMs?: number;
+}
+
+/** An error that smtp-server turns into a reply with this code (the enhanced code follows from it). */
+function reply(code: number, text: string): Error {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+export class LmtpListener {
+  private readonly server: SMTPServer;
+  private readonly agent: DeliveryAgent;
+  /** Where it listens, once listening: a TCP port or a socket path. */
+  port: number | undefined;
+  socketPath: string | undefined;
+
+  constructor(private readonly options: LmtpListenerOptions) {
+    const { config } = options;
+    this.agent = options.agent;
+    const log = options.logger.child({ protocol: 'lmtp' });
+    this.server = new SMTPServer({
+      lmtp: true,
+      name: options.hostname,
+      banner: 'Postern LMTP ready',
+      // RFC 2033 and RFC 1870: SIZE is advertised, and a message over it is refused (552 5.3.4) by
+      // smtp-server for every recipient; the agent also stops writing it as soon as it goes over.
+      size: config.maxMessageSize > 0 ? config.maxMessageSize : undefined,
+      rejectOversized: config.maxMessageSize > 0,
+      maxClients: config.maxConnections,
+      maxRecipients: config.maxRecipients,
+      socketTimeout: config.idleTimeoutMs,
+      closeTimeout: options.closeGraceMs ?? 30_000,
+      disabledCommands: ['AUTH', 'STARTTLS'],
+      authOptional: true,
+      hideSTARTTLS: true,
+      hideDSN: true,
+      hideENHANCEDSTATUSCODES: false,
+      // The MTA is on this machine or a trusted network; a DNS lookup per connection only adds delay.
+      disableReverseLookup: true,
+      // Protocol traces at debug level; connection lines at info, like the POP3 side.
+      logger: log,
+      onRcptTo: (address, session, callback) => {
+        this.onRcptTo(address, session).then(callback, (err: unknown) => {
+          log.error({ err }, 'RCPT failed');
+          callback(reply(451, 'Temporary local error, try again later'));
+        });
+      },
+      onData: (stream, session, callback) => {
+        this.onData(stream, session).then(
+          (results) => callback(null, results),
+          (err: unknown) => {
+            log.error({ err }, 'DATA failed');
+            callback(reply(451, 'Temporary local error, try again later'));
+          },
+        );
+      },
+    });
+    this.server.on('error', (err) => log.error({ err }, 'LMTP server error'));
+  }
+
+  private async onRcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<Error | null> {
+    const rcpt = await this.agent.resolve(address.address);
+    if (rcpt === null) {
+      this.agent.noUser(address.address);
+      return reply(550, `<${address.address}>: no such user here`);
+    }
+    const mailFrom = session.envelope.mailFrom;
+    const args = mailFrom ? mailFrom.args : false;
+    const declared = args ? Number(args.SIZE) : 0;
+    const refused = await this.agent.precheck(rcpt, Number.isSafeInteger(declared) ? declared : 0);
+    return refused === null ? null : this.errorOf(refused);
+  }
+
+  private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<SMTPServerDataResult[]> {
+    const addresses = session.envelope.rcptTo.map((r) => r.address);
+    // Looked up again: the transaction may have waited, and a user removed meanwhile gets no mail.
+    const resolved = await Promise.all(addresses.map((a) => this.agent.resolve(a)));
+    const recipients = resolved.filter((r): r is Recipient => r !== null);
+    const mailFrom = session.envelope.mailFrom;
+    const max = this.options.config.maxMessageSize;
+    const outcomes = await this.agent.deliver(stream, {
+      sender: mailFrom ? mailFrom.address : undefined,
+      recipients,
+      maxBytes: max > 0 ? max : undefined,
+    });
+    let next = 0;
+    return resolved.map((r, i): SMTPServerDataResult => {
+      if (r === null) {
+        this.agent.noUser(addresses[i]);
+        return reply(550, `<${addresses[i]}>: no such user here`);
+      }
+      const o = outcomes[next++];
+      return o.status === 'delivered' ? `<${o.recipient.address}> delivered as ${o.id}` : this.errorOf(o);
+    });
+  }
+
+  private errorOf(o: DeliveryOutcome): Error {
+    const who = `<${o.recipient.address}>`;
+    switch (o.status) {
+      case 'quota':
+        return reply(this.options.quotaTempfail ? 452 : 552, `${who}: ${o.reason}`);
+      case 'perm':
+        return reply(554, `${who}: ${o.reason}`);
+      default:
+        // The reason may name a file system error; the log has it, the MTA's queue needs only the code.
+        return reply(451, `${who}: temporary local error, try again later`);
+    }
+  }
+
+  /** Starts listening; a stale Unix socket file (no one accepting on it) is replaced. */
+  async listen(): Promise<void> {
+    const { config } = this.options;
+    if (config.socket !== undefined) {
+      const path = config.socket;
+      await removeStaleSocket(path);
+      await new Promise<void>((resolve, reject) => {
+        this.server.server.once('error', reject);
+        this.server.listen(path, () => {
+          this.server.server.off('error', reject);
+          resolve();
+        });
+      });
+      await chmod(path, config.socketMode);
+      this.socketPath = path;
+      this.options.logger.info({ socket: path }, 'LMTP listening');
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.server.server.once('error', reject);
+      this.server.listen(config.port ?? 24, config.address, () => {
+        this.server.server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = this.server.server.address();
+    this.port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
+    this.options.logger.info({ address: config.address, port: this.port }, 'LMTP listening');
+  }
+
+  /** Stops accepting; open connections get the grace period, then 421. Removes the socket file. */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.socketPath !== undefined) await unlink(this.socketPath).catch(() => {});
+  }
+}
+
+/**
+ * Builds the delivery pipeline for `config` (users file, quotas, recipient rules) over `store` and starts the
+ * LMTP listener; `serve` calls it beside the POP3 server.
+ */
+export async function startLmtp(
+  config: Config & { readonly lmtp: LmtpConfig },
+  store: MailStore,
+  logger: Logger,
+  hooks?: DeliveryHooks,
+): Promise<LmtpListener> {
+  const users = new UsersFile(config.auth.usersFile, config.quota, (msg) => logger.warn(msg));
+  const agent = new DeliveryAgent({
+    store,
+    users,
+    quotas: users,
+    rules: { lookup: config.lmtp.recipientLookup, delimiter: config.lmtp.recipientDelimiter },
+    logger: logger.child({ component: 'delivery' }),
+    hooks,
+  });
+  const listener = new LmtpListener({
+    agent,
+    config: config.lmtp,
+    hostname: config.lmtp.hostname ?? config.server.hostname ?? osHostname(),
+    quotaTempfail: config.quota.tempfail,
+    logger,
+    closeGraceMs: config.limits.shutdownGraceMs,
+  });
+  await listener.listen();
+  return listener;
+}
+
+/**
+ * A socket file left by a process that died is removed; one that something still accepts on is not (two
+ * servers on one socket would split the mail between them), and neither is a file that is not a socket.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  // Cluster workers share one listening socket through the primary: only the first worker cleans up, and a
+  // live socket is the one the cluster already listens on.
+  if (cluster.isWorker && cluster.worker?.id !== 1) return;
+  try {
+    const st = await lstat(path);
+    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (alive) {
+    if (cluster.isWorker) return;
+    throw new Error(`${path} is in use by another process`);
+  }
+  await unlink(path);
+}

@@ -1,0 +1,123 @@
+/**
+ * Mailbox quotas: a limit on octets (as transmitted, the size POP3 reports) and one on the message count, each
+ * 0 for none. The defaults come from `[quota]`; a user's line in the users file may override them with the
+ * extra fields `quota_bytes=SIZE` and `quota_messages=N` (SIZE takes a K, M, G or T suffix, powers of 1024, as
+ * Dovecot's quota rules do; 0 lifts the limit for that user).
+ *
+ * Enforced at delivery, in two steps: before the message is read (RCPT in LMTP: the mailbox is already full,
+ * or the size the client declared with SIZE= will not fit), and while it streams (QuotaLimiter stops the copy
+ * the moment it goes over, so an over-quota message is never written in full). Deliveries running at the same
+ * moment each see the usage before the others, so a mailbox can end up over its limit by what they carried:
+ * a soft limit, as with Dovecot's Maildir++ quota, and never a lost message.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { SizeCounter } from '../protocol/size.ts';
+import { type MailboxStats, StorageError } from '../storage/types.ts';
+
+export interface Quota {
+  /** Octets as transmitted; 0 means no limit. */
+  readonly bytes: number;
+  /** Messages; 0 means no limit. */
+  readonly messages: number;
+}
+
+export const NO_QUOTA: Quota = Object.freeze({ bytes: 0, messages: 0 });
+
+export function hasLimit(q: Quota): boolean {
+  return q.bytes > 0 || q.messages > 0;
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** `1048576`, `512K`, `100M`, `2G`, `1T` (case-insensitive, an optional trailing B) → octets; null if invalid. */
+export function parseQuotaSize(text: string): number | null {
+  const m = /^(\d+)\s*([kmgt]?)b?$/i.exec(text.trim());
+  if (!m) return null;
+  const n = Number(m[1]) * UNITS[m[2].toLowerCase()];
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** Applies `quota_bytes=` / `quota_messages=` extra fields to the defaults. Invalid values are reported. */
+export function quotaFromExtraFields(extra: readonly string[], defaults: Quota): { quota: Quota; problems: string[] } {
+  let { bytes, messages } = defaults;
+  const problems: string[] = [];
+  for (const token of extra) {
+    const eq = token.indexOf('=');
+    if (eq < 0) continue;
+    const key = token.slice(0, eq);
+    const value = token.slice(eq + 1);
+    if (key === 'quota_bytes') {
+      const n = parseQuotaSize(value);
+      if (n === null) problems.push(`quota_bytes=${value} is not a size like 1048576, 500M or 2G`);
+      else bytes = n;
+    } else if (key === 'quota_messages') {
+      if (/^\d+$/.test(value) && Number.isSafeInteger(Number(value))) messages = Number(value);
+      else problems.push(`quota_messages=${value} is not a whole number`);
+    }
+  }
+  return { quota: { bytes, messages }, problems };
+}
+
+/** Where delivery learns each user's quota. */
+export interface QuotaSource {
+  quotaOf(user: string): Promise<Quota>;
+}
+
+/** The same quota for everyone. */
+export class FixedQuota implements QuotaSource {
+  constructor(private readonly quota: Quota) {}
+  async quotaOf(): Promise<Quota> {
+    return this.quota;
+  }
+}
+
+/**
+ * Why a mailbox cannot take a message of `incomingBytes` (0 when unknown) now, or null when it can. The
+ * message-count limit refuses the message that would go beyond it; the size limit refuses a mailbox that
+ * is already at or over it, or a message declared too large for what is left.
+ */
+export function quotaRefusal(usage: MailboxStats, quota: Quota, incomingBytes = 0): string | null {
+  if (quota.messages > 0 && usage.messages + 1 > quota.messages) {
+    return `mailbox is full (${usage.messages} of ${quota.messages} messages)`;
+  }
+  if (quota.bytes > 0 && (usage.bytes >= quota.bytes || usage.bytes + incomingBytes > quota.bytes)) {
+    return incomingBytes > 0 && usage.bytes < quota.bytes
+      ? `message of ${incomingBytes} octets does not fit (${usage.bytes} of ${quota.bytes} used)`
+      : `mailbox is full (${usage.bytes} of ${quota.bytes} octets)`;
+  }
+  return null;
+}
+
+/**
+ * Passes the message through while counting its transmitted size (CRLF line endings, as the store counts it);
+ * fails with StorageError('quota') as soon as it exceeds `maxBytes`, so the store abandons the copy.
+ */
+export class QuotaLimiter extends Transform {
+  private readonly counter = new SizeCounter();
+  /** Set when the limit was hit (the store may wrap the error; this says what really happened). */
+  exceeded = false;
+
+  constructor(readonly maxBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.counter.update(chunk);
+    // The digest may still add a final line ending; without it the count is a lower bound, safe to refuse on.
+    if (this.counter.digest() - 2 > this.maxBytes) {
+      this.exceeded = true;
+      callback(new StorageError('quota', 'message exceeds the quota'));
+      return;
+    }
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.counter.digest() > this.maxBytes) {
+      this.exceeded = true;
+      callback(new StorageError('quota', 'message exceeds the quota'));
+      return;
+    }
+    callback();
+  }
+}
