@@ -4,6 +4,14 @@ import { hostname as osHostname } from 'node:os';
 import type { Logger } from 'pino';
 import { PasswdFileAuthenticator } from '../auth/passwd.ts';
 import type { Config } from '../config/config.ts';
+import { startLmtp } from '../delivery/lmtp.ts';
+import {
+  instrumentStore,
+  Metrics,
+  startClusterMetricsEndpoint,
+  startMetricsEndpoint,
+  tapSessionEvents,
+} from '../observability/metrics.ts';
 import { ClusterCoordinator, serveCoordinator } from '../server/coordinator.ts';
 import { Pop3Server, type TlsMaterial } from '../server/server.ts';
 import { MaildirStore } from '../storage/maildir/store.ts';
@@ -31,10 +39,12 @@ function readTls(config: Config): TlsMaterial | undefined {
 export async function startServer(config: Config, logger: Logger): Promise<Running> {
   const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
   const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile, { logger });
+  const metrics = config.metrics.enabled ? new Metrics({ processMetrics: config.metrics.processMetrics }) : undefined;
   const server = new Pop3Server({
-    store,
+    store: metrics ? instrumentStore(store, metrics) : store,
     authenticator,
-    logger,
+    logger: metrics ? tapSessionEvents(logger, metrics) : logger,
+    hooks: metrics?.serverHooks,
     limits: config.limits,
     hostname: config.server.hostname ?? osHostname(),
     greeting: config.server.greeting,
@@ -48,6 +58,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       : undefined,
   });
   await server.listen(config.listen);
+  const lmtp = config.lmtp
+    ? await startLmtp({ ...config, lmtp: config.lmtp }, store, logger, metrics?.deliveryHooks)
+    : undefined;
+  const endpoint = metrics
+    ? await startMetricsEndpoint(config.metrics, metrics, { pop3: server, mailRoot: config.storage.root }, logger)
+    : undefined;
   return {
     server,
     store,
@@ -59,7 +75,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       logger.info('reloaded certificate and users');
     },
     async stop(graceMs) {
-      await server.close(graceMs);
+      await Promise.all([server.close(graceMs), lmtp?.close(), endpoint?.close()]);
       await store.close();
     },
   };
@@ -106,6 +122,7 @@ export async function serveForever(config: Config, logger: Logger): Promise<numb
 function runPrimary(config: Config, logger: Logger): Promise<number> {
   let stopping = false;
   serveCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs });
+  if (config.metrics.enabled) startClusterMetricsEndpoint(config.metrics, logger);
   const fork = () => cluster.fork();
   for (let i = 0; i < config.server.workers; i++) fork();
   cluster.on('exit', (worker, code, signal) => {
