@@ -1,6 +1,10 @@
 /**
  * The SASL mechanisms by name, for the POP3 server's AUTH command and the client library. Each mechanism's
  * own module has its RFC and its details; types.ts has the contracts.
+ *
+ * The token verifiers (jwt.ts: `createJwtBearerVerifier`, bearer-command.ts: `createCommandBearerVerifier`)
+ * are server-only and are imported from their own modules, so the client library does not load `jose` or
+ * `child_process` through this one.
  */
 import { type CramMd5ServerOptions, createCramMd5Client, createCramMd5Server } from './cram-md5.ts';
 import { createLoginClient, createLoginServer } from './login.ts';
