@@ -141,6 +141,13 @@ export class PasswdFileAuthenticator implements Authenticator {
     return false;
   }
 
+  hasPolicyOverrides(): boolean {
+    for (const entry of this.snapshot.users.values()) {
+      if (entry.extra.some((t) => t.startsWith('login_delay=') || t.startsWith('expire='))) return true;
+    }
+    return false;
+  }
+
   async lookup(user: string): Promise<Principal | null> {
     await this.refresh();
     const entry = this.entryOf(user);
@@ -189,8 +196,19 @@ export class PasswdFileAuthenticator implements Authenticator {
   }
 }
 
+/** Extra fields that carry per-user policy (never secrets), exposed on the principal. */
+export const POLICY_FIELDS = ['login_delay', 'expire', 'quota_bytes', 'quota_messages'] as const;
+
 function principalOf(entry: PasswdEntry): Principal | null {
-  return entry.mailboxId === null ? null : { user: entry.name, mailboxId: entry.mailboxId };
+  if (entry.mailboxId === null) return null;
+  const settings: Record<string, string> = {};
+  for (const token of entry.extra) {
+    const eq = token.indexOf('=');
+    const key = eq < 0 ? token : token.slice(0, eq);
+    if ((POLICY_FIELDS as readonly string[]).includes(key)) settings[key] = eq < 0 ? '' : token.slice(eq + 1);
+  }
+  const principal = { user: entry.name, mailboxId: entry.mailboxId };
+  return Object.keys(settings).length > 0 ? { ...principal, settings } : principal;
 }
 
 function stampOf(s: Stats): string {

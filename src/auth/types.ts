@@ -7,6 +7,11 @@
 export interface Principal {
   readonly user: string;
   readonly mailboxId: string;
+  /**
+   * Per-user policy from the user database (passwd-file extra fields such as `login_delay=900`,
+   * `expire=30`, `quota_bytes=…`); secrets are never in here.
+   */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 export interface Authenticator {
@@ -25,6 +30,8 @@ export interface Authenticator {
   hasSharedSecrets(): boolean;
   /** Looks a user up without a password (delivery, admin). Null when unknown. */
   lookup(user: string): Promise<Principal | null>;
+  /** True when some user has a per-user policy setting (`login_delay=` or `expire=`): CAPA says "USER". */
+  hasPolicyOverrides?(): boolean;
 }
 
 /** The part of a pino logger that auth uses; pass the server's logger or a child of it. */

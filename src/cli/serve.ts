@@ -53,6 +53,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     loopbackIsSecure: config.server.loopbackIsSecure,
     tls: readTls(config),
     proxy: config.proxy,
+    policy: config.policy,
     coordinator: cluster.isWorker
       ? new ClusterCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs })
       : undefined,

@@ -18,6 +18,7 @@ import {
   apopDigest,
   asAuthError,
   chooseMechanism,
+  fromSaslError,
   resolveSecret,
   saslLines,
 } from './auth.ts';
@@ -282,7 +283,7 @@ export class Pop3Client {
         }
       }
     } catch (err) {
-      throw asAuthError(err);
+      throw asAuthError(fromSaslError(err));
     }
     this._mechanism = mech;
     this._state = 'TRANSACTION';

@@ -1,6 +1,8 @@
 /**
- * The SASL client mechanisms the library can use, from src/auth/sasl (shared with the server).
+ * The SASL client mechanisms, from src/auth/sasl (the same state machines the server uses), behind the
+ * small interface client.ts needs.
  */
+import { createSaslClient, SASL_MECHANISMS } from '../auth/sasl/index.ts';
 import type { SaslClient } from '../auth/sasl/types.ts';
 
 export interface SaslCredentials {
@@ -12,14 +14,22 @@ export interface SaslCredentials {
   port: number | undefined;
 }
 
-const FACTORIES: Record<string, (c: SaslCredentials) => SaslClient> = {};
+const TOKEN_MECHANISMS = new Set(['OAUTHBEARER', 'XOAUTH2']);
 
 export function saslMechanismsAvailable(): ReadonlySet<string> {
-  return new Set(Object.keys(FACTORIES));
+  return new Set<string>(SASL_MECHANISMS);
 }
 
-export function saslClientFor(mechanism: string, creds: SaslCredentials): SaslClient {
-  const f = FACTORIES[mechanism];
-  if (!f) throw new TypeError(`no SASL client for ${mechanism}`);
-  return f(creds);
+export function saslClientFor(mechanism: string, c: SaslCredentials): SaslClient {
+  const token = TOKEN_MECHANISMS.has(mechanism);
+  const client = createSaslClient(mechanism, {
+    username: c.user,
+    password: token ? undefined : c.secret,
+    token: token ? c.secret : undefined,
+    authzid: c.authzid,
+    host: c.host,
+    port: c.port,
+  });
+  if (!client) throw new TypeError(`SASL ${mechanism} cannot be used with these credentials`);
+  return client;
 }

@@ -39,6 +39,7 @@ export interface Config {
     readonly failedLoginMaxDelayMs: number;
     readonly shutdownGraceMs: number;
   };
+  readonly policy: { readonly loginDelaySeconds: number; readonly expireDays: number | 'never' };
   readonly certificates: readonly { readonly names: readonly string[]; readonly cert: string; readonly key: string }[];
   readonly proxy: { readonly trusted: readonly string[]; readonly timeoutMs: number };
   readonly log: { readonly level: string };
@@ -285,6 +286,10 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       failedLoginMaxDelayMs: sec('failed_login_max_delay'),
       shutdownGraceMs: sec('shutdown_grace'),
     },
+    policy: {
+      loginDelaySeconds: (t.policy as Raw).login_delay as number,
+      expireDays: parseExpire((t.policy as Raw).expire as string, file),
+    },
     certificates: (t.certificate as Raw[]).map((c, i) => {
       if (c.cert === undefined || c.key === undefined || (c.names as string[]).length === 0) {
         throw new ConfigError(`${file}: [[certificate]] #${i + 1} needs "names", "cert" and "key"`);
@@ -323,4 +328,11 @@ export function parseCidr(cidr: string): { address: string; prefix: number; fami
   const prefix = p === undefined ? max : /^\d{1,3}$/.test(p) ? Number(p) : -1;
   if (prefix < 0 || prefix > max) return undefined;
   return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** `expire`: "never" or a whole number of days. */
+export function parseExpire(v: string, where = 'expire'): number | 'never' {
+  if (v.toLowerCase() === 'never') return 'never';
+  if (/^\d{1,5}$/.test(v)) return Number(v);
+  throw new ConfigError(`${where}: policy.expire must be "never" or a number of days, got "${v}"`);
 }

@@ -86,6 +86,23 @@ export const schema = {
       },
     },
   },
+  policy: {
+    kind: 'table',
+    doc: 'RFC 2449 LOGIN-DELAY and EXPIRE; users override them with passwd extra fields login_delay= and expire=.',
+    fields: {
+      login_delay: {
+        type: 'integer',
+        default: 0,
+        min: 0,
+        doc: 'Minimum seconds between two logins of one user (0: no limit, not advertised).',
+      },
+      expire: {
+        type: 'string',
+        default: 'never',
+        doc: 'Days a message is kept after it was first retrieved ("never"; "0": deleted at the QUIT of the session that retrieved it).',
+      },
+    },
+  },
   certificate: {
     kind: 'array',
     doc: 'More certificates, chosen by the name the client asks for (SNI); [tls] is the default.',

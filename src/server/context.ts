@@ -7,6 +7,7 @@ import type { Coordinator } from './coordinator.ts';
 import type { Session } from './session.ts';
 
 export type Limits = Config['limits'];
+export type Policy = Config['policy'];
 
 /** What a session needs from its server and listener; built once per listener. */
 export interface ServerContext {
@@ -23,6 +24,8 @@ export interface ServerContext {
   readonly secureContext: SecureContext | undefined;
   readonly sniCallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
   readonly stlsEnabled: boolean;
+  /** RFC 2449 LOGIN-DELAY and EXPIRE defaults (users may override them). */
+  readonly policy: Policy;
   readonly coordinator: Coordinator;
   onClose(session: Session): void;
   onCommand?(verb: string, result: 'ok' | 'error' | 'unknown'): void;

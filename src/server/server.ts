@@ -12,7 +12,7 @@ import { type ListenerConfig, parseCidr } from '../config/config.ts';
 import { RespCode } from '../protocol/errors.ts';
 import type { MailStore } from '../storage/types.ts';
 import { normalizeAddress } from './address.ts';
-import type { Limits, ServerContext } from './context.ts';
+import type { Limits, Policy, ServerContext } from './context.ts';
 import { type Coordinator, LocalCoordinator } from './coordinator.ts';
 import { parseProxyHeader, V2_MAX } from './proxy.ts';
 import { Session } from './session.ts';
@@ -59,6 +59,8 @@ export interface ServerOptions {
   readonly loopbackIsSecure: boolean;
   readonly tls?: TlsMaterial;
   readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin'>;
+  /** RFC 2449 LOGIN-DELAY and EXPIRE defaults; none when absent. */
+  readonly policy?: Policy;
   /** Shared per-address state; defaults to this process only (see coordinator.ts for cluster workers). */
   readonly coordinator?: Coordinator;
   /** PROXY protocol: peers allowed to send the header, and how long to wait for it. */
@@ -160,6 +162,7 @@ export class Pop3Server {
       secureContext: this.secureContext,
       sniCallback: this.sniCallback,
       stlsEnabled: config.tls === 'starttls',
+      policy: o.policy ?? { loginDelaySeconds: 0, expireDays: 'never' },
       coordinator: this.coordinator,
       onClose: (s) => this.forget(s),
       onCommand: o.hooks?.onCommand,

@@ -13,11 +13,12 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/passwd.ts';
+import { parseExpire } from '../config/config.ts';
 import { parseCommand, parseMsn } from '../protocol/command.ts';
 import { DotEncoder, type DotEncoder as DotEncoderType } from '../protocol/dot.ts';
 import { Pop3Error, RespCode } from '../protocol/errors.ts';
 import { LineReader } from '../protocol/lineReader.ts';
-import type { Maildrop, MessageInfo } from '../storage/types.ts';
+import type { Maildrop, MaildropState, MessageInfo } from '../storage/types.ts';
 import { isStorageError } from '../storage/types.ts';
 import { isLoopback } from './address.ts';
 import { commands } from './commands/index.ts';
@@ -49,6 +50,10 @@ export class Session {
   /** The APOP timestamp of the greeting, when APOP is offered (RFC 1939 §7). */
   readonly apopTimestamp: string | undefined;
   authFailures = 0;
+  /** Snapshot messages retrieved (RETR) in this session, by index; EXPIRE counts from the first retrieval. */
+  readonly retrieved = new Set<number>();
+  /** The mailbox's bookkeeping as read at login, when a policy needs it. */
+  private maildropState: MaildropState | undefined;
   /** RFC 6856 LANG: the language of reply texts. */
   lang = DEFAULT_LANG;
   /** RFC 6856 UTF8: the client said it accepts UTF-8. */
@@ -350,6 +355,22 @@ export class Session {
     return [n, size];
   }
 
+  /** The LOGIN-DELAY (seconds) and EXPIRE (days or "never") that apply to a user. */
+  policyFor(principal: Principal | undefined): { loginDelay: number; expire: number | 'never' } {
+    const p = this.ctx.policy;
+    const s = principal?.settings ?? {};
+    const delay = s.login_delay !== undefined && /^\d{1,7}$/.test(s.login_delay) ? Number(s.login_delay) : undefined;
+    let expire: number | 'never' = p.expireDays;
+    if (s.expire !== undefined) {
+      try {
+        expire = parseExpire(s.expire);
+      } catch {
+        this.log.warn({ user: principal?.user }, 'ignoring a malformed expire= field');
+      }
+    }
+    return { loginDelay: delay ?? p.loginDelaySeconds, expire };
+  }
+
   /** Called once the principal is verified: takes the maildrop lock, then enters TRANSACTION. */
   async enterTransaction(principal: Principal, mechanism: string): Promise<void> {
     let md: Maildrop;
@@ -362,6 +383,28 @@ export class Session {
     if (this.closed) {
       await md.release();
       return;
+    }
+    const policy = this.policyFor(principal);
+    if (policy.loginDelay > 0 || policy.expire !== 'never') {
+      try {
+        // Read and written under the maildrop lock, so concurrent logins on any process see one order.
+        const state = await md.readState();
+        const now = Date.now();
+        const wait = policy.loginDelay * 1000 - (now - (state.lastLogin ?? 0));
+        if (policy.loginDelay > 0 && wait > 0) {
+          this.log.info({ user: principal.user, waitMs: wait }, 'login refused: LOGIN-DELAY');
+          throw new Pop3Error(this.text.loginDelay(policy.loginDelay), RespCode.LoginDelay);
+        }
+        if (policy.loginDelay > 0) {
+          this.maildropState = { ...state, lastLogin: now };
+          await md.writeState(this.maildropState);
+        } else {
+          this.maildropState = state;
+        }
+      } catch (err) {
+        await md.release();
+        throw err;
+      }
     }
     this.maildrop = md;
     this.principal = principal;
@@ -401,9 +444,32 @@ export class Session {
   async update(): Promise<void> {
     this.state = 'UPDATE';
     const md = this.requireMaildrop();
-    const ids = [...this.deleted].map((i) => md.messages[i].id);
+    const doomed = new Set(this.deleted);
+    const expire = this.policyFor(this.principal).expire;
+    let nextState: MaildropState | undefined;
+    if (expire !== 'never') {
+      // RFC 2449 EXPIRE: a message is kept `expire` days after it was first retrieved; 0 means it goes at the
+      // QUIT of the session that retrieved it. Messages never retrieved are never expired.
+      const now = Date.now();
+      const before = this.maildropState?.retrieved ?? {};
+      const retrieved: Record<string, number> = {};
+      for (const [i, m] of md.messages.entries()) {
+        const first = before[m.id] ?? (this.retrieved.has(i) ? now : undefined);
+        if (first === undefined) continue;
+        if (now - first >= expire * 86_400_000) doomed.add(i);
+        else if (!doomed.has(i)) retrieved[m.id] = first;
+      }
+      nextState = { ...this.maildropState, retrieved };
+    }
+    const ids = [...doomed].map((i) => md.messages[i].id);
     try {
       if (ids.length > 0) await md.commit(ids);
+      if (nextState) {
+        await md.writeState(nextState).catch((err: unknown) => {
+          // Bookkeeping only: the deletions above are already durable, so QUIT still succeeds.
+          this.log.warn({ err: (err as Error).message }, 'could not record retrieval times');
+        });
+      }
       this.counters.deleted = ids.length;
       const left = md.messages.length - ids.length;
       this.reply(`+OK ${this.text.loggingOut(ids.length, left)}`);

@@ -7,14 +7,20 @@ import type { Limits } from '../../src/server/context.ts';
 import { Pop3Server, type ServerOptions } from '../../src/server/server.ts';
 import { MemoryStore } from '../../src/storage/memory/store.ts';
 
-/** Users with plaintext passwords and, optionally, an APOP/CRAM-MD5 shared secret. */
+export interface TestUser {
+  password: string;
+  secret?: string;
+  settings?: Record<string, string>;
+}
+
+/** Users with plaintext passwords and, optionally, an APOP/CRAM-MD5 shared secret and policy settings. */
 export class TestAuthenticator implements Authenticator {
   verifyCalls = 0;
-  constructor(readonly users: Record<string, { password: string; secret?: string }>) {}
+  constructor(readonly users: Record<string, TestUser>) {}
   async verifyPassword(user: string, password: string): Promise<Principal | null> {
     this.verifyCalls++;
     const u = Object.hasOwn(this.users, user) ? this.users[user] : undefined;
-    return u && u.password === password ? { user, mailboxId: user } : null;
+    return u && u.password === password ? { user, mailboxId: user, settings: u.settings } : null;
   }
   async sharedSecret(user: string): Promise<string | null> {
     return Object.hasOwn(this.users, user) ? (this.users[user].secret ?? null) : null;
@@ -23,7 +29,12 @@ export class TestAuthenticator implements Authenticator {
     return Object.values(this.users).some((u) => u.secret !== undefined);
   }
   async lookup(user: string): Promise<Principal | null> {
-    return Object.hasOwn(this.users, user) ? { user, mailboxId: user } : null;
+    return Object.hasOwn(this.users, user) ? { user, mailboxId: user, settings: this.users[user].settings } : null;
+  }
+  hasPolicyOverrides(): boolean {
+    return Object.values(this.users).some(
+      (u) => u.settings?.login_delay !== undefined || u.settings?.expire !== undefined,
+    );
   }
 }
 
@@ -65,7 +76,7 @@ export interface TestServer {
 
 export async function startTestServer(
   opts: {
-    users?: Record<string, { password: string; secret?: string }>;
+    users?: Record<string, TestUser>;
     limits?: Partial<Limits>;
     store?: MemoryStore;
     server?: Partial<ServerOptions>;

@@ -12,6 +12,13 @@ export function capabilities(s: Session): string[] {
     if (s.plaintextAllowed) caps.push('USER');
     if (s.stlsAvailable) caps.push('STLS');
   }
+  // RFC 2449 §6.5/§6.7: before login, the server-wide values ("USER" when users may differ); after login,
+  // the values that apply to this user.
+  const perUser = s.ctx.authenticator.hasPolicyOverrides?.() === true;
+  const policy = s.policyFor(s.principal);
+  const tag = s.state === 'AUTHORIZATION' && perUser ? ' USER' : '';
+  if (policy.loginDelay > 0 || tag) caps.push(`LOGIN-DELAY ${policy.loginDelay}${tag}`);
+  caps.push(`EXPIRE ${policy.expire === 'never' ? 'NEVER' : policy.expire}${tag}`);
   // RFC 6856: UTF-8 user names and passwords are accepted in USER/PASS; replies come in several languages.
   caps.push('UTF8 USER', 'LANG');
   if (s.ctx.implementation) caps.push('IMPLEMENTATION Postern');

@@ -4,8 +4,9 @@ import { type CommandSpec, TRANSACTION } from './types.ts';
 export const retr: CommandSpec = {
   states: TRANSACTION,
   async run(s, cmd) {
-    const { info } = s.message(cmd.args[0]);
+    const { msn, info } = s.message(cmd.args[0]);
     await s.sendMessage(info);
     s.counters.retrieved++;
+    s.retrieved.add(msn - 1);
   },
 };
