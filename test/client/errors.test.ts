@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pop3Client } from '../../src/client/client.ts';
 import { Pop3ClientError, Pop3ErrorCode, type Pop3ResponseError } from '../../src/client/errors.ts';
-import { FakeServer, type Step, stuff } from './fake.ts';
+import { FakeServer, type Step } from './fake.ts';
 
 const LOGIN: Step[] = [
   { reply: '+OK hi <1.2@fake>\r\n' },
