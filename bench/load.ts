@@ -1,0 +1,232 @@
+/**
+ * The load generator: a separate process so that its CPU is not the server's. Usage:
+ *
+ *   node --import tsx bench/load.ts '<job as JSON>'
+ *
+ * Prints JSON lines on stdout: `{"result":…}` at the end (and `{"ready":…}` first for an idle job), or
+ * `{"error":"…"}`. Every loop is bounded by a count and a deadline; the whole process also has a hard deadline.
+ */
+import { createInterface } from 'node:readline';
+import type {
+  IdleJob,
+  IdleReady,
+  IdleResult,
+  Job,
+  ListingJob,
+  ListingResult,
+  ListingTiming,
+  RetrJob,
+  RetrResult,
+  SessionsJob,
+  SessionsResult,
+} from './jobs.ts';
+import { Pop3Conn } from './pop3.ts';
+
+/** No job may keep the process alive longer than this. */
+const HARD_DEADLINE_MS = 10 * 60_000;
+
+function emit(obj: object): void {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+const now = () => performance.now();
+
+async function sessions(job: SessionsJob): Promise<SessionsResult> {
+  let done = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const t0 = now();
+  const deadline = t0 + job.durationMs;
+  // Worker i logs in as users i, i + C, i + 2C, … in turn: Postern holds a maildrop lock until its session has
+  // fully ended, so a worker reconnecting at once as the same user could meet its own previous session.
+  const worker = async (i: number): Promise<void> => {
+    const mine = job.users.filter((_, k) => k % job.concurrency === i);
+    for (let n = 0; now() < deadline && done + errors < job.maxSessions; n++) {
+      const user = mine[n % mine.length];
+      try {
+        const c = await Pop3Conn.open(job.target.host, job.target.port);
+        try {
+          await c.login(user, job.password, job.mechanism);
+          const s = await c.cmd('STAT');
+          if (!s.ok) throw new Error(`STAT: ${s.line}`);
+          await c.quit();
+        } finally {
+          c.destroy();
+        }
+        done++;
+      } catch (e) {
+        errors++;
+        firstError ??= String(e);
+        if (errors > 100) return;
+      }
+    }
+  };
+  if (job.users.length < job.concurrency) throw new Error('need at least one user per connection');
+  await Promise.all(Array.from({ length: job.concurrency }, (_, i) => worker(i)));
+  const seconds = (now() - t0) / 1000;
+  return { sessions: done, errors, firstError, seconds, perSec: done / seconds };
+}
+
+async function retr(job: RetrJob): Promise<RetrResult> {
+  const c = await Pop3Conn.open(job.target.host, job.target.port);
+  try {
+    await c.login(job.user, job.password, job.mechanism);
+    let next = 0;
+    const batchOf = (): string[] => {
+      const lines: string[] = [];
+      for (let i = 0; i < job.batch; i++) lines.push(`RETR ${(next++ % job.messages) + 1}`);
+      return lines;
+    };
+    let sizeMismatches = 0;
+    const run = async (count: number, deadline: number) => {
+      let retrieved = 0;
+      let bytes = 0;
+      while (retrieved < count && now() < deadline) {
+        const replies = job.batch === 1 ? [await c.cmd(batchOf()[0], true)] : await c.pipeline(batchOf(), true);
+        for (const r of replies) {
+          if (!r.ok) throw new Error(`RETR: ${r.line}`);
+          const m = /^\+OK (\d+) octets/i.exec(r.line);
+          if (m && Number(m[1]) !== r.bytes) sizeMismatches++;
+          retrieved++;
+          bytes += r.bytes;
+        }
+      }
+      return { retrieved, bytes };
+    };
+    await run(job.warmup, now() + job.durationMs);
+    const t0 = now();
+    const { retrieved, bytes } = await run(job.maxRetr, t0 + job.durationMs);
+    const seconds = (now() - t0) / 1000;
+    await c.quit();
+    return {
+      retrieved,
+      bytes,
+      seconds,
+      msgsPerSec: retrieved / seconds,
+      mbPerSec: bytes / 1e6 / seconds,
+      sizeMismatches,
+    };
+  } finally {
+    c.destroy();
+  }
+}
+
+async function listing(job: ListingJob): Promise<ListingResult> {
+  const out: ListingTiming[] = [];
+  for (let i = 0; i < job.logins; i++) {
+    const c = await Pop3Conn.open(job.target.host, job.target.port);
+    try {
+      const t0 = now();
+      await c.login(job.user, job.password, job.mechanism);
+      const t1 = now();
+      const stat = await c.cmd('STAT');
+      const t2 = now();
+      const list = await c.cmd('LIST', true, true);
+      const t3 = now();
+      const uidl = await c.cmd('UIDL', true, true);
+      const t4 = now();
+      if (!stat.ok || !list.ok || !uidl.ok) throw new Error(`listing: ${stat.line} / ${list.line} / ${uidl.line}`);
+      if (list.lines !== job.expectMessages || uidl.lines !== job.expectMessages) {
+        throw new Error(`expected ${job.expectMessages} messages, LIST gave ${list.lines}, UIDL ${uidl.lines}`);
+      }
+      await c.quit();
+      out.push({
+        loginMs: t1 - t0,
+        statMs: t2 - t1,
+        listMs: t3 - t2,
+        uidlMs: t4 - t3,
+        totalMs: t4 - t0,
+        statLine: stat.line,
+        listLines: list.lines,
+        uidlLines: uidl.lines,
+      });
+    } finally {
+      c.destroy();
+    }
+  }
+  return { sessions: out };
+}
+
+async function idle(job: IdleJob): Promise<IdleResult> {
+  const conns: Pop3Conn[] = [];
+  let failed = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const t0 = now();
+  const deadline = t0 + job.openTimeoutMs;
+  const opener = async () => {
+    while (next < job.users.length && now() < deadline && failed < 50) {
+      const user = job.users[next++];
+      let c: Pop3Conn | undefined;
+      try {
+        c = await Pop3Conn.open(job.target.host, job.target.port);
+        await c.login(user, job.password, job.mechanism);
+        conns.push(c);
+      } catch (e) {
+        c?.destroy();
+        failed++;
+        firstError ??= String(e);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: job.openConcurrency }, opener));
+  const ready: IdleReady = { ready: true, opened: conns.length, failed, firstError, seconds: (now() - t0) / 1000 };
+  emit(ready);
+  // Wait for the go-ahead from run.ts (it reads the server's memory meanwhile), or stdin closing.
+  await new Promise<void>((resolve) => {
+    const rl = createInterface({ input: process.stdin });
+    rl.once('line', () => {
+      rl.close();
+      resolve();
+    });
+    rl.once('close', () => resolve());
+  });
+  let closed = 0;
+  let i = 0;
+  const closer = async () => {
+    while (i < conns.length) {
+      const c = conns[i++];
+      try {
+        await c.quit(5_000);
+        closed++;
+      } catch {
+        c.destroy();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: job.openConcurrency }, closer));
+  return { closed };
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(process.argv[2] ?? '{}') as Job;
+  const hard = setTimeout(() => {
+    emit({ error: `load generator hard deadline (${HARD_DEADLINE_MS} ms) reached` });
+    process.exit(2);
+  }, HARD_DEADLINE_MS);
+  hard.unref();
+  switch (job.kind) {
+    case 'sessions':
+      emit({ result: await sessions(job) });
+      break;
+    case 'retr':
+      emit({ result: await retr(job) });
+      break;
+    case 'listing':
+      emit({ result: await listing(job) });
+      break;
+    case 'idle':
+      emit({ result: await idle(job) });
+      break;
+    default:
+      throw new Error(`unknown job ${JSON.stringify(job)}`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    emit({ error: String(e instanceof Error ? (e.stack ?? e.message) : e) });
+    process.exit(1);
+  },
+);

@@ -1,0 +1,581 @@
+/**
+ * `npm run bench [-- options]`: Postern against Dovecot on the same generated Maildir tree, on 127.0.0.1.
+ *
+ * Makes a temp dir with generated mail and users, starts Postern (and a private Dovecot when /usr/sbin/dovecot
+ * exists), runs each measurement in a separate load-generator process (bench/load.ts, a raw pipelined POP3
+ * client) a few times, and prints the medians side by side. See docs/bench.md for how to read the table.
+ *
+ * Options:
+ *   --quick           small counts, one run each (a smoke test; well under a minute)
+ *   --only A,B        only these measurements: idle, sessions, retr, big, list
+ *   --runs N          runs per measurement (default 3; the table shows the median)
+ *   --no-dovecot      Postern only
+ *   --no-100mb        skip the 100 MB message (on by default unless --quick)
+ *   --workers N       Postern worker processes (server.workers, default 1)
+ *   --json FILE       also write every run's value to FILE
+ *   --keep            keep the temp dir (configs, logs, mail) for a look afterwards
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type {
+  IdleJob,
+  IdleReady,
+  IdleResult,
+  Job,
+  ListingJob,
+  ListingResult,
+  Mechanism,
+  RetrJob,
+  RetrResult,
+  SessionsJob,
+  SessionsResult,
+} from './jobs.ts';
+import { linkMessages, makeMaildir, message, writeBigMessage, writeMessages } from './mail.ts';
+import { Results } from './report.ts';
+import {
+  HOST,
+  hasDovecot,
+  memoryOf,
+  POSTERN_BIN,
+  type ServerHandle,
+  sleep,
+  startDovecot,
+  startPostern,
+} from './servers.ts';
+
+const LOAD = resolve(import.meta.dirname, 'load.ts');
+const SCENARIOS = ['idle', 'sessions', 'retr', 'big', 'list'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+/** The whole bench stops starting new measurements after this; the full run is sized to need about half. */
+const BUDGET_MS = 14 * 60_000;
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    runs: { type: 'string' },
+    'no-dovecot': { type: 'boolean', default: false },
+    'no-100mb': { type: 'boolean', default: false },
+    workers: { type: 'string', default: '1' },
+    json: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+
+if (flags.help) {
+  const src = readFileSync(new URL(import.meta.url), 'utf8');
+  process.stdout.write(`${/\/\*\*([\s\S]*?)\*\//.exec(src)?.[1].replace(/^ \* ?/gm, '') ?? ''}\n`);
+  process.exit(0);
+}
+
+const quick = flags.quick;
+const only = new Set<Scenario>();
+for (const s of (flags.only ?? '').split(',').filter(Boolean)) {
+  if (!(SCENARIOS as readonly string[]).includes(s)) {
+    console.error(`unknown measurement ${JSON.stringify(s)}; known: ${SCENARIOS.join(', ')}`);
+    process.exit(64);
+  }
+  only.add(s as Scenario);
+}
+const wanted = (s: Scenario) => only.size === 0 || only.has(s);
+const runs = Math.max(1, Math.min(20, Number(flags.runs ?? (quick ? 1 : 3)) || 1));
+const workers = Math.max(1, Math.min(16, Number(flags.workers) || 1));
+const useDovecot = !flags['no-dovecot'] && hasDovecot();
+
+/** Sizes of everything, full and --quick. */
+const P = quick
+  ? {
+      sessionMs: 700,
+      sessionConns: [1, 8],
+      retrMessages: 200,
+      retrMs: 700,
+      retrWarmup: 20,
+      bigSizes: [10e6],
+      bigRetr: 1,
+      listMessages: 2_000,
+      idleConns: 100,
+    }
+  : {
+      sessionMs: 3_000,
+      sessionConns: [1, 32],
+      retrMessages: 1_000,
+      retrMs: 3_000,
+      retrWarmup: 200,
+      bigSizes: flags['no-100mb'] ? [10e6] : [10e6, 100e6],
+      bigRetr: 3,
+      listMessages: 50_000,
+      idleConns: 2_000,
+    };
+const MAX_CONNS = Math.max(...P.sessionConns);
+const ARGON_PASSWORD = 'bench-argon2-secret';
+const PLAIN_PASSWORD = 'bench-plain-secret';
+
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+const results = new Results();
+const started = Date.now();
+const overBudget = () => Date.now() - started > BUDGET_MS;
+
+// ----- setup ---------------------------------------------------------------------------------------------------
+
+const dir = mkdtempSync(join(tmpdir(), 'postern-bench-'));
+chmodSync(dir, 0o755); // Dovecot's processes (nobody, dovecot) must reach the mail and its users file
+const mailRoot = join(dir, 'mail');
+mkdirSync(mailRoot, { mode: 0o755 });
+const servers: ServerHandle[] = [];
+const loads = new Set<ChildProcess>();
+let cleaning = false;
+
+async function cleanup(): Promise<void> {
+  if (cleaning) return;
+  cleaning = true;
+  for (const c of loads) c.kill('SIGKILL');
+  for (const s of servers.splice(0)) await s.stop().catch(() => {});
+  if (flags.keep) log(`kept ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    log(`\n${sig}: stopping`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+/** The argon2id hash `postern user add` writes, with its parameters in the order libsodium (Dovecot) reads. */
+function argon2Hash(): string {
+  const cfg = join(dir, 'hash.toml');
+  const file = join(dir, 'hash-users');
+  writeFileSync(cfg, `[auth]\nusers_file = "${file}"\n`);
+  const r = spawnSync(process.execPath, [POSTERN_BIN, 'user', 'add', 'template', '--config', cfg], {
+    input: `${ARGON_PASSWORD}\n`,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`postern user add failed: ${r.stderr}`);
+  const line = readFileSync(file, 'utf8').split('\n')[0];
+  const hash = line.split(':')[1];
+  // node-argon2 writes m=…,p=…,t=…; libsodium only accepts m=…,t=…,p=…. Same hash, same cost.
+  const m = /^\{ARGON2ID\}\$argon2id\$v=19\$([^$]+)\$(.+)$/.exec(hash);
+  if (!m) throw new Error(`unexpected hash format: ${hash.slice(0, 40)}`);
+  const params = Object.fromEntries(m[1].split(',').map((kv) => kv.split('=')));
+  return `{ARGON2ID}$argon2id$v=19$m=${params.m},t=${params.t},p=${params.p}$${m[2]}`;
+}
+
+interface Users {
+  argon: string[];
+  plain: string[];
+  idle: string[];
+}
+
+function setupMail(): Users {
+  const t0 = Date.now();
+  let last = t0;
+  const step = (what: string) => {
+    log(`  ${what}: ${((Date.now() - last) / 1000).toFixed(1)} s`);
+    last = Date.now();
+  };
+  const hash = argon2Hash();
+  step('argon2id hash from postern user add');
+  const lines: string[] = [];
+  const users: Users = { argon: [], plain: [], idle: [] };
+  const four = (n: number) => message(4096, n);
+  for (let i = 0; i < 2 * MAX_CONNS; i++) {
+    for (const [kind, list] of [
+      ['a', users.argon],
+      ['p', users.plain],
+    ] as const) {
+      const name = `${kind}${i}`;
+      list.push(name);
+      lines.push(`${name}:${kind === 'a' ? hash : `{PLAIN}${PLAIN_PASSWORD}`}::::::`);
+      writeMessages(makeMaildir(mailRoot, name), 10, 'sized', four);
+    }
+  }
+  step('session users');
+  const plainUser = (name: string) => lines.push(`${name}:{PLAIN}${PLAIN_PASSWORD}::::::`);
+  if (wanted('retr')) {
+    plainUser('retr4k');
+    writeMessages(makeMaildir(mailRoot, 'retr4k'), P.retrMessages, 'sized', four);
+    step('4 KB messages');
+  }
+  if (wanted('big')) {
+    for (const size of P.bigSizes) {
+      const name = `big${Math.round(size / 1e6)}`;
+      plainUser(name);
+      writeBigMessage(makeMaildir(mailRoot, name), size, 0);
+    }
+    step('large messages');
+  }
+  if (wanted('list')) {
+    const small = message(600, 1);
+    plainUser('list-sized');
+    plainUser('list-postfix');
+    const sized = makeMaildir(mailRoot, 'list-sized');
+    writeMessages(sized, P.listMessages, 'sized', () => small);
+    linkMessages(sized, makeMaildir(mailRoot, 'list-postfix'), 'postfix');
+    step('large mailboxes');
+  }
+  if (wanted('idle')) {
+    for (let i = 0; i < P.idleConns; i++) {
+      const name = `i${i}`;
+      users.idle.push(name);
+      plainUser(name);
+      makeMaildir(mailRoot, name);
+    }
+    step('idle users');
+  }
+  const text = `${lines.join('\n')}\n`;
+  writeFileSync(join(dir, 'users'), text, { mode: 0o600 });
+  writeFileSync(join(dir, 'dovecot-users'), text, { mode: 0o644 });
+  if (useDovecot) {
+    const r = spawnSync('chown', ['-R', 'nobody:nogroup', mailRoot]);
+    if (r.status !== 0) throw new Error(`chown failed: ${r.stderr}`);
+    step('chown to nobody for Dovecot');
+  }
+  log(`mail generated in ${((Date.now() - t0) / 1000).toFixed(1)} s under ${dir}`);
+  return users;
+}
+
+// ----- load processes ------------------------------------------------------------------------------------------
+
+interface LoadRun<R> {
+  child: ChildProcess;
+  /** Resolves with the `ready` line of an idle job. */
+  ready: Promise<IdleReady>;
+  result: Promise<R>;
+}
+
+function startLoad<R>(job: Job, timeoutMs: number): LoadRun<R> {
+  const child = spawn(process.execPath, ['--import', 'tsx', LOAD, JSON.stringify(job)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  loads.add(child);
+  let out = '';
+  let onReady: (r: IdleReady) => void = () => {};
+  const ready = new Promise<IdleReady>((r) => {
+    onReady = r;
+  });
+  const result = new Promise<R>((res, rej) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rej(new Error(`load generator timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (d: string) => {
+      out += d;
+      let nl = out.indexOf('\n');
+      while (nl !== -1) {
+        const line = out.slice(0, nl);
+        out = out.slice(nl + 1);
+        nl = out.indexOf('\n');
+        let msg: { ready?: true; result?: R; error?: string };
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (msg.ready) onReady(msg as IdleReady);
+        else if (msg.error) rej(new Error(msg.error));
+        else if (msg.result) res(msg.result);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      loads.delete(child);
+      rej(new Error(`load generator exited with ${code}`));
+    });
+  });
+  result.catch(() => {});
+  return { child, ready, result };
+}
+
+const runLoad = <R>(job: Job, timeoutMs: number): Promise<R> => startLoad<R>(job, timeoutMs).result;
+
+// ----- measurements --------------------------------------------------------------------------------------------
+
+const target = (s: ServerHandle) => ({ host: HOST, port: s.port });
+
+async function measureIdle(s: ServerHandle, users: Users): Promise<void> {
+  // Warm up the login path first, so the baseline has the code for it loaded.
+  await runLoad<SessionsResult>(sessionsJob(s, users.plain, PLAIN_PASSWORD, 'apop', 1, 300), 60_000);
+  await sleep(1000);
+  const before = memoryOf(s.pid);
+  const job: IdleJob = {
+    kind: 'idle',
+    target: target(s),
+    users: users.idle,
+    password: PLAIN_PASSWORD,
+    mechanism: 'apop',
+    openConcurrency: 16,
+    openTimeoutMs: 240_000,
+  };
+  const load = startLoad<IdleResult>(job, 300_000);
+  const ready = await Promise.race([load.ready, load.result.then(() => null)]);
+  if (!ready) throw new Error('idle job ended before it was ready');
+  await sleep(2000); // let the server settle (timers, GC) before reading its memory
+  const after = memoryOf(s.pid);
+  load.child.stdin?.end('close\n');
+  await load.result;
+  const n = ready.opened;
+  log(
+    `  ${s.name}: ${n} idle connections (${ready.failed} failed${ready.firstError ? `: ${ready.firstError}` : ''}) ` +
+      `opened in ${ready.seconds.toFixed(1)} s; processes ${before.processes} → ${after.processes}; ` +
+      `RSS ${(before.rssKiB / 1024).toFixed(0)} → ${(after.rssKiB / 1024).toFixed(0)} MiB, ` +
+      `PSS ${(before.pssKiB / 1024).toFixed(0)} → ${(after.pssKiB / 1024).toFixed(0)} MiB`,
+  );
+  if (n === 0) return;
+  if (n < P.idleConns) results.note(`${s.name}: only ${n} of ${P.idleConns} idle connections could be opened`);
+  const section = `Memory, ${P.idleConns} idle logged-in connections (APOP), per connection = growth / connections opened`;
+  results.add(section, 'RSS per connection (sum of VmRSS)', 'KiB', 'lower', s.name, (after.rssKiB - before.rssKiB) / n);
+  results.add(section, 'PSS per connection (sum of Pss)', 'KiB', 'lower', s.name, (after.pssKiB - before.pssKiB) / n);
+  results.add(section, 'whole server with the connections open, PSS', 'MiB', 'lower', s.name, after.pssKiB / 1024);
+}
+
+function sessionsJob(
+  s: ServerHandle,
+  users: string[],
+  password: string,
+  mechanism: Mechanism,
+  concurrency: number,
+  durationMs: number,
+): SessionsJob {
+  return {
+    kind: 'sessions',
+    target: target(s),
+    users,
+    password,
+    mechanism,
+    concurrency,
+    durationMs,
+    maxSessions: 1_000_000,
+  };
+}
+
+async function measureSessions(s: ServerHandle, users: Users, run: number): Promise<void> {
+  const variants: { label: string; users: string[]; password: string; mechanism: Mechanism }[] = [
+    {
+      label: 'USER/PASS, argon2id hash (same line in both)',
+      users: users.argon,
+      password: ARGON_PASSWORD,
+      mechanism: 'pass',
+    },
+    { label: 'USER/PASS, {PLAIN} user', users: users.plain, password: PLAIN_PASSWORD, mechanism: 'pass' },
+    { label: 'APOP, {PLAIN} user (protocol path)', users: users.plain, password: PLAIN_PASSWORD, mechanism: 'apop' },
+  ];
+  for (const v of variants) {
+    for (const c of P.sessionConns) {
+      const r = await runLoad<SessionsResult>(
+        sessionsJob(s, v.users, v.password, v.mechanism, c, P.sessionMs),
+        120_000,
+      );
+      log(
+        `  ${s.name} run ${run}: ${v.label}, ${c} conn: ${r.perSec.toFixed(1)} sessions/s ` +
+          `(${r.sessions} in ${r.seconds.toFixed(1)} s, ${r.errors} errors${r.firstError ? `: ${r.firstError}` : ''})`,
+      );
+      if (r.errors > 0) results.note(`${s.name}: errors in "${v.label}" at ${c} connections: ${r.firstError}`);
+      results.add(
+        'Sessions (connect, login, STAT, QUIT)',
+        `${v.label}, ${c} concurrent`,
+        'sessions/s',
+        'higher',
+        s.name,
+        r.perSec,
+      );
+    }
+  }
+}
+
+function retrJob(s: ServerHandle, user: string, messages: number, batch: number, over: Partial<RetrJob>): RetrJob {
+  return {
+    kind: 'retr',
+    target: target(s),
+    user,
+    password: PLAIN_PASSWORD,
+    mechanism: 'apop',
+    messages,
+    batch,
+    warmup: P.retrWarmup,
+    maxRetr: 1_000_000,
+    durationMs: P.retrMs,
+    ...over,
+  };
+}
+
+async function measureRetr(s: ServerHandle, run: number): Promise<void> {
+  for (const batch of [1, 32]) {
+    const r = await runLoad<RetrResult>(retrJob(s, 'retr4k', P.retrMessages, batch, {}), 120_000);
+    const how = batch === 1 ? 'one command at a time' : `pipelined, ${batch} per write`;
+    log(
+      `  ${s.name} run ${run}: RETR 4 KB ${how}: ${r.msgsPerSec.toFixed(0)} msg/s, ${r.mbPerSec.toFixed(1)} MB/s` +
+        ` (${r.retrieved} messages${r.sizeMismatches ? `, ${r.sizeMismatches} size mismatches` : ''})`,
+    );
+    if (r.sizeMismatches > 0) results.note(`${s.name}: RETR bodies differed from the announced octet count`);
+    const section = 'RETR of 4 KB messages, one connection';
+    results.add(section, `${how}`, 'messages/s', 'higher', s.name, r.msgsPerSec);
+    results.add(section, `${how}`, 'MB/s', 'higher', s.name, r.mbPerSec);
+  }
+}
+
+async function measureBig(s: ServerHandle, run: number): Promise<void> {
+  for (const size of P.bigSizes) {
+    const mb = Math.round(size / 1e6);
+    const count = mb >= 100 ? 1 : P.bigRetr;
+    const r = await runLoad<RetrResult>(
+      retrJob(s, `big${mb}`, 1, 1, { warmup: mb >= 100 ? 0 : 1, maxRetr: count, durationMs: 120_000 }),
+      240_000,
+    );
+    log(
+      `  ${s.name} run ${run}: RETR ${mb} MB: ${r.mbPerSec.toFixed(0)} MB/s (${r.retrieved} in ${r.seconds.toFixed(2)} s)`,
+    );
+    if (r.sizeMismatches > 0) results.note(`${s.name}: RETR ${mb} MB body differed from the announced octet count`);
+    results.add('Large messages, one connection', `RETR of a ${mb} MB message`, 'MB/s', 'higher', s.name, r.mbPerSec);
+  }
+}
+
+/** Makes the next login "cold": no server cache, and every message back in new/ as delivered. */
+function resetListMailbox(user: string): void {
+  const maildir = join(mailRoot, user, 'Maildir');
+  rmSync(join(maildir, 'postern-sizes'), { force: true });
+  rmSync(join(dir, 'dovecot', 'var', 'index', user), { recursive: true, force: true });
+  rmSync(join(dir, 'dovecot', 'var', 'control', user), { recursive: true, force: true });
+  for (const name of readdirSync(join(maildir, 'cur'))) {
+    const colon = name.indexOf(':');
+    renameSync(join(maildir, 'cur', name), join(maildir, 'new', colon === -1 ? name : name.slice(0, colon)));
+  }
+}
+
+async function measureList(s: ServerHandle, run: number): Promise<void> {
+  for (const style of ['sized', 'postfix'] as const) {
+    const user = `list-${style}`;
+    resetListMailbox(user);
+    const job: ListingJob = {
+      kind: 'listing',
+      target: target(s),
+      user,
+      password: PLAIN_PASSWORD,
+      mechanism: 'apop',
+      logins: 2,
+      expectMessages: P.listMessages,
+    };
+    const r = await runLoad<ListingResult>(job, 300_000);
+    const names = style === 'sized' ? 'names with ,S=,W=' : 'Postfix names, no sizes';
+    const n = P.listMessages.toLocaleString('en-US');
+    r.sessions.forEach((t, i) => {
+      const phase = i === 0 ? 'cold' : 'warm';
+      log(
+        `  ${s.name} run ${run}: ${n} msgs, ${names}, ${phase}: login ${t.loginMs.toFixed(0)} ms, STAT ${t.statMs.toFixed(0)}, ` +
+          `LIST ${t.listMs.toFixed(0)}, UIDL ${t.uidlMs.toFixed(0)} ms`,
+      );
+      const section = `${n}-message mailbox, ${names}`;
+      results.add(section, `${phase}: login (APOP) + STAT`, 'ms', 'lower', s.name, t.loginMs + t.statMs);
+      results.add(section, `${phase}: LIST`, 'ms', 'lower', s.name, t.listMs);
+      results.add(section, `${phase}: UIDL`, 'ms', 'lower', s.name, t.uidlMs);
+    });
+  }
+}
+
+// ----- main ----------------------------------------------------------------------------------------------------
+
+async function forEachServer(
+  name: string,
+  fn: (s: ServerHandle, run: number) => Promise<void>,
+  times = runs,
+): Promise<void> {
+  for (let run = 1; run <= times; run++) {
+    // Alternate who goes first, so neither always runs on a machine the other just warmed (or loaded).
+    const order = run % 2 === 1 ? servers : [...servers].reverse();
+    for (const s of order) {
+      if (overBudget()) {
+        results.note(`${name}: stopped after the time budget; fewer runs than asked`);
+        return;
+      }
+      try {
+        await fn(s, run);
+      } catch (e) {
+        log(`  ${s.name} run ${run}: ${name} failed: ${e instanceof Error ? e.message : e}`);
+        results.note(`${s.name}: ${name} failed: ${e instanceof Error ? e.message.split('\n')[0] : e}`);
+      }
+    }
+  }
+}
+
+async function main(): Promise<number> {
+  log(
+    `Postern bench${quick ? ' (--quick)' : ''}: ${runs} run(s) per measurement, median shown; ` +
+      `Dovecot ${useDovecot ? 'included' : hasDovecot() ? 'skipped (--no-dovecot)' : 'not installed'}`,
+  );
+  const load0 = loadavg()[0];
+  const users = setupMail();
+  servers.push(await startPostern({ dir, mailRoot, usersFile: join(dir, 'users'), workers }));
+  if (useDovecot) {
+    servers.push(
+      await startDovecot({
+        dir,
+        mailRoot,
+        usersFile: join(dir, 'dovecot-users'),
+        maxConnections: P.idleConns + MAX_CONNS,
+      }),
+    );
+  }
+  log(`servers: ${servers.map((s) => `${s.name} pid ${s.pid} port ${s.port}`).join(', ')}`);
+
+  // Memory first, on freshly started servers; it is measured once (it hardly varies from run to run).
+  if (wanted('idle')) {
+    log('[idle] memory per idle logged-in connection');
+    await forEachServer('idle', (s) => measureIdle(s, users), 1);
+  }
+  if (wanted('sessions')) {
+    log('[sessions] connect, login, STAT, QUIT');
+    await forEachServer('sessions', (s, run) => measureSessions(s, users, run));
+  }
+  if (wanted('retr')) {
+    log('[retr] RETR of 4 KB messages');
+    await forEachServer('retr', measureRetr);
+  }
+  if (wanted('big')) {
+    log('[big] RETR of large messages');
+    await forEachServer('big', measureBig);
+  }
+  if (wanted('list')) {
+    log('[list] STAT/LIST/UIDL on a large mailbox');
+    await forEachServer('list', measureList);
+  }
+
+  const secs = (Date.now() - started) / 1000;
+  const header =
+    `Postern bench${quick ? ' --quick' : ''}: median of ${runs} run(s) (memory: 1 run), ${secs.toFixed(0)} s, ` +
+    `node ${process.version}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} CPUs, ` +
+    `load average ${load0.toFixed(1)} at start and ${loadavg()[0].toFixed(1)} at end, Postern workers = ${workers}` +
+    (useDovecot ? `, ${spawnSync('dovecot', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ')[0]}` : '');
+  process.stdout.write(`\n${header}\n\n${results.table(useDovecot)}\n`);
+  if (results.notes.length > 0) process.stdout.write(`\nNotes:\n${results.notes.map((n) => `- ${n}`).join('\n')}\n`);
+  if (flags.json) {
+    writeFileSync(flags.json, `${JSON.stringify({ header, ...results.toJSON() }, null, 2)}\n`);
+    log(`raw values written to ${flags.json}`);
+  }
+  return results.rows.length > 0 ? 0 : 1;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (e) {
+  log(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : e}`);
+  for (const s of servers) log(`${s.name} log: ${s.logPath}`);
+} finally {
+  await cleanup();
+}
+process.exit(code);

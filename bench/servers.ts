@@ -1,0 +1,298 @@
+/**
+ * The two servers under test, each started as a child process on 127.0.0.1 and stopped by its own pid:
+ *   - Postern: `node bin/postern.js serve --config FILE` (plain POP3 listener, no TLS);
+ *   - Dovecot: a private instance, `dovecot -F -c FILE`, with its own base_dir/state_dir, on another port,
+ *     serving the same Maildir tree (indexes and dovecot-uidlist kept outside it, so Postern never sees them).
+ * Plus the memory figures read from /proc for a server and all its descendants.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+
+export const POSTERN_BIN = resolve(import.meta.dirname, '../bin/postern.js');
+export const DOVECOT_BIN = '/usr/sbin/dovecot';
+export const HOST = '127.0.0.1';
+
+export interface ServerHandle {
+  readonly name: 'Postern' | 'Dovecot';
+  readonly port: number;
+  readonly pid: number;
+  readonly logPath: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, HOST, () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Waits (bounded) until a POP3 greeting can be read on the port. */
+async function waitForGreeting(port: number, child: ChildProcess, logPath: string, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}; log: ${tail(logPath)}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect({ host: HOST, port });
+      const t = setTimeout(() => {
+        s.destroy();
+        r(false);
+      }, 1000);
+      s.once('data', (d) => {
+        clearTimeout(t);
+        s.destroy();
+        r(d.toString('latin1').startsWith('+OK'));
+      });
+      s.once('error', () => {
+        clearTimeout(t);
+        r(false);
+      });
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`no greeting on port ${port} within ${timeoutMs} ms; log: ${tail(logPath)}`);
+}
+
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').slice(-2000);
+  } catch {
+    return '(no log)';
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** SIGTERM the pid we started, SIGKILL it (and the descendants it left) after a grace period. */
+async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const pid = child.pid;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const kids = descendants(pid);
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    child.kill('SIGKILL');
+    for (const k of kids) {
+      try {
+        process.kill(k, 'SIGKILL');
+      } catch {}
+    }
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function startPostern(opts: {
+  dir: string;
+  mailRoot: string;
+  usersFile: string;
+  workers: number;
+}): Promise<ServerHandle> {
+  const port = await freePort();
+  const config = join(opts.dir, 'postern.toml');
+  const logPath = join(opts.dir, 'postern.log');
+  writeFileSync(
+    config,
+    `[server]
+hostname = "bench.localhost"
+workers = ${opts.workers}
+
+[[listen]]
+address = "${HOST}"
+port = ${port}
+tls = "none"
+
+[storage]
+root = "${opts.mailRoot}"
+layout = "%u/Maildir"
+
+[auth]
+users_file = "${opts.usersFile}"
+
+[limits]
+failed_login_delay = 0
+max_connections = 10000
+max_connections_per_address = 10000
+
+[log]
+level = "info"
+`,
+  );
+  const fd = openSync(logPath, 'a');
+  const child = spawn(process.execPath, [POSTERN_BIN, 'serve', '--config', config], {
+    stdio: ['ignore', fd, fd],
+    cwd: opts.dir,
+  });
+  closeSync(fd);
+  try {
+    await waitForGreeting(port, child, logPath);
+  } catch (e) {
+    await stopChild(child, 5_000);
+    throw e;
+  }
+  return {
+    name: 'Postern',
+    port,
+    pid: child.pid!,
+    logPath,
+    stop: () => stopChild(child, 15_000),
+  };
+}
+
+export const hasDovecot = (): boolean => existsSync(DOVECOT_BIN);
+
+/**
+ * A private Dovecot: own instance name, base_dir, state_dir, log, users file and port; no TLS. Mail is read as
+ * `nobody` (Dovecot refuses to serve mail as root), so the caller chowns the Maildir tree to nobody.
+ */
+export async function startDovecot(opts: {
+  dir: string;
+  mailRoot: string;
+  usersFile: string;
+  maxConnections: number;
+}): Promise<ServerHandle> {
+  const port = await freePort();
+  const d = join(opts.dir, 'dovecot');
+  const varDir = join(d, 'var'); // indexes and control files (dovecot-uidlist), writable by nobody
+  for (const sub of ['run', 'state', 'var/index', 'var/control']) mkdirSync(join(d, sub), { recursive: true });
+  spawnSync('chown', ['-R', 'nobody:nogroup', varDir]);
+  const config = join(d, 'dovecot.conf');
+  const logPath = join(d, 'dovecot.log');
+  const limit = Math.max(opts.maxConnections + 200, 1000);
+  writeFileSync(
+    config,
+    `# Private Dovecot for Postern's benchmark (bench/servers.ts). Defaults except where noted.
+instance_name = postern-bench-${process.pid}
+base_dir = ${d}/run
+state_dir = ${d}/state
+protocols = pop3
+listen = ${HOST}
+log_path = ${logPath}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login apop
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:${opts.mailRoot}/%u/Maildir:INDEX=${varDir}/index/%u:CONTROL=${varDir}/control/%u
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u ${opts.usersFile}
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u ${opts.usersFile}
+  default_fields = uid=nobody gid=nogroup home=${opts.mailRoot}/%u
+}
+# One pop3 process per logged-in connection: allow enough of them for the idle-connection test.
+default_process_limit = ${limit}
+default_client_limit = ${limit * 2}
+protocol pop3 {
+  mail_max_userip_connections = ${limit}
+}
+service pop3 {
+  # The built-in definition says 1024, which default_process_limit does not raise.
+  process_limit = ${limit}
+}
+service pop3-login {
+  process_limit = ${limit}
+  inet_listener pop3 {
+    address = ${HOST}
+    port = ${port}
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service anvil {
+  chroot =
+}
+`,
+  );
+  const check = spawnSync('doveconf', ['-c', config, '-n'], { encoding: 'utf8' });
+  if (check.status !== 0) throw new Error(`doveconf refused the config: ${check.stderr}`);
+  const outPath = join(d, 'dovecot.stdout');
+  const fd = openSync(outPath, 'a');
+  const child = spawn(DOVECOT_BIN, ['-F', '-c', config], { stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  try {
+    await waitForGreeting(port, child, logPath);
+  } catch (e) {
+    await stopChild(child, 5_000);
+    throw e;
+  }
+  return {
+    name: 'Dovecot',
+    port,
+    pid: child.pid!,
+    logPath,
+    stop: () => stopChild(child, 15_000),
+  };
+}
+
+/** All descendants of a pid (children, grandchildren, …), from /proc. */
+export function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // The command name (field 2) may contain spaces and parentheses: fields after the last ')' are fixed.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0 && out.length < 100_000) {
+    for (const c of children.get(todo.pop()!) ?? []) {
+      out.push(c);
+      todo.push(c);
+    }
+  }
+  return out;
+}
+
+export interface Memory {
+  readonly processes: number;
+  /** Sum of VmRSS (KiB); counts shared pages once per process. */
+  readonly rssKiB: number;
+  /** Sum of Pss (KiB): shared pages split between the processes sharing them. */
+  readonly pssKiB: number;
+}
+
+function kib(text: string, key: string): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Memory of a server: its main process and every descendant. */
+export function memoryOf(pid: number): Memory {
+  let rssKiB = 0;
+  let pssKiB = 0;
+  let processes = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      rssKiB += kib(readFileSync(`/proc/${p}/status`, 'latin1'), 'VmRSS');
+      pssKiB += kib(readFileSync(`/proc/${p}/smaps_rollup`, 'latin1'), 'Pss');
+      processes++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return { processes, rssKiB, pssKiB };
+}
