@@ -10,6 +10,7 @@
  * Passwords are hashed with argon2id (schemes.ts) before the lock is taken, so the lock is held for
  * milliseconds.
  */
+
 import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { type FileHandle, link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
@@ -25,6 +26,7 @@ import {
   parsePasswd,
   replaceInLine,
 } from './passwd-format.ts';
+import { encodeScramCredentials, makeScramCredentials } from './sasl/scram.ts';
 import { hashPassword } from './schemes.ts';
 
 /** How long a change waits for another writer's lock before giving up. */
@@ -105,7 +107,8 @@ export async function addUser(path: string, name: string, password: string, opts
   // Fail fast, before spending time on the hash; checked again under the lock.
   if ((await readPasswd(path)).parsed.users.has(name)) throw exists(name);
   const hash = await hashPassword(password);
-  const extra = opts.apopSecret === undefined ? [] : [`apop_secret=${encodeSecret(opts.apopSecret)}`];
+  const extra = [scramField(password)];
+  if (opts.apopSecret !== undefined) extra.push(`apop_secret=${encodeSecret(opts.apopSecret)}`);
   await modify(path, (parsed, lines) => {
     if (parsed.users.has(name)) throw exists(name);
     lines.push(formatUserLine(name, hash, extra));
@@ -138,7 +141,10 @@ export async function setPassword(
     if (!entry) throw noSuchUser(name);
     const index = parsed.lines.findIndex((l) => l.entry === entry);
     const secret = opts.apopSecret === undefined ? (entry.sharedSecret === null ? null : password) : opts.apopSecret;
-    const extra = entry.extra.filter((t) => !t.startsWith('apop_secret=') && t !== 'apop_secret');
+    const extra = entry.extra.filter(
+      (t) => !t.startsWith('apop_secret=') && t !== 'apop_secret' && !t.startsWith(`${SCRAM_FIELD}=`),
+    );
+    extra.push(scramField(password));
     if (secret !== null) extra.push(`apop_secret=${encodeSecret(secret)}`);
     lines[index] = keepCr(parsed.lines[index].raw, replaceInLine(entry, hash, extra));
   });
@@ -152,6 +158,18 @@ export async function deleteUser(path: string, name: string): Promise<void> {
     const keep = parsed.lines.filter((l) => l.entry?.name !== name).map((l) => l.raw);
     lines.splice(0, lines.length, ...keep);
   });
+}
+
+/**
+ * SCRAM-SHA-256 keys (RFC 5802/7677) kept beside the argon2id hash: a salted StoredKey and ServerKey from
+ * which the password cannot be recovered, yet enough for the server side of SCRAM (a password hash that is
+ * not SCRAM's own cannot be used for it).
+ */
+export const SCRAM_FIELD = 'scram_sha256';
+
+function scramField(password: string): string {
+  const encoded = encodeScramCredentials(makeScramCredentials(password, { iterations: 10_000 }));
+  return `${SCRAM_FIELD}=${encoded.slice(encoded.indexOf('}') + 1)}`;
 }
 
 function checkName(name: string): void {

@@ -10,10 +10,14 @@
  * the previous users in place and logs a warning. A missing file means no users (and a warning), so a fresh
  * install can start the server before adding the first user.
  */
+import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { userNameProblem } from './names.ts';
+import { SCRAM_FIELD } from './passwd-edit.ts';
 import { decodePasswd, type PasswdEntry, type PasswdIssue, parsePasswd } from './passwd-format.ts';
+import { makeScramCredentials, parseScramCredentials } from './sasl/scram.ts';
+import type { ScramCredentials } from './sasl/types.ts';
 import { type Argon2Verify, defaultArgon2Verify, dummyArgon2Hash, verifyStoredPassword } from './schemes.ts';
 import type { Authenticator, AuthLogger, Principal } from './types.ts';
 
@@ -133,6 +137,22 @@ export class PasswdFileAuthenticator implements Authenticator {
   async sharedSecret(user: string): Promise<string | null> {
     await this.refresh();
     return this.entryOf(user)?.sharedSecret ?? null;
+  }
+
+  /**
+   * SCRAM-SHA-256 keys: from the `scram_sha256=` field that `postern user add`/`passwd` write, or derived
+   * from a {PLAIN} password (with a salt fixed per user, so repeated attempts look alike). Null otherwise.
+   */
+  async scramCredentials(user: string): Promise<ScramCredentials | null> {
+    await this.refresh();
+    const entry = this.entryOf(user);
+    if (!entry || entry.blocked !== null) return null;
+    const token = entry.extra.find((t) => t.startsWith(`${SCRAM_FIELD}=`));
+    if (token) return parseScramCredentials(token.slice(SCRAM_FIELD.length + 1));
+    const plain = entry.password.scheme === 'PLAIN' || entry.password.scheme === 'CLEAR' ? entry.password.value : null;
+    if (plain === null) return null;
+    const salt = createHash('sha256').update(`postern-scram-salt\0${user}`).digest().subarray(0, 16);
+    return makeScramCredentials(plain, { iterations: 4096, salt });
   }
 
   /** Answers from the file as last read (no stat): the server asks this for every greeting. */

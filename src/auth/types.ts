@@ -30,6 +30,8 @@ export interface Authenticator {
   hasSharedSecrets(): boolean;
   /** Looks a user up without a password (delivery, admin). Null when unknown. */
   lookup(user: string): Promise<Principal | null>;
+  /** SCRAM-SHA-256 keys of a user (RFC 5802), or null when the user has none; absent: no SCRAM at all. */
+  scramCredentials?(user: string): Promise<import('./sasl/types.ts').ScramCredentials | null>;
   /** True when some user has a per-user policy setting (`login_delay=` or `expire=`): CAPA says "USER". */
   hasPolicyOverrides?(): boolean;
 }

@@ -1,8 +1,11 @@
 import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import type { Logger } from 'pino';
 import { PasswdFileAuthenticator } from '../auth/passwd.ts';
+import { createCommandBearerVerifier } from '../auth/sasl/bearer-command.ts';
+import { type BearerVerifier, createJwtBearerVerifier } from '../auth/sasl/jwt.ts';
 import type { Config } from '../config/config.ts';
 import { startLmtp } from '../delivery/lmtp.ts';
 import {
@@ -54,6 +57,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     tls: readTls(config),
     proxy: config.proxy,
     policy: config.policy,
+    saslMechanisms: config.auth.mechanisms,
+    apop: config.auth.apop,
+    bearer: bearerOf(config, authenticator, logger),
     coordinator: cluster.isWorker
       ? new ClusterCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs })
       : undefined,
@@ -122,6 +128,9 @@ export async function serveForever(config: Config, logger: Logger): Promise<numb
 /** The cluster primary: forks workers, restarts ones that die unexpectedly, relays signals. */
 function runPrimary(config: Config, logger: Logger): Promise<number> {
   let stopping = false;
+  // Every worker must make up the same SCRAM salts for unknown users, or comparing two workers' answers
+  // would tell which users exist.
+  process.env.POSTERN_SCRAM_FAKE_KEY = randomBytes(32).toString('hex');
   serveCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs });
   if (config.metrics.enabled) startClusterMetricsEndpoint(config.metrics, logger);
   const fork = () => cluster.fork();
@@ -151,5 +160,23 @@ function runPrimary(config: Config, logger: Logger): Promise<number> {
     process.on('SIGHUP', () => {
       for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
     });
+  });
+}
+
+/** The OAUTHBEARER/XOAUTH2 token check from [oauth], if any. */
+function bearerOf(config: Config, users: PasswdFileAuthenticator, logger: Logger): BearerVerifier | undefined {
+  const o = config.oauth;
+  if (!o) return undefined;
+  const lookup = (user: string) => users.lookup(user);
+  if (o.kind === 'command') return createCommandBearerVerifier(o.command, { lookup, logger });
+  return createJwtBearerVerifier({
+    jwksFile: o.jwksFile,
+    jwksUrl: o.jwksUrl,
+    issuer: o.issuer,
+    audience: o.audience,
+    userClaim: o.userClaim,
+    mapUser: o.stripDomain ? (v) => v.replace(/@[^@]*$/, '') : undefined,
+    lookup,
+    logger,
   });
 }

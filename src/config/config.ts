@@ -26,9 +26,21 @@ export interface Config {
   readonly listen: readonly ListenerConfig[];
   readonly tls?: { readonly cert: string; readonly key: string; readonly minVersion: 'TLSv1.2' | 'TLSv1.3' };
   readonly storage: { readonly driver: 'maildir'; readonly root: string; readonly layout: string };
-  readonly auth: { readonly usersFile: string };
+  readonly auth: { readonly usersFile: string; readonly mechanisms: readonly string[]; readonly apop: boolean };
+  readonly oauth?:
+    | {
+        readonly kind: 'jwks';
+        readonly jwksFile?: string;
+        readonly jwksUrl?: string;
+        readonly issuer: string;
+        readonly audience: string;
+        readonly userClaim: string;
+        readonly stripDomain: boolean;
+      }
+    | { readonly kind: 'command'; readonly command: readonly string[] };
   readonly limits: {
     readonly maxLineLength: number;
+    readonly maxAuthLineLength: number;
     readonly idleTimeoutAuthMs: number;
     readonly idleTimeoutMs: number;
     readonly maxBadCommands: number;
@@ -273,9 +285,15 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
     listen,
     tls,
     storage: { driver: 'maildir', root: path(st.root as string), layout: st.layout as string },
-    auth: { usersFile: path((t.auth as Raw).users_file as string) },
+    auth: {
+      usersFile: path((t.auth as Raw).users_file as string),
+      mechanisms: checkMechanisms((t.auth as Raw).mechanisms as string[], file),
+      apop: (t.auth as Raw).apop as boolean,
+    },
+    oauth: oauthOf(t.oauth as Raw, file, path),
     limits: {
       maxLineLength: lim.max_line_length as number,
+      maxAuthLineLength: lim.max_auth_line_length as number,
       idleTimeoutAuthMs: sec('idle_timeout_auth'),
       idleTimeoutMs: sec('idle_timeout'),
       maxBadCommands: lim.max_bad_commands as number,
@@ -335,4 +353,41 @@ export function parseExpire(v: string, where = 'expire'): number | 'never' {
   if (v.toLowerCase() === 'never') return 'never';
   if (/^\d{1,5}$/.test(v)) return Number(v);
   throw new ConfigError(`${where}: policy.expire must be "never" or a number of days, got "${v}"`);
+}
+
+const KNOWN_MECHANISMS = ['SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'];
+
+function checkMechanisms(list: string[], file: string): string[] {
+  const out = list.map((m) => m.toUpperCase());
+  for (const m of out) {
+    if (!KNOWN_MECHANISMS.includes(m)) {
+      throw new ConfigError(`${file}: auth.mechanisms: unknown "${m}" (known: ${KNOWN_MECHANISMS.join(', ')})`);
+    }
+  }
+  return out;
+}
+
+function oauthOf(o: Raw, file: string, path: (p: string) => string): Config['oauth'] {
+  const command = o.command as string[];
+  const jwks = o.jwks_file !== undefined || o.jwks_url !== undefined;
+  if (command.length > 0) {
+    if (jwks) throw new ConfigError(`${file}: [oauth] takes a JWKS or a command, not both`);
+    return { kind: 'command', command };
+  }
+  if (!jwks) return undefined;
+  if (o.jwks_file !== undefined && o.jwks_url !== undefined) {
+    throw new ConfigError(`${file}: [oauth] takes jwks_file or jwks_url, not both`);
+  }
+  if (o.issuer === undefined || o.audience === undefined) {
+    throw new ConfigError(`${file}: [oauth] needs "issuer" and "audience" with a JWKS`);
+  }
+  return {
+    kind: 'jwks',
+    jwksFile: o.jwks_file === undefined ? undefined : path(o.jwks_file as string),
+    jwksUrl: o.jwks_url as string | undefined,
+    issuer: o.issuer as string,
+    audience: o.audience as string,
+    userClaim: o.user_claim as string,
+    stripDomain: o.strip_domain as boolean,
+  };
 }

@@ -150,6 +150,33 @@ export const schema = {
         default: './var/users',
         doc: 'passwd-style user file (Dovecot passwd-file compatible).',
       },
+      mechanisms: {
+        type: 'string[]',
+        default: ['SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'],
+        doc: 'SASL mechanisms (RFC 5034 AUTH) to offer; each only where it can work (see README, "Login").',
+      },
+      apop: { type: 'boolean', default: true, doc: 'Offer APOP to users with a shared secret.' },
+    },
+  },
+  oauth: {
+    kind: 'table',
+    doc: 'OAUTHBEARER / XOAUTH2 token checks: a JWKS (file or URL) with issuer and audience, or a command.',
+    fields: {
+      jwks_file: { type: 'string', doc: 'JWKS document on disk (re-read when it changes).' },
+      jwks_url: { type: 'string', doc: 'The provider’s jwks_uri.' },
+      issuer: { type: 'string', doc: 'Required "iss" of tokens.' },
+      audience: { type: 'string', doc: 'Required "aud" of tokens.' },
+      user_claim: { type: 'string', default: 'email', doc: 'Claim that names the user.' },
+      strip_domain: {
+        type: 'boolean',
+        default: false,
+        doc: 'Map "alice@example.com" in the claim to the user "alice".',
+      },
+      command: {
+        type: 'string[]',
+        default: [],
+        doc: 'Instead of a JWKS: a command that gets the token on stdin and prints the user name.',
+      },
     },
   },
   limits: {
@@ -162,6 +189,13 @@ export const schema = {
         min: 255,
         max: 65536,
         doc: 'Longest command line in octets (RFC 2449 §4 allows 255; longer passwords need more).',
+      },
+      max_auth_line_length: {
+        type: 'integer',
+        default: 32768,
+        min: 16384,
+        max: 1048576,
+        doc: 'Longest SASL continuation line (RFC 5034); OAuth tokens are large.',
       },
       idle_timeout_auth: {
         type: 'number',

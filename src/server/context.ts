@@ -1,6 +1,7 @@
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/passwd.ts';
+import type { BearerVerifier } from '../auth/sasl/jwt.ts';
 import type { Config } from '../config/config.ts';
 import type { MailStore } from '../storage/types.ts';
 import type { Coordinator } from './coordinator.ts';
@@ -24,6 +25,14 @@ export interface ServerContext {
   readonly secureContext: SecureContext | undefined;
   readonly sniCallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
   readonly stlsEnabled: boolean;
+  /** SASL mechanisms the operator enabled (each still offered only where it can work). */
+  readonly saslMechanisms: readonly string[];
+  /** OAUTHBEARER/XOAUTH2 token check, when configured. */
+  readonly bearer: BearerVerifier | undefined;
+  /** Offer APOP (to users with a shared secret). */
+  readonly apop: boolean;
+  /** Key for SCRAM's made-up salts of unknown users; the same in every worker. */
+  readonly scramFakeSaltKey: Buffer;
   /** RFC 2449 LOGIN-DELAY and EXPIRE defaults (users may override them). */
   readonly policy: Policy;
   readonly coordinator: Coordinator;

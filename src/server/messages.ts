@@ -52,6 +52,13 @@ const en = {
   storagePerm: 'Mailbox cannot be opened.',
   internalError: 'Internal error, try again later.',
   loginDelay: (seconds: number) => `Logins are allowed every ${seconds} seconds; try again later.`,
+  saslFollows: 'SASL mechanisms follow.',
+  saslUnsupported: 'Unsupported authentication mechanism.',
+  saslBadBase64: 'Invalid base64 data.',
+  saslCancelled: 'Authentication cancelled.',
+  saslUsage: 'Usage: AUTH mechanism [initial-response]',
+  saslTooLong: 'Authentication data too long.',
+  authTemp: 'Authentication is temporarily unavailable, try again later.',
 };
 
 export type Catalogue = typeof en;
@@ -103,6 +110,13 @@ const de: Catalogue = {
   storagePerm: 'Das Postfach kann nicht geöffnet werden.',
   internalError: 'Interner Fehler; bitte später erneut versuchen.',
   loginDelay: (seconds) => `Anmeldungen sind alle ${seconds} Sekunden erlaubt; bitte später erneut versuchen.`,
+  saslFollows: 'SASL-Verfahren folgen.',
+  saslUnsupported: 'Anmeldeverfahren wird nicht unterstützt.',
+  saslBadBase64: 'Ungültige Base64-Daten.',
+  saslCancelled: 'Anmeldung abgebrochen.',
+  saslUsage: 'Aufruf: AUTH Verfahren [Anfangsantwort]',
+  saslTooLong: 'Anmeldedaten zu lang.',
+  authTemp: 'Anmeldung vorübergehend nicht möglich; bitte später erneut versuchen.',
 };
 
 /** Languages by RFC 5646 tag; the first is the default. */

@@ -2,12 +2,14 @@
  * The POP3 server: listeners (plain with STLS, implicit TLS per RFC 8314, or plain only), connection limits,
  * and graceful shutdown. Sessions do the protocol; this file owns sockets until a session takes one.
  */
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { BlockList, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/passwd.ts';
+import type { BearerVerifier } from '../auth/sasl/jwt.ts';
 import { type ListenerConfig, parseCidr } from '../config/config.ts';
 import { RespCode } from '../protocol/errors.ts';
 import type { MailStore } from '../storage/types.ts';
@@ -59,6 +61,13 @@ export interface ServerOptions {
   readonly loopbackIsSecure: boolean;
   readonly tls?: TlsMaterial;
   readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin'>;
+  /** SASL mechanisms to offer (default: all that can work); see ServerContext. */
+  readonly saslMechanisms?: readonly string[];
+  readonly bearer?: BearerVerifier;
+  /** Offer APOP to users with a shared secret (default true). */
+  readonly apop?: boolean;
+  /** Key for SCRAM's made-up salts (default: POSTERN_SCRAM_FAKE_KEY from the cluster primary, or random). */
+  readonly scramFakeSaltKey?: Buffer;
   /** RFC 2449 LOGIN-DELAY and EXPIRE defaults; none when absent. */
   readonly policy?: Policy;
   /** Shared per-address state; defaults to this process only (see coordinator.ts for cluster workers). */
@@ -86,8 +95,13 @@ export class Pop3Server {
   readonly listeners: BoundListener[] = [];
 
   private readonly trusted = new BlockList();
+  private readonly scramFakeSaltKey: Buffer;
 
   constructor(private readonly options: ServerOptions) {
+    const shared = process.env.POSTERN_SCRAM_FAKE_KEY;
+    this.scramFakeSaltKey =
+      options.scramFakeSaltKey ??
+      (shared && /^[0-9a-f]{64}$/.test(shared) ? Buffer.from(shared, 'hex') : randomBytes(32));
     for (const cidr of options.proxy?.trusted ?? []) {
       const c = parseCidr(cidr);
       if (!c) throw new Error(`bad CIDR in proxy.trusted: ${cidr}`);
@@ -163,6 +177,10 @@ export class Pop3Server {
       sniCallback: this.sniCallback,
       stlsEnabled: config.tls === 'starttls',
       policy: o.policy ?? { loginDelaySeconds: 0, expireDays: 'never' },
+      saslMechanisms: o.saslMechanisms ?? ['SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'],
+      bearer: o.bearer,
+      apop: o.apop ?? true,
+      scramFakeSaltKey: this.scramFakeSaltKey,
       coordinator: this.coordinator,
       onClose: (s) => this.forget(s),
       onCommand: o.hooks?.onCommand,

@@ -17,7 +17,7 @@ import { parseExpire } from '../config/config.ts';
 import { parseCommand, parseMsn } from '../protocol/command.ts';
 import { DotEncoder, type DotEncoder as DotEncoderType } from '../protocol/dot.ts';
 import { Pop3Error, RespCode } from '../protocol/errors.ts';
-import { LineReader } from '../protocol/lineReader.ts';
+import { LineReader, type LineResult } from '../protocol/lineReader.ts';
 import type { Maildrop, MaildropState, MessageInfo } from '../storage/types.ts';
 import { isStorageError } from '../storage/types.ts';
 import { isLoopback } from './address.ts';
@@ -80,8 +80,9 @@ export class Session {
     this.socket = socket;
     this.id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
     this.log = ctx.logger.child({ session: this.id, remote: remoteAddress });
-    this.reader = new LineReader({ maxLine: ctx.limits.maxLineLength });
-    if (ctx.authenticator.hasSharedSecrets()) {
+    // Sized for SASL continuation lines; command lines are held to the shorter limit in pump().
+    this.reader = new LineReader({ maxLine: Math.max(ctx.limits.maxLineLength, ctx.limits.maxAuthLineLength) });
+    if (ctx.apop && ctx.authenticator.hasSharedSecrets()) {
       this.apopTimestamp = `<${randomBytes(9).toString('hex')}.${process.pid}@${ctx.hostname}>`;
     }
   }
@@ -102,6 +103,31 @@ export class Session {
   /** Plaintext passwords (USER/PASS) are allowed on TLS, on loopback, or when the operator says so. */
   get plaintextAllowed(): boolean {
     return this.secure || this.ctx.allowPlaintextAuth || (this.ctx.loopbackIsSecure && isLoopback(this.remoteAddress));
+  }
+
+  /**
+   * SASL mechanisms offered on this connection now: the enabled ones that can work here. Those that send a
+   * password or token as is (PLAIN, LOGIN, the OAuth ones) follow the plaintext rule; CRAM-MD5 needs stored
+   * shared secrets, SCRAM a user store with SCRAM keys, the OAuth ones a token check.
+   */
+  saslOffered(): string[] {
+    const a = this.ctx.authenticator;
+    return this.ctx.saslMechanisms.filter((m) => {
+      switch (m) {
+        case 'PLAIN':
+        case 'LOGIN':
+          return this.plaintextAllowed;
+        case 'CRAM-MD5':
+          return a.hasSharedSecrets();
+        case 'SCRAM-SHA-256':
+          return a.scramCredentials !== undefined;
+        case 'OAUTHBEARER':
+        case 'XOAUTH2':
+          return this.ctx.bearer !== undefined && this.plaintextAllowed;
+        default:
+          return false;
+      }
+    });
   }
 
   get stlsAvailable(): boolean {
@@ -133,11 +159,41 @@ export class Session {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     this.reader.push(chunk);
+    if (this.continuation) {
+      const r = this.reader.next();
+      if (r) {
+        const resolve = this.continuation;
+        this.continuation = undefined;
+        this.armIdle();
+        resolve(r);
+      }
+      return;
+    }
     if (!this.paused && this.reader.buffered > INPUT_HIGH_WATER) {
       this.paused = true;
       this.socket.pause();
     }
     if (!this.busy) void this.pump();
+  }
+
+  private continuation: ((line: LineResult | null) => void) | undefined;
+
+  /**
+   * The next line from the client inside a command (SASL continuations, RFC 5034 §4), or null once the
+   * connection is gone. Pending replies (the challenge) are flushed first.
+   */
+  readContinuation(): Promise<LineResult | null> {
+    const r = this.reader.next();
+    if (r) return Promise.resolve(r);
+    if (this.closed) return Promise.resolve(null);
+    this.flush();
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    return new Promise((resolve) => {
+      this.continuation = resolve;
+    });
   }
 
   private async pump(): Promise<void> {
@@ -147,7 +203,7 @@ export class Session {
         const r = this.reader.next();
         if (r === null) break;
         this.armIdle();
-        if (r.kind === 'toolong') {
+        if (r.kind === 'toolong' || r.line.length > this.ctx.limits.maxLineLength) {
           this.bad(`-ERR ${this.text.lineTooLong(this.ctx.limits.maxLineLength)}`);
           continue;
         }
@@ -549,6 +605,9 @@ export class Session {
     this.tornDown = true;
     this.closed = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    const waiting = this.continuation;
+    this.continuation = undefined;
+    waiting?.(null);
     const md = this.maildrop;
     this.maildrop = undefined;
     if (md) {

@@ -54,7 +54,7 @@ describe('passwd file changes', () => {
     let text = await readFile(path, 'utf8');
     assert.ok(text.startsWith(ORIGINAL), 'existing lines untouched');
     const daveLine = text.slice(ORIGINAL.length);
-    assert.match(daveLine, /^dave:\{ARGON2ID\}\$argon2id\$v=19\$[^:]+::::::\n$/);
+    assert.match(daveLine, /^dave:\{ARGON2ID\}\$argon2id\$v=19\$[^:]+::::::scram_sha256=10000,[^ ]+\n$/);
     for (const p of ['m=19456', 't=2', 'p=1']) assert.ok(daveLine.includes(p), `${daveLine} has ${p}`);
 
     await setPassword(path, 'bob', 'newbobpw');
@@ -62,7 +62,7 @@ describe('passwd file changes', () => {
     const bobLine = text.split('\n')[4];
     assert.match(
       bobLine,
-      /^bob:\{ARGON2ID\}\$argon2id\$[^:]+:1000:1000:Bob B:\/home\/bob:\/bin\/false:userdb_mail=maildir:~\/Maildir quota_rule=\*:storage=1G$/,
+      /^bob:\{ARGON2ID\}\$argon2id\$[^:]+:1000:1000:Bob B:\/home\/bob:\/bin\/false:userdb_mail=maildir:~\/Maildir quota_rule=\*:storage=1G scram_sha256=[^ ]+$/,
     );
 
     await deleteUser(path, 'alice');
@@ -139,7 +139,7 @@ describe('passwd file changes', () => {
   it('stores an APOP secret on request, and never leaves the old password valid through it', async () => {
     const path = await file(ORIGINAL);
     await addUser(path, 'dave', 'davepw', { apopSecret: 'davepw' });
-    assert.match(await readFile(path, 'utf8'), /\ndave:\{ARGON2ID\}[^:]+::::::apop_secret=ZGF2ZXB3\n$/);
+    assert.match(await readFile(path, 'utf8'), /\ndave:\{ARGON2ID\}[^:]+::::::scram_sha256=[^ ]+ apop_secret=ZGF2ZXB3\n$/);
     const secretOf = async (name: string): Promise<string | null> =>
       parsePasswd(await readFile(path, 'utf8')).users.get(name)?.sharedSecret ?? null;
 
@@ -153,13 +153,13 @@ describe('passwd file changes', () => {
     assert.equal(await secretOf('bob'), 'bob apop');
     assert.match(
       (await readFile(path, 'utf8')).split('\n')[4],
-      /:userdb_mail=maildir:~\/Maildir quota_rule=\*:storage=1G apop_secret=/,
+      /:userdb_mail=maildir:~\/Maildir quota_rule=\*:storage=1G scram_sha256=[^ ]+ apop_secret=/,
     );
     await setPassword(path, 'bob', 'bob4', { apopSecret: null });
     assert.equal(await secretOf('bob'), null);
     assert.match(
       (await readFile(path, 'utf8')).split('\n')[4],
-      /:userdb_mail=maildir:~\/Maildir quota_rule=\*:storage=1G$/,
+      /:userdb_mail=maildir:~\/Maildir quota_rule=\*:storage=1G scram_sha256=[^ ]+$/,
     );
   });
 

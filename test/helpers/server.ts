@@ -1,6 +1,8 @@
 /** Starts a real Pop3Server on 127.0.0.1 with an in-memory store, for transcript tests. */
 import { generate } from 'selfsigned';
 import type { Authenticator, Principal } from '../../src/auth/passwd.ts';
+import { makeScramCredentials } from '../../src/auth/sasl/scram.ts';
+import type { ScramCredentials } from '../../src/auth/sasl/types.ts';
 import { parseConfig } from '../../src/config/config.ts';
 import { silentLogger } from '../../src/observability/log.ts';
 import type { Limits } from '../../src/server/context.ts';
@@ -30,6 +32,10 @@ export class TestAuthenticator implements Authenticator {
   }
   async lookup(user: string): Promise<Principal | null> {
     return Object.hasOwn(this.users, user) ? { user, mailboxId: user, settings: this.users[user].settings } : null;
+  }
+  async scramCredentials(user: string): Promise<ScramCredentials | null> {
+    const u = Object.hasOwn(this.users, user) ? this.users[user] : undefined;
+    return u ? makeScramCredentials(u.password, { iterations: 4096 }) : null;
   }
   hasPolicyOverrides(): boolean {
     return Object.values(this.users).some(

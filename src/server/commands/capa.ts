@@ -11,6 +11,8 @@ export function capabilities(s: Session): string[] {
   if (s.state === 'AUTHORIZATION') {
     if (s.plaintextAllowed) caps.push('USER');
     if (s.stlsAvailable) caps.push('STLS');
+    const sasl = s.saslOffered();
+    if (sasl.length > 0) caps.push(`SASL ${sasl.join(' ')}`);
   }
   // RFC 2449 §6.5/§6.7: before login, the server-wide values ("USER" when users may differ); after login,
   // the values that apply to this user.

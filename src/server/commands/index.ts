@@ -1,5 +1,6 @@
 /** The command table: plain data, one entry per verb (style.md: Dovecot's pop3_commands[]). */
 import { apop } from './apop.ts';
+import { auth } from './auth.ts';
 import { capa } from './capa.ts';
 import { dele } from './dele.ts';
 import { lang } from './lang.ts';
@@ -21,6 +22,7 @@ export const commands: Readonly<Record<string, CommandSpec>> = {
   USER: user,
   PASS: pass,
   APOP: apop,
+  AUTH: auth,
   QUIT: quit,
   STAT: stat,
   LIST: list,

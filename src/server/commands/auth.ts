@@ -1,0 +1,89 @@
+/**
+ * RFC 5034 AUTH mechanism [initial-response]: SASL in POP3. The mechanisms themselves are the pure state
+ * machines of src/auth/sasl/ (shared with the client library); this file is only the POP3 framing:
+ * "+ base64" challenges, "*" to cancel, "=" for an empty initial response, strict base64, and a bare AUTH
+ * that lists the mechanisms (the pre-RFC 5034 probe that old Outlook versions send).
+ */
+import { createSaslServer, type ServerStep } from '../../auth/sasl/index.ts';
+import { Pop3Error, RespCode } from '../../protocol/errors.ts';
+import type { Session } from '../session.ts';
+import { AUTHORIZATION, type CommandSpec } from './types.ts';
+
+/** A SASL exchange longer than this many challenges is broken (SCRAM needs two). */
+const MAX_ROUNDS = 8;
+
+function decodeBase64(text: string): Buffer | null {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  return Buffer.from(text, 'base64');
+}
+
+/** Sends a challenge and reads the client's answer; throws -ERR when the client cancels or goes away. */
+async function challenge(s: Session, data: Buffer): Promise<Buffer> {
+  s.reply(`+ ${data.toString('base64')}`);
+  const r = await s.readContinuation();
+  if (r === null) throw new Pop3Error(s.text.saslCancelled);
+  if (r.kind === 'toolong') throw new Pop3Error(s.text.saslTooLong);
+  const text = r.line.toString('latin1');
+  if (text === '*') throw new Pop3Error(s.text.saslCancelled);
+  const decoded = decodeBase64(text);
+  if (decoded === null) throw new Pop3Error(s.text.saslBadBase64);
+  return decoded;
+}
+
+export const auth: CommandSpec = {
+  states: AUTHORIZATION,
+  async run(s, cmd) {
+    const offered = s.saslOffered();
+    if (cmd.args.length === 0) return s.sendLines(`+OK ${s.text.saslFollows}`, offered);
+    if (cmd.args.length > 2) throw new Pop3Error(s.text.saslUsage);
+    const mechanism = cmd.args[0].toUpperCase();
+    if (!offered.includes(mechanism)) throw new Pop3Error(s.text.saslUnsupported);
+    let response: Buffer | null = null;
+    if (cmd.args.length === 2) {
+      response = cmd.args[1] === '=' ? Buffer.alloc(0) : decodeBase64(cmd.args[1]);
+      if (response === null) throw new Pop3Error(s.text.saslBadBase64);
+    }
+    const a = s.ctx.authenticator;
+    const server = createSaslServer(
+      mechanism,
+      {
+        verifyPassword: (u, p) => a.verifyPassword(u, p),
+        sharedSecret: (u) => a.sharedSecret(u),
+        scramCredentials: (u) => (a.scramCredentials ? a.scramCredentials(u) : Promise.resolve(null)),
+        verifyBearer: (t, u) => (s.ctx.bearer ? s.ctx.bearer.verifyBearer(t, u) : Promise.resolve(null)),
+        lookup: (u) => a.lookup(u),
+      },
+      { hostname: s.ctx.hostname, fakeSaltKey: s.ctx.scramFakeSaltKey },
+    );
+    if (!server) throw new Pop3Error(s.text.saslUnsupported);
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const step = await runStep(s, () => server.step(response));
+      if (step.kind === 'challenge') {
+        response = await challenge(s, step.data);
+        continue;
+      }
+      if (step.kind === 'failure') {
+        // OAUTHBEARER/XOAUTH2 send an error document the client must acknowledge before the -ERR.
+        if (step.challenge) await challenge(s, step.challenge).catch(() => undefined);
+        return s.loginFailed(undefined, mechanism, step.reason);
+      }
+      // Success with additional data (SCRAM's server signature) goes out as a last challenge (RFC 5034 §4).
+      if (step.data && step.data.length > 0) {
+        const ack = await challenge(s, step.data);
+        if (ack.length !== 0) throw new Pop3Error(s.text.saslCancelled);
+      }
+      return s.enterTransaction(step.principal, mechanism);
+    }
+    return s.loginFailed(undefined, mechanism, 'too many SASL rounds');
+  },
+};
+
+/** A verifier that cannot answer (user store or token service down) is a temporary failure, not a bad login. */
+async function runStep(s: Session, step: () => Promise<ServerStep>): Promise<ServerStep> {
+  try {
+    return await step();
+  } catch (err) {
+    s.log.error({ err: (err as Error).message }, 'SASL verifier failed');
+    throw new Pop3Error(s.text.authTemp, RespCode.SysTemp);
+  }
+}
