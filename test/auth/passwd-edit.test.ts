@@ -139,7 +139,10 @@ describe('passwd file changes', () => {
   it('stores an APOP secret on request, and never leaves the old password valid through it', async () => {
     const path = await file(ORIGINAL);
     await addUser(path, 'dave', 'davepw', { apopSecret: 'davepw' });
-    assert.match(await readFile(path, 'utf8'), /\ndave:\{ARGON2ID\}[^:]+::::::scram_sha256=[^ ]+ apop_secret=ZGF2ZXB3\n$/);
+    assert.match(
+      await readFile(path, 'utf8'),
+      /\ndave:\{ARGON2ID\}[^:]+::::::scram_sha256=[^ ]+ apop_secret=ZGF2ZXB3\n$/,
+    );
     const secretOf = async (name: string): Promise<string | null> =>
       parsePasswd(await readFile(path, 'utf8')).users.get(name)?.sharedSecret ?? null;
 
