@@ -119,14 +119,22 @@ export class DeliveryAgent {
    */
   async precheck(recipient: Recipient, declaredSize = 0): Promise<DeliveryOutcome | null> {
     if (!hasLimit(recipient.quota)) return null;
-    let usage: MailboxStats;
+    let refused: DeliveryOutcome | null;
     try {
-      usage = await this.store.stats(recipient.mailboxId);
+      const refusal = quotaRefusal(await this.store.stats(recipient.mailboxId), recipient.quota, declaredSize);
+      refused = refusal === null ? null : { recipient, status: 'quota', reason: refusal };
     } catch (err) {
-      return this.outcomeOfError(recipient, err, undefined);
+      refused = this.outcomeOfError(recipient, err, undefined);
     }
-    const refusal = quotaRefusal(usage, recipient.quota, declaredSize);
-    return refusal === null ? null : { recipient, status: 'quota', reason: refusal };
+    if (refused !== null) {
+      // Refused before the message came: counted and logged here, as deliver() does for the rest.
+      this.hooks.onDelivery?.(refused.status, 0);
+      this.logger.warn(
+        { to: recipient.address, user: recipient.user, status: refused.status, reason: refused.reason },
+        'delivery refused',
+      );
+    }
+    return refused;
   }
 
   /**

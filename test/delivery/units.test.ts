@@ -169,7 +169,15 @@ describe('DeliveryAgent', () => {
     const r = (await agent.resolve('a')) ?? assert.fail();
     await agent.deliver(Readable.from([Buffer.from('x\r\n')]), { recipients: [r] });
     agent.noUser('zz');
-    assert.deepEqual(seen, ['delivered', 'nouser']);
+    const limited = new DeliveryAgent({
+      store,
+      users,
+      quotas: new FixedQuota({ bytes: 0, messages: 1 }),
+      hooks: { onDelivery: (s) => seen.push(s) },
+    });
+    const full = (await limited.resolve('a')) ?? assert.fail();
+    assert.equal((await limited.precheck(full))?.status, 'quota');
+    assert.deepEqual(seen, ['delivered', 'nouser', 'quota']);
   });
 });
 
