@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { dropPostfixStyle, type RealServer, startRealServer } from '../helpers/realServer.ts';
 import { Wire } from '../helpers/wire.ts';
@@ -293,5 +294,87 @@ describe('operations: the real process', () => {
     } finally {
       if (!stopped) await s.stop();
     }
+  });
+});
+
+describe('interop: SASL and RFC 6856 with real clients', () => {
+  let s: RealServer;
+  let script: string;
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'postern-oauth-'));
+    script = join(dir, 'check-token.sh');
+    // The token command: token on stdin, user name on stdout (README, "OAuth").
+    writeFileSync(script, '#!/bin/sh\nread -r token\n[ "$token" = "good-token-123" ] && echo frank\n', { mode: 0o755 });
+    s = await startRealServer({ extraConfig: `[oauth]\ncommand = ["${script}"]\n` });
+    s.addUser('frank', 'fr4nk pass', ['--apop']);
+    s.addUser('jürgen', 'pässwörd');
+    seed(s, 'frank');
+    await s.start();
+  });
+  after(async () => {
+    await s.stop();
+    rmSync(dirname(script), { recursive: true, force: true });
+  });
+
+  // Debian's curl has no SCRAM (it needs libgsasl); SCRAM-SHA-256 is covered by test/server/sasl.test.ts
+  // and by the RFC 7677 vectors in test/sasl/.
+  for (const mech of ['PLAIN', 'LOGIN', 'CRAM-MD5']) {
+    test(`curl --login-options AUTH=${mech}`, { skip: !HAVE_CURL && 'curl not installed' }, async () => {
+      const r = curl(['-k', '--login-options', `AUTH=${mech}`, `pop3s://frank:fr4nk%20pass@127.0.0.1:${s.tlsPort}/`]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.trim().split(/\r?\n/).length, 3);
+      const deadline = Date.now() + 5000;
+      while (!s.logs().includes(`"mechanism":"${mech}"`) && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      assert.match(s.logs(), new RegExp(`"mechanism":"${mech}","messages":3`));
+    });
+  }
+
+  for (const mech of ['OAUTHBEARER', 'XOAUTH2']) {
+    test(`curl --oauth2-bearer with AUTH=${mech}`, { skip: !HAVE_CURL && 'curl not installed' }, () => {
+      const ok = curl([
+        '-k',
+        '--login-options',
+        `AUTH=${mech}`,
+        '--oauth2-bearer',
+        'good-token-123',
+        '--user',
+        'frank:',
+        `pop3s://127.0.0.1:${s.tlsPort}/`,
+      ]);
+      assert.equal(ok.status, 0, ok.stderr);
+      assert.equal(ok.stdout.trim().split(/\r?\n/).length, 3);
+      const bad = curl([
+        '-k',
+        '--login-options',
+        `AUTH=${mech}`,
+        '--oauth2-bearer',
+        'bad-token',
+        '--user',
+        'frank:',
+        `pop3s://127.0.0.1:${s.tlsPort}/`,
+      ]);
+      assert.notEqual(bad.status, 0);
+    });
+  }
+
+  test('poplib utf8(), then a UTF-8 user name and password', { skip: !HAVE_PYTHON && 'no python3' }, () => {
+    const out = python(
+      `
+p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)
+caps = p.capa()
+r = p.utf8().decode()
+p.user('jürgen'); p.pass_('pässwörd')
+n = p.stat()[0]
+p.quit()
+out = dict(caps=sorted(caps.keys()), utf8=r, n=n, utf8args=caps.get('UTF8'))
+`,
+      { port: s.port },
+    ) as { caps: string[]; utf8: string; n: number; utf8args: string[] };
+    assert.ok(out.caps.includes('UTF8') && out.caps.includes('LANG'));
+    assert.deepEqual(out.utf8args, ['USER']);
+    assert.match(out.utf8, /^\+OK/);
+    assert.equal(out.n, 0);
   });
 });

@@ -13,6 +13,7 @@ describe('two worker processes', () => {
     s = await startRealServer({
       server: 'workers = 2',
       limits: 'max_connections_per_address = 3\nfailed_login_max_delay = 10\nmax_auth_failures = 5',
+      extraConfig: '[policy]\nlogin_delay = 600\n',
     });
     // The template sets failed_login_delay = 0; a second [limits] key would be a duplicate, so patch it.
     const { readFileSync, writeFileSync } = await import('node:fs');
@@ -72,5 +73,15 @@ describe('two worker processes', () => {
     assert.match(await b.cmd('PASS pw'), /^-ERR \[IN-USE\]/);
     await a.cmd('QUIT');
     b.destroy();
+  });
+
+  test('LOGIN-DELAY holds whichever worker takes the next login', async () => {
+    for (let i = 0; i < 4; i++) {
+      const w = await Wire.connect(s.port);
+      await w.line();
+      await w.cmd('USER erin');
+      assert.match(await w.cmd('PASS pw'), /^-ERR \[LOGIN-DELAY\]/);
+      w.destroy();
+    }
   });
 });
