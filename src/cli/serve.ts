@@ -34,6 +34,8 @@ function readTls(config: Config): TlsMaterial | undefined {
     cert: readFileSync(config.tls.cert),
     key: readFileSync(config.tls.key),
     minVersion: config.tls.minVersion,
+    clientCa: config.tls.clientCa ? readFileSync(config.tls.clientCa) : undefined,
+    clientCertUser: config.tls.clientCertUser,
     sni: config.certificates.map((c) => ({ names: c.names, cert: readFileSync(c.cert), key: readFileSync(c.key) })),
   };
 }

@@ -24,7 +24,13 @@ export interface Config {
     readonly workers: number;
   };
   readonly listen: readonly ListenerConfig[];
-  readonly tls?: { readonly cert: string; readonly key: string; readonly minVersion: 'TLSv1.2' | 'TLSv1.3' };
+  readonly tls?: {
+    readonly cert: string;
+    readonly key: string;
+    readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+    readonly clientCa?: string;
+    readonly clientCertUser: 'CN' | 'emailAddress';
+  };
   readonly storage: { readonly driver: 'maildir'; readonly root: string; readonly layout: string };
   readonly auth: { readonly usersFile: string; readonly mechanisms: readonly string[]; readonly apop: boolean };
   readonly oauth?:
@@ -233,6 +239,8 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       cert: path(tlsRaw.cert as string),
       key: path(tlsRaw.key as string),
       minVersion: tlsRaw.min_version as 'TLSv1.2' | 'TLSv1.3',
+      clientCa: tlsRaw.client_ca === undefined ? undefined : path(tlsRaw.client_ca as string),
+      clientCertUser: tlsRaw.client_cert_user as 'CN' | 'emailAddress',
     };
   }
   if (!tls && listen.some((l) => l.tls !== 'none')) {
@@ -355,7 +363,7 @@ export function parseExpire(v: string, where = 'expire'): number | 'never' {
   throw new ConfigError(`${where}: policy.expire must be "never" or a number of days, got "${v}"`);
 }
 
-const KNOWN_MECHANISMS = ['SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'];
+const KNOWN_MECHANISMS = ['EXTERNAL', 'SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'];
 
 function checkMechanisms(list: string[], file: string): string[] {
   const out = list.map((m) => m.toUpperCase());

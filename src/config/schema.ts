@@ -78,6 +78,16 @@ export const schema = {
     fields: {
       cert: { type: 'string', doc: 'Certificate chain file (PEM).' },
       key: { type: 'string', doc: 'Private key file (PEM).' },
+      client_ca: {
+        type: 'string',
+        doc: 'CA file (PEM) for client certificates; enables SASL EXTERNAL for clients that present one.',
+      },
+      client_cert_user: {
+        type: 'string',
+        default: 'CN',
+        enum: ['CN', 'emailAddress'],
+        doc: 'Subject field of a client certificate that names the user.',
+      },
       min_version: {
         type: 'string',
         default: 'TLSv1.2',
@@ -152,7 +162,7 @@ export const schema = {
       },
       mechanisms: {
         type: 'string[]',
-        default: ['SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'],
+        default: ['EXTERNAL', 'SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'],
         doc: 'SASL mechanisms (RFC 5034 AUTH) to offer; each only where it can work (see README, "Login").',
       },
       apop: { type: 'boolean', default: true, doc: 'Offer APOP to users with a shared secret.' },

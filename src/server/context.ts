@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/passwd.ts';
@@ -24,6 +25,10 @@ export interface ServerContext {
   /** Present when TLS is configured; used for STLS on this listener when `stlsEnabled`. */
   readonly secureContext: SecureContext | undefined;
   readonly sniCallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
+  /** When client certificates are requested: the subject field that names the user (SASL EXTERNAL). */
+  readonly clientCertUser: 'CN' | 'emailAddress' | undefined;
+  /** The CA that client certificates must be issued by. */
+  readonly clientCa: X509Certificate | undefined;
   readonly stlsEnabled: boolean;
   /** SASL mechanisms the operator enabled (each still offered only where it can work). */
   readonly saslMechanisms: readonly string[];

@@ -2,7 +2,7 @@
  * The POP3 server: listeners (plain with STLS, implicit TLS per RFC 8314, or plain only), connection limits,
  * and graceful shutdown. Sessions do the protocol; this file owns sockets until a session takes one.
  */
-import { constants as cryptoConstants, randomBytes } from 'node:crypto';
+import { constants as cryptoConstants, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { BlockList, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -23,6 +23,9 @@ export interface TlsMaterial {
   readonly cert: string | Buffer;
   readonly key: string | Buffer;
   readonly minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** CA for client certificates (SASL EXTERNAL), and the subject field naming the user. */
+  readonly clientCa?: string | Buffer;
+  readonly clientCertUser?: 'CN' | 'emailAddress';
   /** More certificates chosen by SNI; `names` may hold "*.example.com" (one label). */
   readonly sni?: readonly {
     readonly names: readonly string[];
@@ -39,10 +42,12 @@ function secureContextOf(
   cert: string | Buffer,
   key: string | Buffer,
   minVersion: 'TLSv1.2' | 'TLSv1.3',
+  ca?: string | Buffer,
 ): SecureContext {
   return createSecureContext({
     cert,
     key,
+    ca,
     minVersion,
     honorCipherOrder: true,
     ciphers: 'ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20',
@@ -118,16 +123,21 @@ export class Pop3Server {
   /** Replaces the certificate for new connections (e.g. on SIGHUP); open sessions keep theirs. */
   setTls(tls: TlsMaterial): void {
     const min = tls.minVersion ?? 'TLSv1.2';
-    this.secureContext = secureContextOf(tls.cert, tls.key, min);
+    this.secureContext = secureContextOf(tls.cert, tls.key, min, tls.clientCa);
+    this.clientCerts = tls.clientCa
+      ? { user: tls.clientCertUser ?? 'CN', ca: new X509Certificate(tls.clientCa) }
+      : undefined;
     const byName = new Map<string, SecureContext>();
     for (const c of tls.sni ?? []) {
-      const ctx = secureContextOf(c.cert, c.key, min);
+      const ctx = secureContextOf(c.cert, c.key, min, tls.clientCa);
       for (const n of c.names) byName.set(n.toLowerCase(), ctx);
     }
     this.sniContexts = byName;
   }
 
   private sniContexts = new Map<string, SecureContext>();
+  /** Set when client certificates are asked for (SASL EXTERNAL). */
+  private clientCerts: { user: 'CN' | 'emailAddress'; ca: X509Certificate } | undefined;
 
   /** SNI: an exact name first, then a one-label wildcard; otherwise the default certificate. */
   readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => {
@@ -177,9 +187,19 @@ export class Pop3Server {
       loopbackIsSecure: o.loopbackIsSecure,
       secureContext: this.secureContext,
       sniCallback: this.sniCallback,
+      clientCertUser: this.clientCerts?.user,
+      clientCa: this.clientCerts?.ca,
       stlsEnabled: config.tls === 'starttls',
       policy: o.policy ?? { loginDelaySeconds: 0, expireDays: 'never' },
-      saslMechanisms: o.saslMechanisms ?? ['SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'],
+      saslMechanisms: o.saslMechanisms ?? [
+        'EXTERNAL',
+        'SCRAM-SHA-256',
+        'PLAIN',
+        'LOGIN',
+        'CRAM-MD5',
+        'OAUTHBEARER',
+        'XOAUTH2',
+      ],
       bearer: o.bearer,
       apop: o.apop ?? true,
       scramFakeSaltKey: this.scramFakeSaltKey,
@@ -280,6 +300,9 @@ export class Pop3Server {
       isServer: true,
       secureContext: this.secureContext,
       SNICallback: this.sniCallback,
+      // Asked for, never required: a client without a certificate logs in some other way.
+      requestCert: this.clientCerts !== undefined,
+      rejectUnauthorized: false,
     });
     const timer = setTimeout(() => tls.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
     timer.unref();

@@ -124,10 +124,32 @@ export class Session {
         case 'OAUTHBEARER':
         case 'XOAUTH2':
           return this.ctx.bearer !== undefined && this.plaintextAllowed;
+        case 'EXTERNAL':
+          return this.certificateUser() !== undefined;
         default:
           return false;
       }
     });
+  }
+
+  /**
+   * The user named by a client certificate that the configured CA verified, for SASL EXTERNAL (RFC 4422
+   * App. A); undefined without one.
+   */
+  certificateUser(): string | undefined {
+    const field = this.ctx.clientCertUser;
+    const sock = this.socket;
+    const ca = this.ctx.clientCa;
+    if (field === undefined || ca === undefined || !(sock instanceof TLSSocket)) return undefined;
+    const peer = sock.getPeerX509Certificate();
+    // A TLSSocket made by hand (as ours are, for PROXY and STLS) does not run Node's own verification of the
+    // client certificate, so check it here: issued and signed by the configured CA, and valid now. The TLS
+    // handshake itself proved that the client holds the certificate's key.
+    if (!peer?.checkIssued(ca) || !peer.verify(ca.publicKey)) return undefined;
+    const now = Date.now();
+    if (now < Date.parse(peer.validFrom) || now > Date.parse(peer.validTo)) return undefined;
+    const value = sock.getPeerCertificate().subject?.[field];
+    return typeof value === 'string' && value.length > 0 ? value : undefined;
   }
 
   get stlsAvailable(): boolean {
@@ -550,7 +572,13 @@ export class Session {
     plain.removeAllListeners('drain');
     plain.removeAllListeners('close');
     plain.removeAllListeners('error');
-    const tls = new TLSSocket(plain, { isServer: true, secureContext: ctx, SNICallback: this.ctx.sniCallback });
+    const tls = new TLSSocket(plain, {
+      isServer: true,
+      secureContext: ctx,
+      SNICallback: this.ctx.sniCallback,
+      requestCert: this.ctx.clientCertUser !== undefined,
+      rejectUnauthorized: false,
+    });
     const timer = setTimeout(() => {
       this.log.info('STLS handshake timeout');
       tls.destroy();

@@ -2,7 +2,7 @@
  * A raw POP3 wire for transcript tests: exact bytes out, exact bytes in, every wait bounded.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 
 const WAIT_MS = 10_000;
 
@@ -37,10 +37,10 @@ export class Wire {
     for (const f of w) f();
   }
 
-  static connect(port: number, opts: { tls?: boolean } = {}): Promise<Wire> {
+  static connect(port: number, opts: { tls?: boolean; tlsOptions?: ConnectionOptions } = {}): Promise<Wire> {
     return new Promise((resolve, reject) => {
       const s = opts.tls
-        ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+        ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, ...opts.tlsOptions })
         : netConnect({ port, host: '127.0.0.1' });
       s.once(opts.tls ? 'secureConnect' : 'connect', () => resolve(new Wire(s)));
       s.once('error', reject);

@@ -44,6 +44,7 @@ export const auth: CommandSpec = {
       if (response === null) throw new Pop3Error(s.text.saslBadBase64);
     }
     const a = s.ctx.authenticator;
+    if (mechanism === 'EXTERNAL') return external(s, response);
     const server = createSaslServer(
       mechanism,
       {
@@ -86,4 +87,19 @@ async function runStep(s: Session, step: () => Promise<ServerStep>): Promise<Ser
     s.log.error({ err: (err as Error).message }, 'SASL verifier failed');
     throw new Pop3Error(s.text.authTemp, RespCode.SysTemp);
   }
+}
+
+/**
+ * SASL EXTERNAL (RFC 4422 App. A) with a client certificate verified against tls.client_ca: the user is the
+ * certificate's subject field; the client may send an empty authorization identity or that same user.
+ */
+async function external(s: Session, initial: Buffer | null): Promise<void> {
+  const certUser = s.certificateUser();
+  const authzid = (initial ?? (await challenge(s, Buffer.alloc(0)))).toString('utf8');
+  if (certUser === undefined || (authzid !== '' && authzid !== certUser)) {
+    return s.loginFailed(certUser, 'EXTERNAL', certUser === undefined ? 'no certificate' : 'authzid mismatch');
+  }
+  const principal = await s.ctx.authenticator.lookup(certUser);
+  if (!principal) return s.loginFailed(certUser, 'EXTERNAL', 'certificate names an unknown user');
+  return s.enterTransaction(principal, 'EXTERNAL');
 }
