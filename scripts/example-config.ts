@@ -54,9 +54,8 @@ function placeholder(table: string, key: string, f: Field): Value {
   const p = PLACEHOLDER[`${table}.${key}`];
   if (p !== undefined) return p;
   if ('default' in f && f.default !== undefined) return f.default;
+  // Booleans and string lists always have a default (the schema's types say so), so only these remain.
   if (f.type === 'string') return 'enum' in f && f.enum ? f.enum[0] : '';
-  if (f.type === 'boolean') return false;
-  if (f.type === 'string[]') return [];
   return 'min' in f && f.min !== undefined ? f.min : 0;
 }
 
