@@ -71,6 +71,8 @@ export interface ListingTiming {
 }
 export interface ListingResult {
   readonly sessions: readonly ListingTiming[];
+  /** Logins answered -ERR [IN-USE] (the previous session's lock not yet released) and tried again. */
+  readonly inUseRetries: number;
 }
 
 /**

@@ -113,11 +113,26 @@ async function retr(job: RetrJob): Promise<RetrResult> {
 
 async function listing(job: ListingJob): Promise<ListingResult> {
   const out: ListingTiming[] = [];
+  let inUseRetries = 0;
   for (let i = 0; i < job.logins; i++) {
-    const c = await Pop3Conn.open(job.target.host, job.target.port);
+    // Postern answers QUIT before it has released the maildrop lock, so the next login can meet [IN-USE] for a
+    // moment: retry (bounded) and time only the login that succeeded.
+    let c: Pop3Conn | undefined;
+    let t0 = 0;
+    for (let attempt = 0; c === undefined; attempt++) {
+      const conn = await Pop3Conn.open(job.target.host, job.target.port);
+      t0 = now();
+      try {
+        await conn.login(job.user, job.password, job.mechanism);
+        c = conn;
+      } catch (e) {
+        conn.destroy();
+        if (!/IN-USE/.test(String(e)) || attempt >= 50) throw e;
+        inUseRetries++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     try {
-      const t0 = now();
-      await c.login(job.user, job.password, job.mechanism);
       const t1 = now();
       const stat = await c.cmd('STAT');
       const t2 = now();
@@ -144,7 +159,7 @@ async function listing(job: ListingJob): Promise<ListingResult> {
       c.destroy();
     }
   }
-  return { sessions: out };
+  return { sessions: out, inUseRetries };
 }
 
 async function idle(job: IdleJob): Promise<IdleResult> {

@@ -332,7 +332,7 @@ async function measureIdle(s: ServerHandle, users: Users): Promise<void> {
   const n = ready.opened;
   log(
     `  ${s.name}: ${n} idle connections (${ready.failed} failed${ready.firstError ? `: ${ready.firstError}` : ''}) ` +
-      `opened in ${ready.seconds.toFixed(1)} s; processes ${before.processes} → ${after.processes}; ` +
+      `opened in ${ready.seconds.toFixed(1)} s; processes [${before.names}] → [${after.names}]; ` +
       `RSS ${(before.rssKiB / 1024).toFixed(0)} → ${(after.rssKiB / 1024).toFixed(0)} MiB, ` +
       `PSS ${(before.pssKiB / 1024).toFixed(0)} → ${(after.pssKiB / 1024).toFixed(0)} MiB`,
   );
@@ -471,6 +471,11 @@ async function measureList(s: ServerHandle, run: number): Promise<void> {
       expectMessages: P.listMessages,
     };
     const r = await runLoad<ListingResult>(job, 300_000);
+    if (r.inUseRetries > 0) {
+      results.note(
+        `${s.name}: a login right after the previous session's QUIT got -ERR [IN-USE] (${r.inUseRetries} retries); the lock is released after the +OK`,
+      );
+    }
     const names = style === 'sized' ? 'names with ,S=,W=' : 'Postfix names, no sizes';
     const n = P.listMessages.toLocaleString('en-US');
     r.sessions.forEach((t, i) => {

@@ -273,6 +273,8 @@ export interface Memory {
   readonly rssKiB: number;
   /** Sum of Pss (KiB): shared pages split between the processes sharing them. */
   readonly pssKiB: number;
+  /** Process names (comm) and how many of each. */
+  readonly names: string;
 }
 
 function kib(text: string, key: string): number {
@@ -285,14 +287,18 @@ export function memoryOf(pid: number): Memory {
   let rssKiB = 0;
   let pssKiB = 0;
   let processes = 0;
+  const names = new Map<string, number>();
   for (const p of [pid, ...descendants(pid)]) {
     try {
-      rssKiB += kib(readFileSync(`/proc/${p}/status`, 'latin1'), 'VmRSS');
+      const status = readFileSync(`/proc/${p}/status`, 'latin1');
+      const name = /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?';
+      names.set(name, (names.get(name) ?? 0) + 1);
+      rssKiB += kib(status, 'VmRSS');
       pssKiB += kib(readFileSync(`/proc/${p}/smaps_rollup`, 'latin1'), 'Pss');
       processes++;
     } catch {
       // exited meanwhile
     }
   }
-  return { processes, rssKiB, pssKiB };
+  return { processes, rssKiB, pssKiB, names: [...names].map(([n, c]) => (c > 1 ? `${c}×${n}` : n)).join(' ') };
 }
