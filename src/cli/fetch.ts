@@ -1,0 +1,295 @@
+/**
+ * `postern fetch`: download mail from POP3 accounts into a Maildir, an mbox or an MDA. See fetch/fetcher.ts for
+ * the order of steps that makes a crash or Ctrl-C safe. Exit codes: 0 all accounts ok, 1 an account failed,
+ * 64 usage error, 78 accounts file error, 130 interrupted.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { AUTH_MECHANISMS } from '../client/auth.ts';
+import type { TlsMode } from '../client/client.ts';
+import {
+  accountFromUrl,
+  defaultAccountsFile,
+  defaultStateDir,
+  expandHome,
+  type FetchAccount,
+  FetchConfigError,
+  parseAccountsFile,
+  parseAuth,
+  parseSize,
+  stateFileFor,
+} from '../fetch/config.ts';
+import { fetchAccount } from '../fetch/fetcher.ts';
+import { probe } from '../fetch/probe.ts';
+import { LineProgress, type Progress, QuietProgress, TtyProgress } from '../fetch/progress.ts';
+import { readSecret } from './prompt.ts';
+
+export interface FetchIo {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (mode: boolean) => unknown };
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream;
+}
+
+const EX_USAGE = 64;
+const EX_CONFIG = 78;
+
+export const FETCH_HELP = `Usage: postern fetch [options] [ACCOUNT...]
+       postern fetch [options] pop3s://USER@HOST[:PORT] --maildir DIR | --mbox FILE | --mda COMMAND
+       postern fetch --probe HOST[:PORT] [--tls implicit|starttls|none]
+
+Downloads new mail from POP3 accounts. Accounts come from a TOML file (default
+$XDG_CONFIG_HOME/postern/fetch.toml); name some to fetch only those. A message is deleted on the server
+only after it is safely stored and recorded, and only with --delete or keep_days; a run killed at any
+point loses nothing and fetches nothing twice.
+
+  -f, --accounts FILE        Accounts file (TOML, see README.md "postern fetch")
+      --keep                 Leave messages on the server (the default)
+      --delete               Delete each message on the server once it is stored
+      --keep-days N          Keep messages on the server for N days after fetching, then delete them
+      --max-size SIZE        Skip messages larger than SIZE (octets, or 100k, 25M, 1G)
+  -n, --dry-run              List what would be fetched and deleted; change nothing
+  -q, --quiet                Print errors only
+      --state-dir DIR        Where UIDL state files live (default $XDG_STATE_HOME/postern/fetch)
+  -v, --verbose              Print the POP3 dialogue (passwords are never shown) to stderr
+
+One account from the command line (pop3s:// = implicit TLS, pop3:// = STLS, pop3://…?tls=none = cleartext):
+      --maildir DIR | --mbox FILE | --mda COMMAND     Where to deliver
+      --password-env VAR | --password-command CMD     Password source (otherwise asked on the terminal)
+      --auth MECH[,MECH]     ${AUTH_MECHANISMS.join(', ')} (default: the strongest offered)
+      --ca-file FILE         Trust this CA (PEM) in addition to the system's
+      --pin-sha256 FP        Accept exactly this certificate (SHA-256 fingerprint; see --probe)
+      --insecure-auth        Allow sending the password without TLS
+
+  --probe HOST[:PORT]        Show the server's greeting, capabilities and certificate, and exit
+      --tls MODE             For --probe: implicit (default, port 995), starttls (port 110), none
+  -h, --help                 This help
+`;
+
+export async function runFetchCommand(argv: string[], io: FetchIo): Promise<number> {
+  let values: ReturnType<typeof parse>['values'];
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parse(argv));
+  } catch (err) {
+    io.stderr.write(`postern fetch: ${(err as Error).message}\n`);
+    return EX_USAGE;
+  }
+  if (values.help) {
+    io.stdout.write(FETCH_HELP);
+    return 0;
+  }
+  const ac = new AbortController();
+  const onSigint = () => ac.abort(new Error('interrupted'));
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint);
+  try {
+    if (values.probe) return await runProbe(values, io, ac.signal);
+    let accounts: FetchAccount[];
+    try {
+      accounts = selectAccounts(values, positionals);
+    } catch (err) {
+      if (err instanceof FetchConfigError) {
+        io.stderr.write(`postern fetch: ${err.message}\n`);
+        return values.accounts || positionals.some((p) => p.includes('://')) ? EX_CONFIG : EX_USAGE;
+      }
+      throw err;
+    }
+    const progress: Progress = values.quiet
+      ? new QuietProgress(io.stderr)
+      : io.stdout.isTTY
+        ? new TtyProgress(io.stdout, () => io.stdout.columns ?? 80)
+        : new LineProgress(io.stdout, io.stderr);
+    let failed = 0;
+    for (const account of accounts) {
+      if (ac.signal.aborted) break;
+      const r = await fetchAccount(account, {
+        dryRun: values['dry-run'] ?? false,
+        progress,
+        password: (a) => password(a, io),
+        signal: ac.signal,
+        debug: values.verbose ? (d, l) => io.stderr.write(`${account.name} ${d}: ${l}\n`) : undefined,
+      });
+      if (r.error) failed++;
+    }
+    if (ac.signal.aborted) return 130;
+    return failed > 0 ? 1 : 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      accounts: { type: 'string', short: 'f' },
+      keep: { type: 'boolean' },
+      delete: { type: 'boolean' },
+      'keep-days': { type: 'string' },
+      'max-size': { type: 'string' },
+      'dry-run': { type: 'boolean', short: 'n' },
+      quiet: { type: 'boolean', short: 'q' },
+      verbose: { type: 'boolean', short: 'v' },
+      'state-dir': { type: 'string' },
+      maildir: { type: 'string' },
+      mbox: { type: 'string' },
+      mda: { type: 'string' },
+      'password-env': { type: 'string' },
+      'password-command': { type: 'string' },
+      auth: { type: 'string' },
+      'ca-file': { type: 'string' },
+      'pin-sha256': { type: 'string', multiple: true },
+      'insecure-auth': { type: 'boolean' },
+      probe: { type: 'string' },
+      tls: { type: 'string' },
+      timeout: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+function selectAccounts(v: Values, positionals: string[]): FetchAccount[] {
+  if (v.keep && v.delete) throw new FetchConfigError('--keep and --delete cannot be used together');
+  const stateDir = v['state-dir'] ? expandHome(v['state-dir']) : undefined;
+  const urls = positionals.filter((p) => p.includes('://'));
+  let accounts: FetchAccount[];
+  if (urls.length > 0) {
+    if (urls.length !== positionals.length) throw new FetchConfigError('give either account names or one URL');
+    accounts = urls.map((u) => accountFromCli(u, v, stateDir ?? defaultStateDir()));
+  } else {
+    for (const k of ['maildir', 'mbox', 'mda', 'password-env', 'password-command'] as const) {
+      if (v[k] !== undefined) throw new FetchConfigError(`--${k} is for an account given as a URL`);
+    }
+    const file = v.accounts ? expandHome(v.accounts) : defaultAccountsFile();
+    accounts = parseAccountsFile(file, { stateDir });
+    if (positionals.length > 0) {
+      const byName = new Map(accounts.map((x) => [x.name, x]));
+      accounts = positionals.map((n) => {
+        const found = byName.get(n);
+        if (!found)
+          throw new FetchConfigError(`no account named "${n}" in ${file} (have: ${[...byName.keys()].join(', ')})`);
+        return found;
+      });
+    }
+  }
+  // Command-line modes override the file.
+  return accounts.map((acc) => ({
+    ...acc,
+    keep: v.delete ? false : v.keep || v['keep-days'] !== undefined ? true : acc.keep,
+    keepDays: v['keep-days'] !== undefined ? parseDays(v['keep-days']) : v.delete || v.keep ? undefined : acc.keepDays,
+    maxSize: v['max-size'] !== undefined ? parseSize(v['max-size'], '--max-size') : acc.maxSize,
+    timeoutMs: v.timeout !== undefined ? parseSeconds(v.timeout) : acc.timeoutMs,
+  }));
+}
+
+function parseDays(s: string): number {
+  const n = Number(s);
+  if (!(Number.isFinite(n) && n >= 0)) throw new FetchConfigError(`--keep-days: not a number of days: ${s}`);
+  return n;
+}
+
+function parseSeconds(s: string): number {
+  const n = Number(s);
+  if (!(Number.isFinite(n) && n > 0)) throw new FetchConfigError(`--timeout: not a number of seconds: ${s}`);
+  return n * 1000;
+}
+
+function accountFromCli(url: string, v: Values, stateDir: string): FetchAccount {
+  const base = accountFromUrl(url, 'account URL');
+  const targets = (['maildir', 'mbox', 'mda'] as const).filter((k) => v[k] !== undefined);
+  if (targets.length !== 1) throw new FetchConfigError('give exactly one of --maildir, --mbox and --mda');
+  const k = targets[0];
+  const val = v[k] as string;
+  if (v['password-env'] && v['password-command']) {
+    throw new FetchConfigError('use one of --password-env and --password-command');
+  }
+  return {
+    ...base,
+    password: v['password-env']
+      ? { env: v['password-env'] }
+      : v['password-command']
+        ? { command: v['password-command'] }
+        : 'prompt',
+    auth: v.auth ? parseAuth(v.auth, '--auth') : 'auto',
+    allowInsecureAuth: v['insecure-auth'] ?? false,
+    caFile: v['ca-file'] ? expandHome(v['ca-file']) : undefined,
+    pinSha256: v['pin-sha256'],
+    deliver: k === 'mda' ? { kind: 'mda', command: val } : { kind: k, path: expandHome(val) },
+    keep: true,
+    keepDays: undefined,
+    maxSize: undefined,
+    timeoutMs: 60_000,
+    stateFile: stateFileFor(stateDir, base.user, base.host),
+  };
+}
+
+/** The account's password: from a command's first output line, an environment variable, or the terminal. */
+async function password(account: FetchAccount, io: FetchIo): Promise<string> {
+  const src = account.password;
+  if (src === 'prompt') {
+    return readSecret(`Password for ${account.user}@${account.host}: `, { stdin: io.stdin, stderr: io.stderr });
+  }
+  if ('value' in src) return src.value;
+  if ('env' in src) {
+    const v = process.env[src.env];
+    if (v === undefined || v === '') throw new Error(`${account.name}: environment variable ${src.env} is not set`);
+    return v;
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', src.command], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      if (out.length < 65_536) out += d.toString('utf8');
+    });
+    child.once('error', reject);
+    child.once('close', (code) => {
+      // Only the exit status is reported: the output is the secret.
+      if (code !== 0) reject(new Error(`${account.name}: password_command failed (exit ${code})`));
+      else resolve(out.split(/\r?\n/)[0]);
+    });
+  });
+}
+
+async function runProbe(v: Values, io: FetchIo, signal: AbortSignal): Promise<number> {
+  const target = v.probe ?? '';
+  const url = target.includes('://')
+    ? accountFromUrl(target.replace(/:\/\/(?![^/]*@)/, '://probe@'), '--probe')
+    : undefined;
+  const tls = (v.tls ?? url?.tls ?? 'implicit') as TlsMode;
+  if (!['implicit', 'starttls', 'none'].includes(tls)) {
+    io.stderr.write('postern fetch: --tls must be implicit, starttls or none\n');
+    return EX_USAGE;
+  }
+  let host = url?.host ?? target;
+  let port = url?.port ?? (tls === 'implicit' ? 995 : 110);
+  const m = url ? null : /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(target);
+  if (m) {
+    host = m[1] ?? m[2];
+    if (m[3]) port = Number(m[3]);
+  }
+  if (!host) {
+    io.stderr.write('postern fetch: --probe needs a HOST\n');
+    return EX_USAGE;
+  }
+  try {
+    io.stdout.write(
+      await probe({
+        host,
+        port,
+        tls,
+        timeoutMs: v.timeout ? parseSeconds(v.timeout) : 30_000,
+        ca: v['ca-file'] ? readFileSync(expandHome(v['ca-file'])) : undefined,
+        signal,
+      }),
+    );
+    return 0;
+  } catch (err) {
+    io.stderr.write(`postern fetch: probe of ${host}:${port} failed: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * Per-account UIDL state: which messages were delivered, and when. Two files:
+ * - `NAME.json`, the snapshot, only ever replaced atomically (write a temp file, fsync, rename, fsync the dir);
+ * - `NAME.json.journal`, appended and fsynced once per step, so each message is committed on its own without
+ *   rewriting the snapshot (a 50 000-message first fetch stays linear).
+ * Loading replays the journal over the snapshot; a torn last line (crash mid-append) is ignored, which is safe
+ * because a record is acted on only after its append was fsynced. At the end of a run the journal is folded
+ * into a new snapshot and removed. A lock file keeps two runs of the same account apart.
+ */
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname } from 'node:path';
+import type { Intent } from './deliver.ts';
+
+type JournalRecord =
+  | { op: 'pending'; uidl: string; intent: Intent }
+  | { op: 'done'; uidl: string; at: number }
+  | { op: 'abandon'; uidl: string };
+
+interface Snapshot {
+  version: 1;
+  account: string;
+  /** UIDL → when it was delivered (ms since the epoch). */
+  seen: Record<string, number>;
+  /** Deliveries begun and not settled when the snapshot was taken. */
+  pending?: Record<string, Intent>;
+}
+
+export class StateLockedError extends Error {
+  override name = 'StateLockedError';
+}
+
+export class UidlState {
+  private readonly seen = new Map<string, number>();
+  /** Deliveries journaled as begun but not confirmed: recover() must settle them before fetching. */
+  readonly pending = new Map<string, Intent>();
+  private journalFd: number | undefined;
+  private lockHeld = false;
+
+  private constructor(
+    readonly file: string,
+    readonly account: string,
+  ) {}
+
+  /** Opens (and locks) the state of one account; creates nothing until something is recorded. */
+  static open(file: string, account: string): UidlState {
+    const s = new UidlState(file, account);
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    s.lock();
+    try {
+      s.load();
+    } catch (err) {
+      s.unlock();
+      throw err;
+    }
+    return s;
+  }
+
+  has(uidl: string): boolean {
+    return this.seen.has(uidl);
+  }
+
+  /** When the message was delivered (ms), or undefined. */
+  deliveredAt(uidl: string): number | undefined {
+    return this.seen.get(uidl);
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+
+  /** Journals that a delivery of `uidl` is about to happen, with where it is going (fsynced before returning). */
+  begin(uidl: string, intent: Intent): void {
+    this.append({ op: 'pending', uidl, intent });
+    this.pending.set(uidl, intent);
+  }
+
+  /** Commits the delivery of `uidl` (fsynced before returning): from now on it is never fetched again. */
+  commit(uidl: string, at = Date.now()): void {
+    this.append({ op: 'done', uidl, at });
+    this.pending.delete(uidl);
+    this.seen.set(uidl, at);
+  }
+
+  /** A begun delivery that did not happen (failed or rolled back during recovery). */
+  abandon(uidl: string): void {
+    this.append({ op: 'abandon', uidl });
+    this.pending.delete(uidl);
+  }
+
+  /**
+   * Folds the journal into a new snapshot. `keep`, when given, limits the snapshot to UIDLs still on the server
+   * (those deleted or gone need no memory). Pending records go into the snapshot too.
+   */
+  compact(keep?: ReadonlySet<string>): void {
+    if (keep) for (const u of [...this.seen.keys()]) if (!keep.has(u)) this.seen.delete(u);
+    const snap: Snapshot = {
+      version: 1,
+      account: this.account,
+      seen: Object.fromEntries(this.seen),
+      pending: Object.fromEntries(this.pending),
+    };
+    const tmp = `${this.file}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(snap, null, 1)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.file);
+    fsyncDir(dirname(this.file));
+    this.closeJournal();
+    try {
+      unlinkSync(this.journalPath);
+    } catch {}
+  }
+
+  close(): void {
+    this.closeJournal();
+    this.unlock();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+
+  private get journalPath(): string {
+    return `${this.file}.journal`;
+  }
+
+  private get lockPath(): string {
+    return `${this.file}.lock`;
+  }
+
+  private load(): void {
+    let text: string | undefined;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (text !== undefined) {
+      const snap = JSON.parse(text) as Snapshot;
+      if (snap.version !== 1 || typeof snap.seen !== 'object')
+        throw new Error(`${this.file}: not a postern fetch state file`);
+      for (const [u, at] of Object.entries(snap.seen)) this.seen.set(u, at);
+      for (const [u, intent] of Object.entries(snap.pending ?? {})) this.pending.set(u, intent);
+    }
+    let journal: string;
+    try {
+      journal = readFileSync(this.journalPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const lines = journal.split('\n');
+    lines.pop(); // the part after the last newline: empty, or a torn append
+    for (const line of lines) {
+      let r: JournalRecord;
+      try {
+        r = JSON.parse(line) as JournalRecord;
+      } catch {
+        continue; // a torn line in the middle cannot happen with O_APPEND writes; skip rather than fail
+      }
+      if (r.op === 'pending') this.pending.set(r.uidl, r.intent);
+      else if (r.op === 'done') {
+        this.pending.delete(r.uidl);
+        this.seen.set(r.uidl, r.at);
+      } else if (r.op === 'abandon') this.pending.delete(r.uidl);
+    }
+  }
+
+  private append(r: JournalRecord): void {
+    if (this.journalFd === undefined) {
+      this.journalFd = openSync(this.journalPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
+    }
+    writeSync(this.journalFd, `${JSON.stringify(r)}\n`);
+    fsyncSync(this.journalFd);
+  }
+
+  private closeJournal(): void {
+    if (this.journalFd !== undefined) closeSync(this.journalFd);
+    this.journalFd = undefined;
+  }
+
+  /** A lock file holding our pid; taken over when its process is gone (a killed run must not block the next). */
+  private lock(): void {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const fd = openSync(this.lockPath, 'wx', 0o600);
+        writeSync(fd, `${process.pid}\n`);
+        closeSync(fd);
+        this.lockHeld = true;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const pid = Number.parseInt(readFileSafe(this.lockPath), 10);
+        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+          throw new StateLockedError(`another postern fetch (pid ${pid}) is running for ${this.account}`);
+        }
+        try {
+          unlinkSync(this.lockPath);
+        } catch {}
+      }
+    }
+    throw new StateLockedError(`cannot lock ${this.lockPath}`);
+  }
+
+  private unlock(): void {
+    if (!this.lockHeld) return;
+    this.lockHeld = false;
+    try {
+      unlinkSync(this.lockPath);
+    } catch {}
+  }
+}
+
+function readFileSafe(p: string): string {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, constants.O_RDONLY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
