@@ -87,6 +87,8 @@ export async function main(argv: string[], io: Io = process): Promise<number> {
         const config = resolveConfig(file);
         return await runUserCommand(args, { usersFile: config.auth.usersFile, ...io });
       }
+      case 'fetch':
+        return await (await import('./fetch.ts')).runFetchCommand(rest, io);
       case 'check-config':
         return checkConfig(rest, io);
       case 'deliver': {
