@@ -336,6 +336,11 @@ export class MetricsServer {
     return this.port;
   }
 
+  /** Lets the process exit while the endpoint is still open. */
+  unref(): void {
+    this.http.unref();
+  }
+
   async close(): Promise<void> {
     const closed = new Promise<void>((r) => this.http.close(() => r()));
     this.http.closeAllConnections();
@@ -348,7 +353,10 @@ export class MetricsServer {
  * this to offer their registry to the primary's AggregatorRegistry (prom-client's cluster support).
  */
 export function offerToClusterPrimary(metrics: Metrics): void {
-  if (cluster.isWorker) AggregatorRegistry.setRegistries([metrics.registry]);
+  if (!cluster.isWorker) return;
+  // Constructing one installs prom-client's worker-side listener for the primary's requests.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([metrics.registry]);
 }
 
 /** The primary's view over all workers' registries. */
@@ -402,5 +410,9 @@ export function startClusterMetricsEndpoint(config: MetricsConfig, logger: Logge
     checks: [{ name: 'workers', check: async () => Object.keys(cluster.workers ?? {}).length > 0 }],
     logger,
   });
-  server.listen().catch((err: unknown) => logger.error({ err }, 'metrics endpoint failed to start'));
+  server.listen().then(
+    // The primary exits once its workers have: this endpoint must not keep it alive.
+    () => server.unref(),
+    (err: unknown) => logger.error({ err }, 'metrics endpoint failed to start'),
+  );
 }
