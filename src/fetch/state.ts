@@ -35,6 +35,9 @@ interface Snapshot {
   pending?: Record<string, Intent>;
 }
 
+/** Lock files held by this process (a pid check cannot tell two opens in one process apart). */
+const heldLocks = new Set<string>();
+
 export class StateLockedError extends Error {
   override name = 'StateLockedError';
 }
@@ -193,12 +196,14 @@ export class UidlState {
 
   /** A lock file holding our pid; taken over when its process is gone (a killed run must not block the next). */
   private lock(): void {
+    if (heldLocks.has(this.lockPath)) throw new StateLockedError(`the state of ${this.account} is already open`);
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const fd = openSync(this.lockPath, 'wx', 0o600);
         writeSync(fd, `${process.pid}\n`);
         closeSync(fd);
         this.lockHeld = true;
+        heldLocks.add(this.lockPath);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -217,6 +222,7 @@ export class UidlState {
   private unlock(): void {
     if (!this.lockHeld) return;
     this.lockHeld = false;
+    heldLocks.delete(this.lockPath);
     try {
       unlinkSync(this.lockPath);
     } catch {}

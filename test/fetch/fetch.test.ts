@@ -212,21 +212,25 @@ ${opts.extra ?? ''}
       const total = 300;
       const s = setup({ messages: total, pad: 4000 });
       const md = join(s.work, 'Maildir');
-      const { child, done } = postern(['fetch', '-f', s.accounts, mode, '--quiet'], s.env);
-      // Kill once some, but not all, messages are delivered (bounded wait).
-      const deadline = Date.now() + RUN_MS;
-      let seen = 0;
-      while (Date.now() < deadline) {
-        seen = existsSync(join(md, 'new')) ? readdirSync(join(md, 'new')).length : 0;
-        if (seen >= 20 || child.exitCode !== null) break;
-        await new Promise((r) => setTimeout(r, 5));
+      // Three runs killed once some, but not all, messages are delivered (bounded waits), at growing points.
+      let atKill = 0;
+      for (const killAt of [15, 60, 120]) {
+        const { child, done } = postern(['fetch', '-f', s.accounts, mode, '--quiet'], s.env);
+        const deadline = Date.now() + RUN_MS;
+        while (Date.now() < deadline) {
+          const seen = existsSync(join(md, 'new')) ? readdirSync(join(md, 'new')).length : 0;
+          if (seen >= killAt || child.exitCode !== null) break;
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        child.kill('SIGKILL');
+        await done;
+        const ids = maildirIds(md);
+        atKill = ids.length;
+        assert.ok(atKill >= killAt && atKill < total, `killed after ${atKill} of ${total}: too late to test`);
+        assert.equal(new Set(ids).size, ids.length, 'a message was delivered twice');
+        // Nothing was deleted by a killed run (no QUIT).
+        assert.equal(srv.store.list(s.user).length, total);
       }
-      child.kill('SIGKILL');
-      await done;
-      const atKill = maildirIds(md).length;
-      assert.ok(atKill > 0 && atKill < total, `killed after ${atKill} of ${total}: too early or too late to test`);
-      // Nothing was deleted by the killed run (no QUIT).
-      assert.equal(srv.store.list(s.user).length, total);
       const r = await fetchRun(['-f', s.accounts, mode], s.env);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(maildirIds(md), expectedIds(total));
