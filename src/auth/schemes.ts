@@ -155,7 +155,15 @@ export function plaintextOf(stored: StoredPassword): string | null {
 
 /** `{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$…` for `password`. */
 export async function hashPassword(password: string): Promise<string> {
-  return `{ARGON2ID}${await argon2.hash(password, ARGON2_PARAMS)}`;
+  return `{ARGON2ID}${canonicalArgon2(await argon2.hash(password, ARGON2_PARAMS))}`;
+}
+
+/**
+ * Writes the parameters in the reference order `m=…,t=…,p=…`. The argon2 package emits `m,p,t`, which it
+ * verifies itself but Dovecot (libargon2's decoder) refuses, so a user file could not move back to Dovecot.
+ */
+export function canonicalArgon2(encoded: string): string {
+  return encoded.replace(/\$m=(\d+),p=(\d+),t=(\d+)\$/, '$m=$1,t=$3,p=$2$');
 }
 
 let dummy: Promise<string> | null = null;

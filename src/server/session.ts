@@ -550,6 +550,9 @@ export class Session {
       }
       this.counters.deleted = ids.length;
       const left = md.messages.length - ids.length;
+      // Drop the lock before the +OK, so a client that reconnects at once never meets its own old session.
+      this.maildrop = undefined;
+      await md.release();
       this.reply(`+OK ${this.text.loggingOut(ids.length, left)}`);
     } catch (err) {
       this.log.error({ err: (err as Error).message, count: ids.length }, 'commit failed');
