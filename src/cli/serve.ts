@@ -13,7 +13,6 @@ import {
   Metrics,
   startClusterMetricsEndpoint,
   startMetricsEndpoint,
-  tapSessionEvents,
 } from '../observability/metrics.ts';
 import { ClusterCoordinator, serveCoordinator } from '../server/coordinator.ts';
 import { Pop3Server, type TlsMaterial } from '../server/server.ts';
@@ -48,7 +47,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const server = new Pop3Server({
     store: metrics ? instrumentStore(store, metrics) : store,
     authenticator,
-    logger: metrics ? tapSessionEvents(logger, metrics) : logger,
+    logger,
     hooks: metrics?.serverHooks,
     limits: config.limits,
     hostname: config.server.hostname ?? osHostname(),

@@ -7,9 +7,8 @@
  *
  * Where the numbers come from:
  *   - commands and logins: the Pop3Server hooks (onCommand, onLogin);
- *   - connections, session durations, bytes sent, retrieved/deleted: the server's `connect` and `disconnect`
- *     log events (the per-session logout summary), seen through tapSessionEvents() below whatever the log
- *     level — until the server grows explicit connect/disconnect hooks, which would replace the tap;
+ *   - connections, session durations, bytes sent, retrieved/deleted: the server's onSessionStart and
+ *     onSessionEnd hooks (the per-session logout summary);
  *   - lock contention: instrumentStore(), which counts maildrop opens refused because another session holds
  *     the lock;
  *   - deliveries: the delivery agent's onDelivery hook.
@@ -26,6 +25,14 @@ import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, R
 import type { MetricsConfig } from '../config/config.ts';
 import type { Maildrop, MailStore, OpenOptions } from '../storage/types.ts';
 import { isStorageError } from '../storage/types.ts';
+
+/** What a POP3 session reports as it ends (the same fields as its 'disconnect' log line). */
+export interface SessionSummary {
+  readonly durationMs: number;
+  readonly bytes: number;
+  readonly retrieved: number;
+  readonly deleted: number;
+}
 
 const KNOWN_VERBS = new Set([
   'USER',
@@ -152,8 +159,12 @@ export class Metrics {
   get serverHooks(): {
     onCommand(verb: string, result: 'ok' | 'error' | 'unknown'): void;
     onLogin(mechanism: string, result: 'ok' | 'fail'): void;
+    onSessionStart(): void;
+    onSessionEnd(summary: SessionSummary): void;
   } {
     return {
+      onSessionStart: () => this.sessionStarted(),
+      onSessionEnd: (summary) => this.sessionEnded(summary),
       onCommand: (verb, result) => {
         const v = verb.toUpperCase();
         this.commands.inc({ verb: KNOWN_VERBS.has(v) ? v : 'OTHER', result });
@@ -182,7 +193,7 @@ export class Metrics {
   }
 
   /** A POP3 session ended, with its logout summary. */
-  sessionEnded(summary: { durationMs?: number; bytes?: number; retrieved?: number; deleted?: number }): void {
+  sessionEnded(summary: SessionSummary): void {
     this.active = Math.max(0, this.active - 1);
     if (typeof summary.durationMs === 'number') this.sessionDuration.observe(summary.durationMs / 1000);
     if (typeof summary.bytes === 'number' && summary.bytes > 0) this.bytesSent.inc(summary.bytes);
@@ -194,36 +205,6 @@ export class Metrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
-}
-
-type Fields = Record<string, unknown>;
-
-/**
- * A logger that forwards everything to `logger` and reports the session events the POP3 server logs
- * ('connect', 'disconnect') to `metrics`, also when their level is disabled. Children are tapped too (each
- * session logs through a child).
- */
-export function tapSessionEvents(logger: Logger, metrics: Metrics): Logger {
-  return new Proxy(logger, {
-    get(target, prop) {
-      if (prop === 'child') {
-        // A child has the parent's levels; pino's generics cannot say so, hence the cast.
-        return (...args: Parameters<Logger['child']>) =>
-          tapSessionEvents(target.child(...args) as unknown as Logger, metrics);
-      }
-      if (prop === 'info') {
-        return (first: unknown, ...rest: unknown[]) => {
-          const msg = typeof first === 'string' ? first : rest[0];
-          if (msg === 'connect') metrics.sessionStarted();
-          else if (msg === 'disconnect')
-            metrics.sessionEnded(typeof first === 'object' && first ? (first as Fields) : {});
-          return (target.info as (...a: unknown[]) => void)(first, ...rest);
-        };
-      }
-      const value: unknown = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
 }
 
 /** A MailStore that counts lock contention; everything else passes straight through. */

@@ -44,4 +44,8 @@ export interface ServerContext {
   onClose(session: Session): void;
   onCommand?(verb: string, result: 'ok' | 'error' | 'unknown'): void;
   onLogin?(mechanism: string, result: 'ok' | 'fail'): void;
+  /** A session started (after the TLS handshake on implicit-TLS ports). */
+  onSessionStart?(): void;
+  /** A session ended, with its logout summary. */
+  onSessionEnd?(summary: { durationMs: number; bytes: number; retrieved: number; deleted: number }): void;
 }

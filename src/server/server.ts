@@ -67,7 +67,7 @@ export interface ServerOptions {
   readonly allowPlaintextAuth: boolean;
   readonly loopbackIsSecure: boolean;
   readonly tls?: TlsMaterial;
-  readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin'>;
+  readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin' | 'onSessionStart' | 'onSessionEnd'>;
   /** SASL mechanisms to offer (default: all that can work); see ServerContext. */
   readonly saslMechanisms?: readonly string[];
   readonly bearer?: BearerVerifier;
@@ -207,6 +207,8 @@ export class Pop3Server {
       onClose: (s) => this.forget(s),
       onCommand: o.hooks?.onCommand,
       onLogin: o.hooks?.onLogin,
+      onSessionStart: o.hooks?.onSessionStart,
+      onSessionEnd: o.hooks?.onSessionEnd,
     };
   }
 

@@ -163,6 +163,7 @@ export class Session {
     this.flush();
     this.armIdle();
     this.log.info({ secure: this.secure }, 'connect');
+    this.ctx.onSessionStart?.();
   }
 
   private attach(socket: Socket): void {
@@ -648,18 +649,17 @@ export class Session {
         this.log.error({ err }, 'lock release failed');
       }
     }
+    const summary = {
+      retrieved: this.counters.retrieved,
+      deleted: this.counters.deleted,
+      bytes: this.counters.bytesSent,
+      durationMs: Date.now() - this.startedAt,
+    };
     this.log.info(
-      {
-        user: this.principal?.user,
-        reason: this.closeReason,
-        retrieved: this.counters.retrieved,
-        deleted: this.counters.deleted,
-        bytes: this.counters.bytesSent,
-        commands: this.counters.commands,
-        durationMs: Date.now() - this.startedAt,
-      },
+      { user: this.principal?.user, reason: this.closeReason, ...summary, commands: this.counters.commands },
       'disconnect',
     );
+    this.ctx.onSessionEnd?.(summary);
     this.ctx.onClose(this);
   }
 
