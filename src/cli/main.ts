@@ -25,6 +25,7 @@ Commands:
   deliver        Deliver one message from stdin to a user (for an MTA; sysexits exit codes)
   mailbox        Look into and fill mailboxes: stats, list, import
   check-config   Validate a config file and print what it sets up
+  fetch          Download mail from POP3 accounts (postern fetch --help)
 
 Common options:
   -c, --config FILE   Config file (default: ./postern.toml if present; otherwise the built-in defaults)

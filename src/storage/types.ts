@@ -23,6 +23,11 @@ export interface Maildrop {
   /** The stored bytes of one message of the snapshot, streamed (the server repairs CRLF and dot-stuffs). */
   open(id: string): Promise<Readable>;
   /**
+   * Optional fast path for small messages: the whole stored message in one buffer, or null when it is larger
+   * than `maxBytes` (the caller then streams it with open()). Same errors as open().
+   */
+  readSmall?(id: string, maxBytes: number): Promise<Buffer | null>;
+  /**
    * Removes exactly these messages durably, then resolves (Maildir: unlink + fsync of the directory).
    * Only the UPDATE state (after QUIT) calls it. A message already gone counts as removed.
    */

@@ -610,3 +610,45 @@ describe('RFC 6856 UTF8 and LANG', () => {
     w.destroy();
   });
 });
+
+describe('large messages take the streaming path', () => {
+  test('a 300 KB message with dots at every chunk boundary arrives exactly, sized as announced', async () => {
+    const store = new MemoryStore({ chunkSize: 4096 });
+    // Lines of 4095 bytes + LF: every 4 KiB chunk starts with a line that starts with a dot.
+    const line = `.${'x'.repeat(4094)}\n`;
+    const body = `Subject: big\n\n${line.repeat(75)}.\n..\nend`;
+    store.add('alice', body);
+    const t = await startTestServer({ store });
+    try {
+      const w = await login(t.port);
+      const expected = body.replace(/\n/g, '\r\n').concat('\r\n');
+      assert.equal(await w.cmd('LIST 1'), `+OK 1 ${Buffer.byteLength(expected)}`);
+      assert.equal(await w.cmd('RETR 1'), `+OK ${Buffer.byteLength(expected)} octets`);
+      const wire = (await w.body()).toString('latin1');
+      const stuffed = expected.replace(/^\./gm, '..');
+      assert.equal(wire, `${stuffed}.\r\n`);
+      await w.cmd('QUIT');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a read failure mid-stream closes the connection and deletes nothing', async () => {
+    const store = new MemoryStore({ chunkSize: 1024 });
+    store.add('alice', `Subject: big\r\n\r\n${'y'.repeat(200_000)}\r\n`);
+    store.faults.failReadAfterBytes = 50_000;
+    const t = await startTestServer({ store });
+    try {
+      const w = await login(t.port);
+      await w.cmd('DELE 1');
+      await w.cmd('RSET');
+      w.send('RETR 1\r\n');
+      await w.closed();
+      assert.ok(!w.pending().includes('\r\n.\r\n'), 'no terminator after a failed read');
+      assert.equal(store.list('alice').length, 1);
+    } finally {
+      store.faults.failReadAfterBytes = undefined;
+      await t.close();
+    }
+  });
+});

@@ -95,6 +95,18 @@ export function runConformance(name: string, makeStore: () => Promise<StoreFixtu
       });
     });
 
+    it('readSmall returns the stored bytes, or null when the message is larger than asked', async (store) => {
+      for (const text of SAMPLES) await deliverBytes(store, 'alice', text);
+      await session(store, 'alice', async (d) => {
+        if (!d.readSmall) return; // optional
+        for (const [i, m] of d.messages.entries()) {
+          const raw = Buffer.from(SAMPLES[i]);
+          assert.deepEqual(await d.readSmall(m.id, m.size), raw);
+          if (raw.length > 0) assert.equal(await d.readSmall(m.id, raw.length - 1), null);
+        }
+      });
+    });
+
     it('session state is empty at first, kept across sessions, and per mailbox', async (store) => {
       await session(store, 'alice', async (d) => assert.deepEqual(await d.readState(), {}));
       const state = { lastLogin: 1_700_000_000_000, retrieved: { a: 1, 'b,c': 2 } };

@@ -251,6 +251,35 @@ export class MaildirMaildrop implements Maildrop {
   }
 
   async open(id: string): Promise<Readable> {
+    const fh = await this.openHandle(id);
+    // Errors while streaming are the file system's own (EIO); the stream closes the handle either way.
+    return fh.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK });
+  }
+
+  async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
+    const fh = await this.openHandle(id);
+    try {
+      // One read of up to maxBytes + 1: getting more than maxBytes means the file is larger than expected.
+      const buf = Buffer.allocUnsafe(maxBytes + 1);
+      let n = 0;
+      for (;;) {
+        const want = buf.length - n;
+        const { bytesRead } = await fh.read(buf, n, want, n);
+        n += bytesRead;
+        if (n > maxBytes) return null;
+        // A short read of a regular file is its end: no second call just to learn that.
+        if (bytesRead < want) break;
+      }
+      return buf.subarray(0, n);
+    } catch (e) {
+      throw toStorageError(e, 'cannot read the message');
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  /** Opens a message of the snapshot, finding it again if another program moved it. */
+  private async openHandle(id: string): Promise<FileHandle> {
     this.assertUsable();
     const loc = this.where.get(id);
     if (loc === undefined) throw new StorageError('notfound', 'no such message');
@@ -280,8 +309,7 @@ export class MaildirMaildrop implements Maildrop {
         throw new StorageError('notfound', 'message is gone');
       }
     }
-    // Errors while streaming are the file system's own (EIO); the stream closes the handle either way.
-    return fh.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK });
+    return fh;
   }
 
   async commit(deletedIds: readonly string[]): Promise<void> {

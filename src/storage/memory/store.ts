@@ -208,6 +208,17 @@ class MemoryMaildrop implements Maildrop {
     return Readable.from(chunks(), { objectMode: false });
   }
 
+  async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
+    this.assertUsable();
+    const { faults } = this.store;
+    if (faults.failOpen) throw new StorageError(faults.failOpen, 'injected fault');
+    // A store set to fail mid-read must go through open(), the path that can fail half-way.
+    if (faults.failReadAfterBytes !== undefined) return null;
+    const msg = this.ids.has(id) ? this.store.find(this.mailboxId, id) : undefined;
+    if (msg === undefined) throw new StorageError('notfound', 'no such message');
+    return msg.content.length <= maxBytes ? Buffer.from(msg.content) : null;
+  }
+
   async commit(deletedIds: readonly string[]): Promise<void> {
     this.assertUsable();
     const { faults } = this.store;
