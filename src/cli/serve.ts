@@ -41,7 +41,11 @@ function readTls(config: Config): TlsMaterial | undefined {
 
 /** Builds the store, the user database and the server from a validated config, and starts listening. */
 export async function startServer(config: Config, logger: Logger): Promise<Running> {
-  const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
+  const store = new MaildirStore({
+    root: config.storage.root,
+    layout: config.storage.layout,
+    syncSmallReads: config.storage.syncSmallReads,
+  });
   const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile, { logger });
   const metrics = config.metrics.enabled ? new Metrics({ processMetrics: config.metrics.processMetrics }) : undefined;
   const server = new Pop3Server({

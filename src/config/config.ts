@@ -31,7 +31,12 @@ export interface Config {
     readonly clientCa?: string;
     readonly clientCertUser: 'CN' | 'emailAddress';
   };
-  readonly storage: { readonly driver: 'maildir'; readonly root: string; readonly layout: string };
+  readonly storage: {
+    readonly driver: 'maildir';
+    readonly root: string;
+    readonly layout: string;
+    readonly syncSmallReads: boolean;
+  };
   readonly auth: { readonly usersFile: string; readonly mechanisms: readonly string[]; readonly apop: boolean };
   readonly oauth?:
     | {
@@ -292,7 +297,12 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
     },
     listen,
     tls,
-    storage: { driver: 'maildir', root: path(st.root as string), layout: st.layout as string },
+    storage: {
+      driver: 'maildir',
+      root: path(st.root as string),
+      layout: st.layout as string,
+      syncSmallReads: st.sync_small_reads as boolean,
+    },
     auth: {
       usersFile: path((t.auth as Raw).users_file as string),
       mechanisms: checkMechanisms((t.auth as Raw).mechanisms as string[], file),

@@ -149,6 +149,11 @@ export const schema = {
         default: '%u/Maildir',
         doc: 'Path of a user’s Maildir under root; %u is the mailbox id.',
       },
+      sync_small_reads: {
+        type: 'boolean',
+        default: true,
+        doc: 'Read messages up to 128 KiB with synchronous calls (3x RETR rate on local disks); false on NFS.',
+      },
     },
   },
   auth: {

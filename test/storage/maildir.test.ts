@@ -26,6 +26,15 @@ runConformance('maildir', async () => {
   };
 });
 
+// The same contract with asynchronous small reads (storage.sync_small_reads = false, for NFS).
+runConformance('maildir, async small reads', async () => {
+  const root = await tempRoot();
+  return {
+    store: new MaildirStore({ root, syncSmallReads: false }),
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
+});
+
 /** A temp root per test, removed afterwards; stores made through it are closed. */
 function fixture() {
   let root = '';

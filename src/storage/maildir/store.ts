@@ -4,6 +4,7 @@
  * that are durable before they are acknowledged.
  */
 
+import fs from 'node:fs';
 import { type FileHandle, link, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
@@ -42,6 +43,13 @@ export interface MaildirStoreOptions {
   readonly lockRefreshMs?: number;
   /** Host name for new file names and lock files (default os.hostname()). */
   readonly hostname?: string;
+  /**
+   * Read small messages (readSmall) with synchronous system calls (default true). On a local disk the file is
+   * nearly always in the page cache and the read takes microseconds, against three thread-pool round trips
+   * for the asynchronous calls: about three times the RETR rate for typical mail. On a network filesystem,
+   * where one read can stall for long, turn it off: every session of the process would wait.
+   */
+  readonly syncSmallReads?: boolean;
 }
 
 const READ_HIGH_WATER_MARK = 64 * 1024;
@@ -61,6 +69,7 @@ export class MaildirStore implements MailStore {
   readonly hostname: string;
   /** The host name as written in message file names (Maildir-escaped). */
   private readonly nameHost: string;
+  private readonly syncSmallReads: boolean;
   private readonly drops = new Set<MaildirMaildrop>();
   private closed = false;
 
@@ -76,6 +85,7 @@ export class MaildirStore implements MailStore {
     }
     this.hostname = options.hostname ?? osHostname();
     this.nameHost = sanitizeHostname(this.hostname);
+    this.syncSmallReads = options.syncSmallReads ?? true;
   }
 
   /** The Maildir directory of a mailbox (validated; always inside root). */
@@ -112,7 +122,7 @@ export class MaildirStore implements MailStore {
     try {
       if (lock !== null) await removeOldTmpFiles(dir);
       const scanned = await scanMaildir(dir, { uidls: true });
-      const drop = new MaildirMaildrop(mailboxId, dir, scanned, lock, (d) => this.drops.delete(d));
+      const drop = new MaildirMaildrop(mailboxId, dir, scanned, lock, (d) => this.drops.delete(d), this.syncSmallReads);
       this.drops.add(drop);
       return drop;
     } catch (e) {
@@ -239,6 +249,7 @@ export class MaildirMaildrop implements Maildrop {
     scanned: readonly ScannedMessage[],
     private readonly lock: MaildirLock | null,
     private readonly onRelease: (d: MaildirMaildrop) => void,
+    private readonly syncReads = true,
   ) {
     const messages: MessageInfo[] = [];
     for (const m of scanned) {
@@ -257,6 +268,28 @@ export class MaildirMaildrop implements Maildrop {
   }
 
   async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
+    this.assertUsable();
+    const loc = this.where.get(id);
+    if (this.syncReads && loc !== undefined) {
+      let fd = -1;
+      try {
+        fd = fs.openSync(join(this.path, loc.folder, loc.name), 'r');
+        const buf = Buffer.allocUnsafe(maxBytes + 1);
+        let n = 0;
+        for (;;) {
+          const want = buf.length - n;
+          const r = fs.readSync(fd, buf, n, want, n);
+          n += r;
+          if (n > maxBytes) return null;
+          if (r < want) break;
+        }
+        return buf.subarray(0, n);
+      } catch {
+        // Fall through to the asynchronous path, which finds moved files and maps errors.
+      } finally {
+        if (fd >= 0) fs.closeSync(fd);
+      }
+    }
     const fh = await this.openHandle(id);
     try {
       // One read of up to maxBytes + 1: getting more than maxBytes means the file is larger than expected.
