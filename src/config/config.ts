@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
-import { type Field, schema } from './schema.ts';
+import { type Field, SERVER_SASL_MECHANISMS, schema } from './schema.ts';
 
 export type ListenerTls = 'starttls' | 'implicit' | 'none';
 
@@ -373,13 +373,11 @@ export function parseExpire(v: string, where = 'expire'): number | 'never' {
   throw new ConfigError(`${where}: policy.expire must be "never" or a number of days, got "${v}"`);
 }
 
-const KNOWN_MECHANISMS = ['EXTERNAL', 'SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'];
-
 function checkMechanisms(list: string[], file: string): string[] {
   const out = list.map((m) => m.toUpperCase());
   for (const m of out) {
-    if (!KNOWN_MECHANISMS.includes(m)) {
-      throw new ConfigError(`${file}: auth.mechanisms: unknown "${m}" (known: ${KNOWN_MECHANISMS.join(', ')})`);
+    if (!SERVER_SASL_MECHANISMS.includes(m)) {
+      throw new ConfigError(`${file}: auth.mechanisms: unknown "${m}" (known: ${SERVER_SASL_MECHANISMS.join(', ')})`);
     }
   }
   return out;

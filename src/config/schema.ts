@@ -22,6 +22,17 @@ export interface TableArray {
   readonly doc: string;
 }
 
+/** Every SASL mechanism the server implements, in the order CAPA lists them. */
+export const SERVER_SASL_MECHANISMS: readonly string[] = [
+  'EXTERNAL',
+  'SCRAM-SHA-256',
+  'PLAIN',
+  'LOGIN',
+  'CRAM-MD5',
+  'OAUTHBEARER',
+  'XOAUTH2',
+];
+
 export const schema = {
   server: {
     kind: 'table',
@@ -167,7 +178,7 @@ export const schema = {
       },
       mechanisms: {
         type: 'string[]',
-        default: ['EXTERNAL', 'SCRAM-SHA-256', 'PLAIN', 'LOGIN', 'CRAM-MD5', 'OAUTHBEARER', 'XOAUTH2'],
+        default: SERVER_SASL_MECHANISMS,
         doc: 'SASL mechanisms (RFC 5034 AUTH) to offer; each only where it can work (see README, "Login").',
       },
       apop: { type: 'boolean', default: true, doc: 'Offer APOP to users with a shared secret.' },

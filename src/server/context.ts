@@ -11,8 +11,8 @@ import type { Session } from './session.ts';
 export type Limits = Config['limits'];
 export type Policy = Config['policy'];
 
-/** What a session needs from its server and listener; built once per listener. */
-export interface ServerContext {
+/** What every session shares, given as is by whoever builds the server (ServerOptions). */
+export interface SessionSettings {
   readonly store: MailStore;
   readonly authenticator: Authenticator;
   readonly logger: Logger;
@@ -22,6 +22,20 @@ export interface ServerContext {
   readonly implementation: boolean;
   readonly allowPlaintextAuth: boolean;
   readonly loopbackIsSecure: boolean;
+}
+
+/** Observers of what sessions do (metrics). */
+export interface ServerHooks {
+  onCommand?(verb: string, result: 'ok' | 'error' | 'unknown'): void;
+  onLogin?(mechanism: string, result: 'ok' | 'fail'): void;
+  /** A session started (after the TLS handshake on implicit-TLS ports). */
+  onSessionStart?(): void;
+  /** A session ended, with its logout summary. */
+  onSessionEnd?(summary: { durationMs: number; bytes: number; retrieved: number; deleted: number }): void;
+}
+
+/** What a session needs from its server and listener; built for each connection from the current TLS state. */
+export interface ServerContext extends SessionSettings, ServerHooks {
   /** Present when TLS is configured; used for STLS on this listener when `stlsEnabled`. */
   readonly secureContext: SecureContext | undefined;
   readonly sniCallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
@@ -42,10 +56,4 @@ export interface ServerContext {
   readonly policy: Policy;
   readonly coordinator: Coordinator;
   onClose(session: Session): void;
-  onCommand?(verb: string, result: 'ok' | 'error' | 'unknown'): void;
-  onLogin?(mechanism: string, result: 'ok' | 'fail'): void;
-  /** A session started (after the TLS handshake on implicit-TLS ports). */
-  onSessionStart?(): void;
-  /** A session ended, with its logout summary. */
-  onSessionEnd?(summary: { durationMs: number; bytes: number; retrieved: number; deleted: number }): void;
 }

@@ -7,14 +7,12 @@ import { once } from 'node:events';
 import { BlockList, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
-import type { Logger } from 'pino';
-import type { Authenticator } from '../auth/passwd.ts';
 import type { BearerVerifier } from '../auth/sasl/jwt.ts';
 import { type ListenerConfig, parseCidr } from '../config/config.ts';
+import { SERVER_SASL_MECHANISMS } from '../config/schema.ts';
 import { RespCode } from '../protocol/errors.ts';
-import type { MailStore } from '../storage/types.ts';
 import { normalizeAddress } from './address.ts';
-import type { Limits, Policy, ServerContext } from './context.ts';
+import type { Policy, ServerContext, ServerHooks, SessionSettings } from './context.ts';
 import { type Coordinator, LocalCoordinator } from './coordinator.ts';
 import { parseProxyHeader, V2_MAX } from './proxy.ts';
 import { Session } from './session.ts';
@@ -56,18 +54,9 @@ function secureContextOf(
   });
 }
 
-export interface ServerOptions {
-  readonly store: MailStore;
-  readonly authenticator: Authenticator;
-  readonly logger: Logger;
-  readonly limits: Limits;
-  readonly hostname: string;
-  readonly greeting: string;
-  readonly implementation: boolean;
-  readonly allowPlaintextAuth: boolean;
-  readonly loopbackIsSecure: boolean;
+export interface ServerOptions extends SessionSettings {
   readonly tls?: TlsMaterial;
-  readonly hooks?: Pick<ServerContext, 'onCommand' | 'onLogin' | 'onSessionStart' | 'onSessionEnd'>;
+  readonly hooks?: ServerHooks;
   /** SASL mechanisms to offer (default: all that can work); see ServerContext. */
   readonly saslMechanisms?: readonly string[];
   readonly bearer?: BearerVerifier;
@@ -175,40 +164,22 @@ export class Pop3Server {
 
   private context(config: ListenerConfig): ServerContext {
     const o = this.options;
+    const { tls: _tls, hooks, proxy: _proxy, coordinator: _coordinator, ...settings } = o;
     return {
-      store: o.store,
-      authenticator: o.authenticator,
-      logger: o.logger,
-      limits: o.limits,
-      hostname: o.hostname,
-      greeting: o.greeting,
-      implementation: o.implementation,
-      allowPlaintextAuth: o.allowPlaintextAuth,
-      loopbackIsSecure: o.loopbackIsSecure,
+      ...settings,
+      ...hooks,
       secureContext: this.secureContext,
       sniCallback: this.sniCallback,
       clientCertUser: this.clientCerts?.user,
       clientCa: this.clientCerts?.ca,
       stlsEnabled: config.tls === 'starttls',
       policy: o.policy ?? { loginDelaySeconds: 0, expireDays: 'never' },
-      saslMechanisms: o.saslMechanisms ?? [
-        'EXTERNAL',
-        'SCRAM-SHA-256',
-        'PLAIN',
-        'LOGIN',
-        'CRAM-MD5',
-        'OAUTHBEARER',
-        'XOAUTH2',
-      ],
+      saslMechanisms: o.saslMechanisms ?? SERVER_SASL_MECHANISMS,
       bearer: o.bearer,
       apop: o.apop ?? true,
       scramFakeSaltKey: this.scramFakeSaltKey,
       coordinator: this.coordinator,
       onClose: (s) => this.forget(s),
-      onCommand: o.hooks?.onCommand,
-      onLogin: o.hooks?.onLogin,
-      onSessionStart: o.hooks?.onSessionStart,
-      onSessionEnd: o.hooks?.onSessionEnd,
     };
   }
 

@@ -69,6 +69,23 @@ export const defaultLimits: Limits = {
   failedLoginMaxDelayMs: 0,
 };
 
+/** A Pop3Server with test defaults (memory store, alice/wonderland, silent logs); not yet listening. */
+export async function makeServer(overrides: Partial<ServerOptions> = {}): Promise<Pop3Server> {
+  return new Pop3Server({
+    store: new MemoryStore(),
+    authenticator: new TestAuthenticator({ alice: { password: 'wonderland' } }),
+    logger: silentLogger,
+    limits: defaultLimits,
+    hostname: 'test.invalid',
+    greeting: 'ready',
+    implementation: true,
+    allowPlaintextAuth: false,
+    loopbackIsSecure: true,
+    tls: await testCert(),
+    ...overrides,
+  });
+}
+
 export interface TestServer {
   server: Pop3Server;
   store: MemoryStore;

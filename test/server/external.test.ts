@@ -5,10 +5,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { silentLogger } from '../../src/observability/log.ts';
-import { Pop3Server } from '../../src/server/server.ts';
-import { MemoryStore } from '../../src/storage/memory/store.ts';
-import { defaultLimits, TestAuthenticator, testCert } from '../helpers/server.ts';
+import type { Pop3Server } from '../../src/server/server.ts';
+import { makeServer, testCert } from '../helpers/server.ts';
 import { Wire } from '../helpers/wire.ts';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -57,16 +55,7 @@ describe('SASL EXTERNAL', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'postern-pki-'));
     pki = makePki(dir);
-    server = new Pop3Server({
-      store: new MemoryStore(),
-      authenticator: new TestAuthenticator({ alice: { password: 'wonderland' } }),
-      logger: silentLogger,
-      limits: defaultLimits,
-      hostname: 'test.invalid',
-      greeting: 'ready',
-      implementation: true,
-      allowPlaintextAuth: false,
-      loopbackIsSecure: true,
+    server = await makeServer({
       tls: { ...(await testCert()), clientCa: pki.ca },
     });
     [{ port }] = await server.listen([{ address: '127.0.0.1', port: 0, tls: 'implicit' }]);

@@ -2,11 +2,9 @@ import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { silentLogger } from '../../src/observability/log.ts';
 import { parseProxyHeader } from '../../src/server/proxy.ts';
-import { Pop3Server } from '../../src/server/server.ts';
-import { MemoryStore } from '../../src/storage/memory/store.ts';
-import { defaultLimits, TestAuthenticator, testCert } from '../helpers/server.ts';
+import type { Pop3Server } from '../../src/server/server.ts';
+import { defaultLimits, makeServer } from '../helpers/server.ts';
 import { Wire } from '../helpers/wire.ts';
 
 const SIG = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
@@ -103,25 +101,13 @@ describe('PROXY listeners', () => {
   let tlsPort: number;
   let untrustedPort: number;
   before(async () => {
-    const { cert, key } = await testCert();
-    const base = {
-      store: new MemoryStore(),
-      authenticator: new TestAuthenticator({ alice: { password: 'wonderland' } }),
-      logger: silentLogger,
-      limits: { ...defaultLimits, maxConnectionsPerAddress: 1 },
-      hostname: 'test.invalid',
-      greeting: 'ready',
-      implementation: true,
-      allowPlaintextAuth: false,
-      loopbackIsSecure: true,
-      tls: { cert, key },
-    };
-    server = new Pop3Server({ ...base, proxy: { trusted: ['127.0.0.0/8'], timeoutMs: 300 } });
+    const limits = { ...defaultLimits, maxConnectionsPerAddress: 1 };
+    server = await makeServer({ limits, proxy: { trusted: ['127.0.0.0/8'], timeoutMs: 300 } });
     [{ port }, { port: tlsPort }] = await server.listen([
       { address: '127.0.0.1', port: 0, tls: 'starttls', proxyProtocol: true },
       { address: '127.0.0.1', port: 0, tls: 'implicit', proxyProtocol: true },
     ]);
-    untrusted = new Pop3Server({ ...base, proxy: { trusted: ['10.0.0.0/8'], timeoutMs: 300 } });
+    untrusted = await makeServer({ limits, proxy: { trusted: ['10.0.0.0/8'], timeoutMs: 300 } });
     [{ port: untrustedPort }] = await untrusted.listen([
       { address: '127.0.0.1', port: 0, tls: 'starttls', proxyProtocol: true },
     ]);

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
-import { silentLogger } from '../../src/observability/log.ts';
-import { Pop3Server } from '../../src/server/server.ts';
-import { MemoryStore } from '../../src/storage/memory/store.ts';
-import { defaultLimits, TestAuthenticator, testCert } from '../helpers/server.ts';
+import type { Pop3Server } from '../../src/server/server.ts';
+import { makeServer, testCert } from '../helpers/server.ts';
 import { Wire } from '../helpers/wire.ts';
 
 async function cert(cn: string) {
@@ -33,16 +31,7 @@ describe('certificates', () => {
     base = await testCert();
     const other = await cert('mail.other.test');
     const wild = await cert('wildcard.example.test');
-    server = new Pop3Server({
-      store: new MemoryStore(),
-      authenticator: new TestAuthenticator({ alice: { password: 'wonderland' } }),
-      logger: silentLogger,
-      limits: defaultLimits,
-      hostname: 'test.invalid',
-      greeting: 'ready',
-      implementation: true,
-      allowPlaintextAuth: false,
-      loopbackIsSecure: true,
+    server = await makeServer({
       tls: {
         ...base,
         sni: [
