@@ -33,6 +33,8 @@ export interface RealServer {
   addUser(name: string, password: string, extra?: string[]): void;
   /** Starts the server process; add users first (the user file is read at start). */
   start(): Promise<void>;
+  /** Sends a signal to the server process (e.g. SIGHUP to reload). */
+  signal(sig: NodeJS.Signals): void;
   stop(): Promise<number | null>;
 }
 
@@ -101,6 +103,9 @@ ${opts.extraConfig ?? ''}
       if (r.status !== 0) throw new Error(`user add failed: ${r.stderr}`);
     },
     start,
+    signal(sig) {
+      child?.kill(sig);
+    },
     async stop() {
       if (!child || child.exitCode !== null) return child?.exitCode ?? null;
       const c = child;

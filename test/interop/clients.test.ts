@@ -8,6 +8,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import { generate } from 'selfsigned';
 import { dropPostfixStyle, type RealServer, startRealServer } from '../helpers/realServer.ts';
 import { Wire } from '../helpers/wire.ts';
 
@@ -376,5 +378,50 @@ out = dict(caps=sorted(caps.keys()), utf8=r, n=n, utf8args=caps.get('UTF8'))
     assert.deepEqual(out.utf8args, ['USER']);
     assert.match(out.utf8, /^\+OK/);
     assert.equal(out.n, 0);
+  });
+});
+
+describe('operations: SIGHUP', () => {
+  test('reloads the certificate and the user file; an open session goes on', async () => {
+    const s = await startRealServer();
+    try {
+      s.addUser('gina', 'pw1');
+      await s.start();
+      const cn = (servername?: string) =>
+        new Promise<string>((resolve, reject) => {
+          const sock = tlsConnect({ port: s.tlsPort, host: '127.0.0.1', rejectUnauthorized: false, servername });
+          sock.once('secureConnect', () => {
+            resolve(String(sock.getPeerCertificate().subject?.CN));
+            sock.destroy();
+          });
+          sock.once('error', reject);
+        });
+      assert.equal(await cn(), 'localhost');
+      const open = await Wire.connect(s.port);
+      await open.line();
+      assert.match(await open.cmd('USER gina'), /^\+OK/);
+      const fresh = await generate([{ name: 'commonName', value: 'renewed.example' }], {
+        keyType: 'ec',
+        curve: 'P-256',
+      });
+      writeFileSync(join(s.dir, 'tls', 'cert.pem'), fresh.cert);
+      writeFileSync(join(s.dir, 'tls', 'key.pem'), fresh.private);
+      s.addUser('hank', 'pw2');
+      s.signal('SIGHUP');
+      const deadline = Date.now() + 10_000;
+      let now = '';
+      while (Date.now() < deadline && (now = await cn()) !== 'renewed.example')
+        await new Promise((r) => setTimeout(r, 100));
+      assert.equal(now, 'renewed.example');
+      assert.match(await open.cmd('PASS pw1'), /^\+OK/); // the session opened before the reload goes on
+      await open.cmd('QUIT');
+      const w = await Wire.connect(s.port);
+      await w.line();
+      await w.cmd('USER hank');
+      assert.match(await w.cmd('PASS pw2'), /^\+OK/);
+      await w.cmd('QUIT');
+    } finally {
+      await s.stop();
+    }
   });
 });
