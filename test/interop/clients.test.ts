@@ -410,8 +410,11 @@ describe('operations: SIGHUP', () => {
       s.signal('SIGHUP');
       const deadline = Date.now() + 10_000;
       let now = '';
-      while (Date.now() < deadline && (now = await cn()) !== 'renewed.example')
+      for (;;) {
+        now = await cn();
+        if (now === 'renewed.example' || Date.now() > deadline) break;
         await new Promise((r) => setTimeout(r, 100));
+      }
       assert.equal(now, 'renewed.example');
       assert.match(await open.cmd('PASS pw1'), /^\+OK/); // the session opened before the reload goes on
       await open.cmd('QUIT');
