@@ -176,6 +176,9 @@ function checkConfig(args: string[], io: Io): number {
     `  store   ${config.storage.driver} ${config.storage.root}/${config.storage.layout}`,
     `  users   ${config.auth.usersFile}`,
     `  tls     ${config.tls ? `${config.tls.cert} (min ${config.tls.minVersion})` : 'not configured'}`,
+    `  lmtp    ${config.lmtp ? (config.lmtp.socket ?? `${config.lmtp.address}:${config.lmtp.port}`) : 'off'}`,
+    `  metrics ${config.metrics.enabled ? `http://${config.metrics.address}:${config.metrics.port}/metrics` : 'off'}`,
+    `  sasl    ${config.auth.mechanisms.join(' ')}${config.oauth ? ` (oauth: ${config.oauth.kind})` : ''}`,
   ];
   io.stdout.write(`${lines.join('\n')}\n`);
   return 0;
