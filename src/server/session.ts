@@ -277,10 +277,10 @@ export class Session {
     this.log.trace({ verb: parsed.verb }, 'command');
     try {
       const r = spec.run(this, parsed);
-      if (r instanceof Promise) {
-        this.flush();
-        await r;
-      }
+      // Replies stay queued while a command awaits: a pipelined batch is answered in one write when the batch
+      // ends (pump) or the queue grows large. Commands that wait on the client flush first themselves
+      // (STLS, SASL continuations, streamed messages).
+      if (r instanceof Promise) await r;
       this.badCommands = 0;
       this.ctx.onCommand?.(parsed.verb, 'ok');
     } catch (err) {
