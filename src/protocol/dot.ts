@@ -62,10 +62,19 @@ export class DotEncoder {
     if (this.cut) return EMPTY;
     const n = chunk.length;
     if (n === 0) return chunk;
+    const prev = this.prev;
+    if (!this.top && chunk.indexOf(CR) === -1 && !(prev === CR && chunk[0] === LF)) {
+      // Bare-LF text (as Postfix stores it): every LF gets a CR, every line-start dot another dot. V8's native
+      // string replacement does this about twice as fast as the insert loop below (latin1 maps bytes 1:1).
+      this.prev = chunk[n - 1];
+      const lead = (prev === -1 || prev === LF) && chunk[0] === DOT ? '.' : '';
+      if (chunk.indexOf(LF) === -1 && lead === '') return chunk;
+      const text = chunk.toString('latin1').replaceAll('\n.', '\n..').replaceAll('\n', '\r\n');
+      return Buffer.from(lead + text, 'latin1');
+    }
     // Positions in `chunk` before which one byte is inserted: a CR if chunk[p] is LF, a '.' if it is '.'.
     const inserts = this.inserts;
     inserts.length = 0;
-    const prev = this.prev;
     if ((prev === -1 || prev === LF) && chunk[0] === DOT) inserts.push(0);
     let limit = n;
     let i = chunk.indexOf(LF);

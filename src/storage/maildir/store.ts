@@ -52,7 +52,8 @@ export interface MaildirStoreOptions {
   readonly syncSmallReads?: boolean;
 }
 
-const READ_HIGH_WATER_MARK = 64 * 1024;
+/** Read size when streaming large messages: fewer, larger writes to the socket. */
+const READ_HIGH_WATER_MARK = 256 * 1024;
 const WRITE_BATCH = 64 * 1024;
 const UNLINK_CONCURRENCY = 16;
 const DIR_MODE = 0o700;
