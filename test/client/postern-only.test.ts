@@ -43,3 +43,28 @@ describe('client OAuth mechanisms against Postern', () => {
     });
   }
 });
+
+describe('client utf8() against Postern', () => {
+  test('UTF8 before login, then a UTF-8 user name and password (SCRAM and USER)', async () => {
+    const t = await startTestServer({ users: { jürgen: { password: 'pässwörd ✓' } } });
+    try {
+      const { cert } = await testCert();
+      for (const mechanism of ['SCRAM-SHA-256', 'USER'] as const) {
+        const c = await Pop3Client.connect({
+          host: '127.0.0.1',
+          port: t.tlsPort,
+          tls: 'implicit',
+          tlsOptions: { ca: cert, servername: 'localhost' },
+        });
+        assert.ok(c.capabilities.has('UTF8'));
+        await c.utf8();
+        await c.login({ user: 'jürgen', password: 'pässwörd ✓', mechanism });
+        assert.equal(c.mechanism, mechanism);
+        assert.deepEqual(await c.stat(), { count: 0, size: 0 });
+        await c.quit();
+      }
+    } finally {
+      await t.close();
+    }
+  });
+});
