@@ -2,20 +2,7 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
 import { DotEncoder } from '../../src/protocol/dot.ts';
-
-const b = (s: string): Buffer => Buffer.from(s, 'latin1');
-const show = (s: string): string => JSON.stringify(s);
-
-function splitAt(buf: Buffer, points: number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const p of points) {
-    out.push(buf.subarray(from, p));
-    from = p;
-  }
-  out.push(buf.subarray(from));
-  return out;
-}
+import { b, show, splitAt } from '../helpers/split.ts';
 
 function encode(pieces: Buffer[], topLines?: number): string {
   const enc = new DotEncoder(topLines === undefined ? {} : { topLines });

@@ -3,8 +3,8 @@ import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { LineReader } from '../../src/protocol/lineReader.ts';
+import { b, splitAt } from '../helpers/split.ts';
 
-const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const TOOLONG = '<toolong>';
 
 function drain(r: LineReader, out: string[]): void {
@@ -21,17 +21,6 @@ function feed(pieces: Buffer[], maxLine: number, drainEach: boolean): { lines: s
   }
   drain(r, lines);
   return { lines, rest: r.takeRest().toString('latin1') };
-}
-
-function splitAt(buf: Buffer, points: number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const p of points) {
-    out.push(buf.subarray(from, p));
-    from = p;
-  }
-  out.push(buf.subarray(from));
-  return out;
 }
 
 /**
