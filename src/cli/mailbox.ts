@@ -1,18 +1,23 @@
 /**
- * `postern mailbox stats|list|import USER …`: what an operator needs to look into a mailbox and to move mail
- * in. Nothing here takes the session lock: stats and list read a snapshot (a POP3 session may be open at the
- * same time), and import delivers, as the MTA does, so it works while the user is connected.
+ * `postern mailbox stats|list|import|expire USER …`: what an operator needs to look into a mailbox and to move
+ * mail in. stats, list and import take no session lock: stats and list read a snapshot (a POP3 session may be
+ * open at the same time), and import delivers, as the MTA does, so it works while the user is connected.
+ * expire deletes, so it takes the maildrop lock like a session and skips a mailbox in use.
  */
+
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { listUsers, PasswdFileAuthenticator } from '../auth/passwd.ts';
 import type { Config } from '../config/config.ts';
 import { decodeFieldValue, headerField, readHeaderSection } from '../delivery/headerFields.ts';
 import { type MboxFormat, splitMbox } from '../delivery/mbox.ts';
 import { hasLimit } from '../delivery/quota.ts';
 import { UsersFile } from '../delivery/users.ts';
+import { applyExpire, userPolicy } from '../server/policy.ts';
 import { MaildirStore } from '../storage/maildir/store.ts';
+import { isStorageError } from '../storage/types.ts';
 
 export const MAILBOX_HELP = `Usage: postern mailbox <command> USER [options] [--config FILE]
 
@@ -25,7 +30,12 @@ Commands:
                                    oldest first; each is stored durably, with a new UIDL. Quotas are not
                                    applied: importing is the operator's decision. Default format: mboxrd.
 
-USER is a user name from the users file. Exit codes: 0 ok, 64 usage, 67 no such user, 1 failure.
+  expire USER | expire --all        Apply the EXPIRE policy ([policy] expire, or the user's expire= field)
+                                   now, as a QUIT would: delete messages whose retention since their first
+                                   retrieval has passed. For cron; a mailbox in use is skipped (exit 75).
+
+USER is a user name from the users file. Exit codes: 0 ok, 64 usage, 67 no such user, 75 mailbox in use,
+1 failure.
 `;
 
 const EX_USAGE = 64;
@@ -47,6 +57,7 @@ export async function runMailboxCommand(argv: string[], io: MailboxIo): Promise<
     args: rest,
     options: {
       json: { type: 'boolean' },
+      all: { type: 'boolean' },
       format: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -61,7 +72,11 @@ export async function runMailboxCommand(argv: string[], io: MailboxIo): Promise<
     return EX_USAGE;
   };
   const [user, ...sources] = positionals;
-  if (!['stats', 'list', 'import'].includes(command)) return usage(`unknown command "${command}"`);
+  if (!['stats', 'list', 'import', 'expire'].includes(command)) return usage(`unknown command "${command}"`);
+  if (command === 'expire' && values.all) {
+    if (user !== undefined) return usage('expire takes USER or --all, not both');
+    return expireAll(io);
+  }
   if (user === undefined) return usage('USER is required');
   if (command !== 'import' && sources.length > 0) return usage(`unexpected argument "${sources[0]}"`);
   if (command === 'import' && sources.length === 0) return usage('import needs at least one mbox file or Maildir');
@@ -82,6 +97,8 @@ export async function runMailboxCommand(argv: string[], io: MailboxIo): Promise<
         return await stats(store, principal.mailboxId, await users.quotaOf(user), values.json === true, io);
       case 'list':
         return await list(store, principal.mailboxId, values.json === true, io);
+      case 'expire':
+        return await expireUsers([user], io);
       default:
         return await importInto(store, principal.mailboxId, sources, format, io);
     }
@@ -193,4 +210,60 @@ async function maildirFiles(dir: string): Promise<string[]> {
   if (!sawFolder) throw new Error(`${dir} is not a Maildir (no cur/ or new/)`);
   found.sort((a, b) => a.key - b.key || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return found.map((f) => f.path);
+}
+
+const EX_TEMPFAIL = 75;
+
+async function expireAll(io: MailboxIo): Promise<number> {
+  const users = await listUsers(io.config().auth.usersFile);
+  return expireUsers(
+    users.filter((u) => u.problem === null).map((u) => u.name),
+    io,
+  );
+}
+
+/** Runs EXPIRE for each user under the maildrop lock; a mailbox in use is left for the next run. */
+async function expireUsers(names: readonly string[], io: MailboxIo): Promise<number> {
+  const config = io.config();
+  const auth = await PasswdFileAuthenticator.load(config.auth.usersFile, { autoReload: false });
+  const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
+  let code = 0;
+  try {
+    for (const name of names) {
+      const principal = await auth.lookup(name);
+      if (!principal) {
+        io.stderr.write(`postern mailbox: ${name}: no such user\n`);
+        code = EX_NOUSER;
+        continue;
+      }
+      const { expire } = userPolicy(config.policy, principal.settings);
+      if (expire === 'never') {
+        io.stdout.write(`${name}: EXPIRE NEVER, nothing to do\n`);
+        continue;
+      }
+      let drop: Awaited<ReturnType<MaildirStore['openMaildrop']>>;
+      try {
+        drop = await store.openMaildrop(principal.mailboxId);
+      } catch (e) {
+        if (isStorageError(e, 'inuse')) {
+          io.stderr.write(`postern mailbox: ${name}: mailbox in use, skipped\n`);
+          code = code || EX_TEMPFAIL;
+          continue;
+        }
+        throw e;
+      }
+      try {
+        const state = await drop.readState();
+        const { expired, retrieved } = applyExpire(drop.messages, state, expire, Date.now());
+        if (expired.size > 0) await drop.commit([...expired].map((i) => drop.messages[i].id));
+        await drop.writeState({ ...state, retrieved });
+        io.stdout.write(`${name}: ${expired.size} expired, ${drop.messages.length - expired.size} left\n`);
+      } finally {
+        await drop.release();
+      }
+    }
+  } finally {
+    await store.close();
+  }
+  return code;
 }

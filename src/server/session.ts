@@ -13,7 +13,6 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/passwd.ts';
-import { parseExpire } from '../config/config.ts';
 import { parseCommand, parseMsn } from '../protocol/command.ts';
 import { DotEncoder, type DotEncoder as DotEncoderType } from '../protocol/dot.ts';
 import { Pop3Error, RespCode } from '../protocol/errors.ts';
@@ -24,6 +23,7 @@ import { isLoopback } from './address.ts';
 import { commands } from './commands/index.ts';
 import type { ServerContext } from './context.ts';
 import { type Catalogue, catalogues, DEFAULT_LANG } from './messages.ts';
+import { applyExpire, type UserPolicy, userPolicy } from './policy.ts';
 
 export type SessionState = 'AUTHORIZATION' | 'TRANSACTION' | 'UPDATE';
 
@@ -469,19 +469,10 @@ export class Session {
   }
 
   /** The LOGIN-DELAY (seconds) and EXPIRE (days or "never") that apply to a user. */
-  policyFor(principal: Principal | undefined): { loginDelay: number; expire: number | 'never' } {
-    const p = this.ctx.policy;
-    const s = principal?.settings ?? {};
-    const delay = s.login_delay !== undefined && /^\d{1,7}$/.test(s.login_delay) ? Number(s.login_delay) : undefined;
-    let expire: number | 'never' = p.expireDays;
-    if (s.expire !== undefined) {
-      try {
-        expire = parseExpire(s.expire);
-      } catch {
-        this.log.warn({ user: principal?.user }, 'ignoring a malformed expire= field');
-      }
-    }
-    return { loginDelay: delay ?? p.loginDelaySeconds, expire };
+  policyFor(principal: Principal | undefined): UserPolicy {
+    return userPolicy(this.ctx.policy, principal?.settings, (field) =>
+      this.log.warn({ user: principal?.user, field }, 'ignoring a malformed policy field'),
+    );
   }
 
   /** Called once the principal is verified: takes the maildrop lock, then enters TRANSACTION. */
@@ -563,15 +554,15 @@ export class Session {
     if (expire !== 'never') {
       // RFC 2449 EXPIRE: a message is kept `expire` days after it was first retrieved; 0 means it goes at the
       // QUIT of the session that retrieved it. Messages never retrieved are never expired.
-      const now = Date.now();
-      const before = this.maildropState?.retrieved ?? {};
-      const retrieved: Record<string, number> = {};
-      for (const [i, m] of md.messages.entries()) {
-        const first = before[m.id] ?? (this.retrieved.has(i) ? now : undefined);
-        if (first === undefined) continue;
-        if (now - first >= expire * 86_400_000) doomed.add(i);
-        else if (!doomed.has(i)) retrieved[m.id] = first;
-      }
+      const { expired, retrieved } = applyExpire(
+        md.messages,
+        this.maildropState ?? {},
+        expire,
+        Date.now(),
+        this.retrieved,
+        this.deleted,
+      );
+      for (const i of expired) doomed.add(i);
       nextState = { ...this.maildropState, retrieved };
     }
     const ids = [...doomed].map((i) => md.messages[i].id);
