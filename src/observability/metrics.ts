@@ -23,6 +23,8 @@ import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsConfig } from '../config/config.ts';
+import { SERVER_SASL_MECHANISMS } from '../config/schema.ts';
+import { commands } from '../server/commands/index.ts';
 import type { Maildrop, MailStore, OpenOptions } from '../storage/types.ts';
 import { isStorageError } from '../storage/types.ts';
 
@@ -34,37 +36,9 @@ export interface SessionSummary {
   readonly deleted: number;
 }
 
-const KNOWN_VERBS = new Set([
-  'USER',
-  'PASS',
-  'APOP',
-  'AUTH',
-  'STAT',
-  'LIST',
-  'RETR',
-  'DELE',
-  'NOOP',
-  'RSET',
-  'QUIT',
-  'TOP',
-  'UIDL',
-  'CAPA',
-  'STLS',
-  'UTF8',
-  'LANG',
-]);
-
-const KNOWN_MECHANISMS = new Set([
-  'USER',
-  'APOP',
-  'PLAIN',
-  'LOGIN',
-  'CRAM-MD5',
-  'SCRAM-SHA-1',
-  'SCRAM-SHA-256',
-  'XOAUTH2',
-  'OAUTHBEARER',
-]);
+/** Label values are the server's own verbs and mechanisms (anything else is "OTHER"), from their one source. */
+const KNOWN_VERBS: ReadonlySet<string> = new Set(Object.keys(commands));
+const KNOWN_MECHANISMS: ReadonlySet<string> = new Set(['USER', 'APOP', ...SERVER_SASL_MECHANISMS]);
 
 export interface MetricsOptions {
   /** Node process metrics (CPU, memory, event loop, handles). Default true. */

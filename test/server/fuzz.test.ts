@@ -5,28 +5,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
+import { commands } from '../../src/server/commands/index.ts';
 import { MemoryStore } from '../../src/storage/memory/store.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { Wire } from '../helpers/wire.ts';
 
-const VERBS = [
-  'USER',
-  'PASS',
-  'APOP',
-  'AUTH',
-  'STAT',
-  'LIST',
-  'RETR',
-  'DELE',
-  'NOOP',
-  'RSET',
-  'TOP',
-  'UIDL',
-  'CAPA',
-  'UTF8',
-  'LANG',
-  'STLS',
-];
+const VERBS = Object.keys(commands);
 
 const line = fc.oneof(
   // A known verb, in either case, with odd arguments.
