@@ -13,6 +13,8 @@
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
+import { timingSafeEqualStrings } from './compare.ts';
+import { CredentialCache, type CredentialCacheOptions } from './credential-cache.ts';
 import { userNameProblem } from './names.ts';
 import { SCRAM_FIELD } from './passwd-edit.ts';
 import { decodePasswd, type PasswdEntry, type PasswdIssue, parsePasswd } from './passwd-format.ts';
@@ -44,7 +46,17 @@ export interface PasswdFileOptions {
   readonly autoReload?: boolean;
   /** argon2 verification; tests wrap the default to count calls. */
   readonly argon2Verify?: Argon2Verify;
+  /**
+   * The cache of verified credentials (credential-cache.ts); default 10 000 entries for an hour. Cleared
+   * whenever the file changes or is reloaded.
+   */
+  readonly cache?: CredentialCacheOptions;
+  /** Called on each cache lookup of a known user's password (a metric). */
+  readonly onCacheLookup?: (result: 'hit' | 'miss') => void;
 }
+
+/** Defaults of the credential cache (config keys auth.cache_size and auth.cache_ttl). */
+export const CREDENTIAL_CACHE_DEFAULTS = { maxEntries: 10_000, ttlMs: 3_600_000 } as const;
 
 const silent: AuthLogger = { warn() {} };
 
@@ -62,6 +74,9 @@ export class PasswdFileAuthenticator implements Authenticator {
   private readonly logger: AuthLogger;
   private readonly autoReload: boolean;
   private readonly argon2Verify: Argon2Verify;
+  /** Verified credentials (never a password, never a failure). */
+  readonly cache: CredentialCache;
+  private readonly onCacheLookup: ((result: 'hit' | 'miss') => void) | undefined;
 
   private constructor(
     readonly path: string,
@@ -70,6 +85,8 @@ export class PasswdFileAuthenticator implements Authenticator {
     this.logger = opts.logger ?? silent;
     this.autoReload = opts.autoReload ?? true;
     this.argon2Verify = opts.argon2Verify ?? defaultArgon2Verify;
+    this.cache = new CredentialCache(opts.cache ?? CREDENTIAL_CACHE_DEFAULTS);
+    this.onCacheLookup = opts.onCacheLookup;
   }
 
   /** Reads the file. Throws when it exists but cannot be read or is not UTF-8. */
@@ -81,6 +98,8 @@ export class PasswdFileAuthenticator implements Authenticator {
 
   /** Re-reads the file now. On failure the previous users stay and the error is thrown. */
   async reload(): Promise<void> {
+    // Whatever the outcome, nothing verified against an earlier version of the file is trusted any more.
+    this.cache.clear();
     let stats: Stats;
     let bytes: Buffer;
     let fh: FileHandle;
@@ -112,26 +131,50 @@ export class PasswdFileAuthenticator implements Authenticator {
     return this.snapshot.issues;
   }
 
+  /**
+   * Cost model (README, "Login"): an unknown user, a refused user and a wrong password each pay one argon2id
+   * verification with the parameters Postern writes (a dummy one where the stored hash is not argon2id), so
+   * none of them answers sooner than another. A right password answers as soon as it is known to be right:
+   * at once for `{PLAIN}` (one timing-safe compare), from the credential cache for a password verified within
+   * the TTL, otherwise after its own verification. Only a caller who already sent the right password ever sees
+   * a faster answer, and it tells them nothing the `+OK` does not.
+   */
   async verifyPassword(user: string, password: string): Promise<Principal | null> {
     await this.refresh();
     const entry = this.entryOf(user);
     const refusal = entry ? (entry.blocked ?? entry.password.problem) : null;
-    // Every attempt costs at least one argon2 verification with the parameters Postern writes, so neither an
-    // unknown user nor a user with a fast legacy scheme ({PLAIN}) answers sooner than a wrong argon2 password.
-    if (!entry || refusal !== null || entry.password.kind !== 'argon2') await this.dummyVerify(password);
-    if (!entry) return null;
-    if (refusal !== null) {
-      this.logger.warn({ path: this.path, user }, `login refused: ${refusal}`);
+    const principal = entry && refusal === null ? principalOf(entry) : null;
+    if (!entry || refusal !== null || principal === null) {
+      await this.dummyVerify(password);
+      if (entry && refusal !== null) this.logger.warn({ path: this.path, user }, `login refused: ${refusal}`);
+      return null; // principal null with no refusal is not reached: an invalid mailbox= also sets `blocked`
+    }
+    const stored = entry.password;
+    if (stored.kind === 'plain') {
+      if (timingSafeEqualStrings(stored.value, password)) return principal;
+      await this.dummyVerify(password);
       return null;
     }
-    const principal = principalOf(entry);
-    if (!principal) return null; // not reached: an invalid mailbox= also sets `blocked`
+    const key = this.cache.enabled ? this.cache.keyOf(user, password) : null;
+    if (key !== null) {
+      const hit = this.cache.has(key);
+      this.onCacheLookup?.(hit ? 'hit' : 'miss');
+      if (hit) return principal;
+    }
+    // Schemes other than argon2id may verify faster than it: pay the argon2id floor first.
+    if (stored.kind !== 'argon2') await this.dummyVerify(password);
+    const snapshot = this.snapshot;
+    let ok: boolean;
     try {
-      return (await verifyStoredPassword(entry.password, password, this.argon2Verify)) ? principal : null;
+      ok = await verifyStoredPassword(stored, password, this.argon2Verify);
     } catch (err) {
       this.logger.warn({ path: this.path, user, err: String(err) }, 'password verification failed');
       return null;
     }
+    if (!ok) return null;
+    // Only if the file was not re-read meanwhile: the password may have changed under the verification.
+    if (key !== null && this.snapshot === snapshot) this.cache.add(key);
+    return principal;
   }
 
   async sharedSecret(user: string): Promise<string | null> {
@@ -205,6 +248,7 @@ export class PasswdFileAuthenticator implements Authenticator {
       current = null;
     }
     if (current === this.snapshot.stamp || current === this.failedStamp) return;
+    this.cache.clear();
     try {
       await this.reload();
       this.failedStamp = null;

@@ -46,8 +46,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     layout: config.storage.layout,
     syncSmallReads: config.storage.syncSmallReads,
   });
-  const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile, { logger });
   const metrics = config.metrics.enabled ? new Metrics({ processMetrics: config.metrics.processMetrics }) : undefined;
+  const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile, {
+    logger,
+    cache: { maxEntries: config.auth.cacheSize, ttlMs: config.auth.cacheTtlMs },
+    onCacheLookup: metrics ? (result) => metrics.credentialCache.inc({ result }) : undefined,
+  });
   const server = new Pop3Server({
     store: metrics ? instrumentStore(store, metrics) : store,
     authenticator,

@@ -37,7 +37,14 @@ export interface Config {
     readonly layout: string;
     readonly syncSmallReads: boolean;
   };
-  readonly auth: { readonly usersFile: string; readonly mechanisms: readonly string[]; readonly apop: boolean };
+  readonly auth: {
+    readonly usersFile: string;
+    readonly mechanisms: readonly string[];
+    readonly apop: boolean;
+    /** Credential cache: most entries, and how long an entry is trusted (ms). */
+    readonly cacheSize: number;
+    readonly cacheTtlMs: number;
+  };
   readonly oauth?:
     | {
         readonly kind: 'jwks';
@@ -307,6 +314,8 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       usersFile: path((t.auth as Raw).users_file as string),
       mechanisms: checkMechanisms((t.auth as Raw).mechanisms as string[], file),
       apop: (t.auth as Raw).apop as boolean,
+      cacheSize: (t.auth as Raw).cache_size as number,
+      cacheTtlMs: Math.round(((t.auth as Raw).cache_ttl as number) * 1000),
     },
     oauth: oauthOf(t.oauth as Raw, file, path),
     limits: {

@@ -182,6 +182,19 @@ export const schema = {
         doc: 'SASL mechanisms (RFC 5034 AUTH) to offer; each only where it can work (see README, "Login").',
       },
       apop: { type: 'boolean', default: true, doc: 'Offer APOP to users with a shared secret.' },
+      cache_size: {
+        type: 'integer',
+        default: 10000,
+        min: 0,
+        max: 10000000,
+        doc: 'Verified credentials kept in memory (keyed HMAC, never the password), so a returning client costs no argon2; 0 turns the cache off.',
+      },
+      cache_ttl: {
+        type: 'number',
+        default: 3600,
+        min: 0,
+        doc: 'Seconds a verified credential is trusted without verifying again; cleared sooner when the users file changes or on SIGHUP.',
+      },
     },
   },
   oauth: {

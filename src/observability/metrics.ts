@@ -11,7 +11,8 @@
  *     onSessionEnd hooks (the per-session logout summary);
  *   - lock contention: instrumentStore(), which counts maildrop opens refused because another session holds
  *     the lock;
- *   - deliveries: the delivery agent's onDelivery hook.
+ *   - deliveries: the delivery agent's onDelivery hook;
+ *   - credential cache hits and misses: the users file authenticator's onCacheLookup hook.
  *
  * Label values are bounded: verbs outside the POP3 command set are counted as "OTHER", so a client sending
  * random words cannot grow the registry.
@@ -60,6 +61,7 @@ export class Metrics {
   readonly lockContention: Counter;
   readonly deliveries: Counter<'result'>;
   readonly deliveredBytes: Counter;
+  readonly credentialCache: Counter<'result'>;
   private active = 0;
 
   constructor(options: MetricsOptions = {}) {
@@ -124,6 +126,12 @@ export class Metrics {
     this.deliveredBytes = new Counter({
       name: 'postern_delivered_bytes_total',
       help: 'Octets (as transmitted) stored by deliveries.',
+      registers,
+    });
+    this.credentialCache = new Counter({
+      name: 'postern_auth_cache_lookups_total',
+      help: 'Password logins of known users looked up in the credential cache, by result (hit: no password hash computed, miss).',
+      labelNames: ['result'],
       registers,
     });
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'postern_' });
