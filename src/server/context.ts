@@ -6,7 +6,6 @@ import type { BearerVerifier } from '../auth/sasl/jwt.ts';
 import type { Config } from '../config/config.ts';
 import type { MailStore } from '../storage/types.ts';
 import type { Coordinator } from './coordinator.ts';
-import type { Session } from './session.ts';
 
 export type Limits = Config['limits'];
 export type Policy = Config['policy'];
@@ -22,6 +21,13 @@ export interface SessionSettings {
   readonly implementation: boolean;
   readonly allowPlaintextAuth: boolean;
   readonly loopbackIsSecure: boolean;
+}
+
+/** What the server holds of each open session. */
+export interface SessionHandle {
+  readonly remoteAddress: string;
+  /** Server shutdown: tell the client and close; nothing is deleted. */
+  shutdown(): void;
 }
 
 /** Observers of what sessions do (metrics). */
@@ -55,5 +61,5 @@ export interface ServerContext extends SessionSettings, ServerHooks {
   /** RFC 2449 LOGIN-DELAY and EXPIRE defaults (users may override them). */
   readonly policy: Policy;
   readonly coordinator: Coordinator;
-  onClose(session: Session): void;
+  onClose(session: SessionHandle): void;
 }

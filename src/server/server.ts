@@ -12,7 +12,7 @@ import { type ListenerConfig, parseCidr } from '../config/config.ts';
 import { SERVER_SASL_MECHANISMS } from '../config/schema.ts';
 import { RespCode } from '../protocol/errors.ts';
 import { normalizeAddress } from './address.ts';
-import type { Policy, ServerContext, ServerHooks, SessionSettings } from './context.ts';
+import type { Policy, ServerContext, ServerHooks, SessionHandle, SessionSettings } from './context.ts';
 import { type Coordinator, LocalCoordinator } from './coordinator.ts';
 import { parseProxyHeader, V2_MAX } from './proxy.ts';
 import { Session } from './session.ts';
@@ -82,7 +82,7 @@ export interface BoundListener {
 }
 
 export class Pop3Server {
-  private readonly sessions = new Set<Session>();
+  private readonly sessions = new Set<SessionHandle>();
   private readonly servers: { server: NetServer; config: ListenerConfig }[] = [];
   private readonly coordinator: Coordinator;
   private secureContext: SecureContext | undefined;
@@ -309,7 +309,7 @@ export class Pop3Server {
     session.start();
   }
 
-  private forget(session: Session): void {
+  private forget(session: SessionHandle): void {
     if (this.sessions.delete(session)) this.coordinator.release(session.remoteAddress);
     if (this.closing && this.sessions.size === 0) this.idle?.();
   }

@@ -4,6 +4,7 @@
  */
 import { verifyApop } from '../../auth/apop.ts';
 import { Pop3Error } from '../../protocol/errors.ts';
+import { enterTransaction, loginFailed } from '../login.ts';
 import { AUTHORIZATION, type CommandSpec } from './types.ts';
 
 export const apop: CommandSpec = {
@@ -18,7 +19,7 @@ export const apop: CommandSpec = {
     const secret = await s.ctx.authenticator.sharedSecret(name);
     const ok = secret !== null && verifyApop(secret, timestamp, digest.toLowerCase());
     const principal = ok ? await s.ctx.authenticator.lookup(name) : null;
-    if (!principal) return s.loginFailed(name, 'APOP', secret === null ? 'no shared secret' : 'bad digest');
-    await s.enterTransaction(principal, 'APOP');
+    if (!principal) return loginFailed(s, name, 'APOP', secret === null ? 'no shared secret' : 'bad digest');
+    await enterTransaction(s, principal, 'APOP');
   },
 };

@@ -6,8 +6,8 @@
  */
 import { createSaslServer, type ServerStep } from '../../auth/sasl/index.ts';
 import { Pop3Error, RespCode } from '../../protocol/errors.ts';
-import type { Session } from '../session.ts';
-import { AUTHORIZATION, type CommandSpec } from './types.ts';
+import { enterTransaction, loginFailed } from '../login.ts';
+import { AUTHORIZATION, type CommandSession, type CommandSpec } from './types.ts';
 
 /** A SASL exchange longer than this many challenges is broken (SCRAM needs two). */
 const MAX_ROUNDS = 8;
@@ -18,7 +18,7 @@ function decodeBase64(text: string): Buffer | null {
 }
 
 /** Sends a challenge and reads the client's answer; throws -ERR when the client cancels or goes away. */
-async function challenge(s: Session, data: Buffer): Promise<Buffer> {
+async function challenge(s: CommandSession, data: Buffer): Promise<Buffer> {
   s.reply(`+ ${data.toString('base64')}`);
   const r = await s.readContinuation();
   if (r === null) throw new Pop3Error(s.text.saslCancelled);
@@ -66,21 +66,21 @@ export const auth: CommandSpec = {
       if (step.kind === 'failure') {
         // OAUTHBEARER/XOAUTH2 send an error document the client must acknowledge before the -ERR.
         if (step.challenge) await challenge(s, step.challenge).catch(() => undefined);
-        return s.loginFailed(undefined, mechanism, step.reason);
+        return loginFailed(s, undefined, mechanism, step.reason);
       }
       // Success with additional data (SCRAM's server signature) goes out as a last challenge (RFC 5034 §4).
       if (step.data && step.data.length > 0) {
         const ack = await challenge(s, step.data);
         if (ack.length !== 0) throw new Pop3Error(s.text.saslCancelled);
       }
-      return s.enterTransaction(step.principal, mechanism);
+      return enterTransaction(s, step.principal, mechanism);
     }
-    return s.loginFailed(undefined, mechanism, 'too many SASL rounds');
+    return loginFailed(s, undefined, mechanism, 'too many SASL rounds');
   },
 };
 
 /** A verifier that cannot answer (user store or token service down) is a temporary failure, not a bad login. */
-async function runStep(s: Session, step: () => Promise<ServerStep>): Promise<ServerStep> {
+async function runStep(s: CommandSession, step: () => Promise<ServerStep>): Promise<ServerStep> {
   try {
     return await step();
   } catch (err) {
@@ -93,13 +93,13 @@ async function runStep(s: Session, step: () => Promise<ServerStep>): Promise<Ser
  * SASL EXTERNAL (RFC 4422 App. A) with a client certificate verified against tls.client_ca: the user is the
  * certificate's subject field; the client may send an empty authorization identity or that same user.
  */
-async function external(s: Session, initial: Buffer | null): Promise<void> {
+async function external(s: CommandSession, initial: Buffer | null): Promise<void> {
   const certUser = s.certificateUser();
   const authzid = (initial ?? (await challenge(s, Buffer.alloc(0)))).toString('utf8');
   if (certUser === undefined || (authzid !== '' && authzid !== certUser)) {
-    return s.loginFailed(certUser, 'EXTERNAL', certUser === undefined ? 'no certificate' : 'authzid mismatch');
+    return loginFailed(s, certUser, 'EXTERNAL', certUser === undefined ? 'no certificate' : 'authzid mismatch');
   }
   const principal = await s.ctx.authenticator.lookup(certUser);
-  if (!principal) return s.loginFailed(certUser, 'EXTERNAL', 'certificate names an unknown user');
-  return s.enterTransaction(principal, 'EXTERNAL');
+  if (!principal) return loginFailed(s, certUser, 'EXTERNAL', 'certificate names an unknown user');
+  return enterTransaction(s, principal, 'EXTERNAL');
 }

@@ -3,10 +3,9 @@
  * connection: STLS only before TLS is up; USER only where a plaintext login is allowed (RFC 2595 §4 says a
  * client must not send a password the server would refuse); IMPLEMENTATION only when not hidden.
  */
-import type { Session } from '../session.ts';
-import { BOTH, type CommandSpec } from './types.ts';
+import { BOTH, type CommandSession, type CommandSpec } from './types.ts';
 
-export function capabilities(s: Session): string[] {
+export function capabilities(s: CommandSession): string[] {
   const caps = ['TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'];
   if (s.state === 'AUTHORIZATION') {
     if (s.plaintextAllowed) caps.push('USER');

@@ -1,5 +1,6 @@
 /** RFC 1939 §7 PASS string: the rest of the line is the password, spaces included. */
 import { Pop3Error, RespCode } from '../../protocol/errors.ts';
+import { enterTransaction, loginFailed } from '../login.ts';
 import { AUTHORIZATION, type CommandSpec } from './types.ts';
 
 export const pass: CommandSpec = {
@@ -12,7 +13,7 @@ export const pass: CommandSpec = {
     if (name === undefined) throw new Pop3Error(s.text.sendUserFirst);
     s.pendingUser = undefined;
     const principal = await s.ctx.authenticator.verifyPassword(name, cmd.rest);
-    if (!principal) return s.loginFailed(name, 'USER', 'bad credentials');
-    await s.enterTransaction(principal, 'USER');
+    if (!principal) return loginFailed(s, name, 'USER', 'bad credentials');
+    await enterTransaction(s, principal, 'USER');
   },
 };

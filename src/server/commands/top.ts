@@ -1,6 +1,7 @@
 /** RFC 1939 §7 TOP msg n: the headers, the blank line, and the first n lines of the body. */
 import { parseNonNegative } from '../../protocol/command.ts';
 import { Pop3Error } from '../../protocol/errors.ts';
+import { sendMessage } from './retr.ts';
 import { type CommandSpec, TRANSACTION } from './types.ts';
 
 export const top: CommandSpec = {
@@ -10,6 +11,6 @@ export const top: CommandSpec = {
     const { info } = s.message(cmd.args[0]);
     const lines = parseNonNegative(cmd.args[1]);
     if (lines === null) throw new Pop3Error(s.text.invalidLineCount);
-    await s.sendMessage(info, lines);
+    await sendMessage(s, info, lines);
   },
 };

@@ -1,0 +1,80 @@
+/**
+ * The steps every login method shares (USER/PASS, APOP, AUTH): on success, take the maildrop lock, apply
+ * LOGIN-DELAY (RFC 2449 §6.5) and enter TRANSACTION; on failure, the same penalty delay, reply and log line
+ * whatever the reason, so neither replies nor timing tell an unknown user from a wrong password.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Principal } from '../auth/passwd.ts';
+import { Pop3Error, RespCode } from '../protocol/errors.ts';
+import type { Maildrop } from '../storage/types.ts';
+import { isStorageError } from '../storage/types.ts';
+import type { CommandSession } from './commands/types.ts';
+
+/** Called once the principal is verified: takes the maildrop lock, then enters TRANSACTION. */
+export async function enterTransaction(s: CommandSession, principal: Principal, mechanism: string): Promise<void> {
+  let md: Maildrop;
+  try {
+    md = await s.ctx.store.openMaildrop(principal.mailboxId);
+  } catch (err) {
+    s.log.info({ user: principal.user, kind: isStorageError(err) ? err.kind : 'error' }, 'maildrop open failed');
+    throw err;
+  }
+  if (s.isClosed) {
+    await md.release();
+    return;
+  }
+  const policy = s.policyFor(principal);
+  if (policy.loginDelay > 0 || policy.expire !== 'never') {
+    try {
+      // Read and written under the maildrop lock, so concurrent logins on any process see one order.
+      const state = await md.readState();
+      const now = Date.now();
+      const wait = policy.loginDelay * 1000 - (now - (state.lastLogin ?? 0));
+      if (policy.loginDelay > 0 && wait > 0) {
+        s.log.info({ user: principal.user, waitMs: wait }, 'login refused: LOGIN-DELAY');
+        throw new Pop3Error(s.text.loginDelay(policy.loginDelay), RespCode.LoginDelay);
+      }
+      if (policy.loginDelay > 0) {
+        s.maildropState = { ...state, lastLogin: now };
+        await md.writeState(s.maildropState);
+      } else {
+        s.maildropState = state;
+      }
+    } catch (err) {
+      await md.release();
+      throw err;
+    }
+  }
+  s.maildrop = md;
+  s.principal = principal;
+  s.state = 'TRANSACTION';
+  s.pendingUser = undefined;
+  s.ctx.coordinator.succeed(s.remoteAddress);
+  s.resetIdle();
+  const [n, size] = s.totals();
+  s.log.info({ user: principal.user, mechanism, messages: n, octets: size }, 'login');
+  s.ctx.onLogin?.(mechanism, 'ok');
+  s.reply(`+OK ${s.text.loggedIn(n, size)}`);
+}
+
+/** A failed login: the same delay, the same reply and the same log line whatever the reason. */
+export async function loginFailed(
+  s: CommandSession,
+  user: string | undefined,
+  mechanism: string,
+  reason: string,
+): Promise<void> {
+  s.authFailures++;
+  s.pendingUser = undefined;
+  const delay = await s.ctx.coordinator.fail(s.remoteAddress);
+  // fail2ban: match `"msg":"authentication failed"` with `"remote":"<HOST>"`.
+  s.log.warn({ user, mechanism, reason, delayMs: delay }, 'authentication failed');
+  s.ctx.onLogin?.(mechanism, 'fail');
+  if (delay > 0) await sleep(delay);
+  if (s.isClosed) return;
+  s.replyError(new Pop3Error(s.text.authFailed, RespCode.Auth));
+  if (s.authFailures >= s.ctx.limits.maxAuthFailures) {
+    s.replyError(new Pop3Error(s.text.tooManyFailures));
+    s.close('auth failures');
+  }
+}
