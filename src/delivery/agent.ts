@@ -14,7 +14,7 @@ import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/types.ts';
 import { silentLogger } from '../observability/log.ts';
-import { isStorageError, type MailboxStats, type MailStore } from '../storage/types.ts';
+import { isStorageError, type MailboxStats, type MailStore, QuotaExceededError } from '../storage/types.ts';
 import { TraceHeaders } from './headers.ts';
 import { hasLimit, NO_QUOTA, type Quota, QuotaLimiter, type QuotaSource, quotaRefusal } from './quota.ts';
 import { candidateUsers, DEFAULT_RECIPIENT_RULES, type RecipientRules } from './recipients.ts';
@@ -230,13 +230,19 @@ export class DeliveryAgent {
       input,
       limiter,
       settled: false,
-      result: this.store.deliver(recipient.mailboxId, tail, { sender: envelope.sender }).then(
-        (r): DeliveryOutcome => ({ recipient, status: 'delivered', reason: 'delivered', id: r.id, size: r.size }),
-        (err: unknown) => {
-          tail.destroy();
-          return this.outcomeOfError(recipient, err, limiter);
-        },
-      ),
+      result: this.store
+        .deliver(recipient.mailboxId, tail, {
+          sender: envelope.sender,
+          // Stores that can (PostgreSQL) check it again in the transaction that inserts: a hard limit.
+          quota: hasLimit(recipient.quota) ? recipient.quota : undefined,
+        })
+        .then(
+          (r): DeliveryOutcome => ({ recipient, status: 'delivered', reason: 'delivered', id: r.id, size: r.size }),
+          (err: unknown) => {
+            tail.destroy();
+            return this.outcomeOfError(recipient, err, limiter);
+          },
+        ),
     };
     void branch.result.then(() => {
       branch.settled = true;
@@ -254,6 +260,7 @@ export class DeliveryAgent {
       };
     }
     const reason = err instanceof Error ? err.message : String(err);
+    if (err instanceof QuotaExceededError) return { recipient, status: 'quota', reason };
     // A store that says 'quota' means the disk or the file system's own quota is full, not this user's
     // Postern quota: that passes when an operator acts, so it is temporary.
     if (isStorageError(err, 'perm')) return { recipient, status: 'perm', reason };

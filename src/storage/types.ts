@@ -60,6 +60,11 @@ export interface OpenOptions {
 export interface DeliverOptions {
   /** Envelope sender, for stores that record it. */
   readonly sender?: string;
+  /**
+   * The mailbox's quota (0: no limit), for stores that can enforce it in the same transaction as the insert
+   * (PostgreSQL); they refuse with QuotaExceededError. Other stores leave it to the delivery agent.
+   */
+  readonly quota?: { readonly bytes: number; readonly messages: number };
 }
 
 export interface DeliveryResult {
@@ -92,6 +97,13 @@ export class StorageError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+}
+
+/** The mailbox's own quota (DeliverOptions.quota) refused the message: not a disk or file-system quota. */
+export class QuotaExceededError extends StorageError {
+  constructor(message: string) {
+    super('quota', message);
   }
 }
 

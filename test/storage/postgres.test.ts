@@ -1,0 +1,212 @@
+/**
+ * The PostgreSQL store against a real PostgreSQL (test/pg/cluster.ts): the shared conformance suite,
+ * unchanged, then what only this store has: schema versions, leases across store instances (as across
+ * machines), quota in the delivery transaction, chunked bodies, and a database that goes away.
+ */
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { migrate, SCHEMA_VERSION, schemaVersion } from '../../src/storage/postgres/schema.ts';
+import { PostgresStore } from '../../src/storage/postgres/store.ts';
+import { QuotaExceededError } from '../../src/storage/types.ts';
+import { pgSkipReason, startTestPg, type TestPg } from '../pg/cluster.ts';
+import { deliverBytes, rejectsWith, runConformance } from './conformance.ts';
+
+const skip = pgSkipReason();
+let db: TestPg;
+
+if (skip) {
+  test('PostgreSQL store', { skip }, () => {});
+} else {
+  before(async () => {
+    db = await startTestPg();
+    const pool = new pg.Pool({ connectionString: db.url });
+    await migrate(pool);
+    await pool.end();
+  });
+  after(async () => {
+    await db?.close();
+  });
+
+  /** Every conformance test gets fresh mailboxes: the tables are emptied between tests. */
+  const fresh = async () => {
+    const store = new PostgresStore({ url: db.url, poolSize: 4, chunkSize: 64 * 1024 });
+    await store.pool.query('truncate mailboxes, messages, message_chunks, maildrop_leases');
+    return { store, cleanup: async () => {} };
+  };
+  runConformance('postgres', fresh);
+
+  describe('postgres store: schema', () => {
+    test('migrate is idempotent; the store refuses a missing or newer schema', async () => {
+      const pool = new pg.Pool({ connectionString: db.url });
+      try {
+        assert.deepEqual(await migrate(pool), { from: SCHEMA_VERSION, to: SCHEMA_VERSION });
+        assert.equal(await schemaVersion(pool), SCHEMA_VERSION);
+        const store = await PostgresStore.open({ url: db.url });
+        await store.close();
+        await pool.query('update postern_schema set version = version + 1');
+        await assert.rejects(PostgresStore.open({ url: db.url }), /newer than this Postern/);
+        await pool.query('update postern_schema set version = version - 1');
+        const empty = await db.newDatabase();
+        await assert.rejects(PostgresStore.open({ url: empty }), /schema is missing.*postern db migrate/);
+      } finally {
+        await pool.end();
+      }
+    });
+  });
+
+  describe('postgres store: leases, quota, bodies, failures', () => {
+    test('the lock holds across store instances (as across machines) and is taken over after expiry', async () => {
+      const { store: a } = await fresh();
+      const b = new PostgresStore({ url: db.url, leaseMs: 1000 });
+      try {
+        const held = await b.openMaildrop('alice');
+        await rejectsWith(a.openMaildrop('alice'), 'inuse');
+        // The holder renews while it lives: still locked after several lease lengths.
+        await new Promise((r) => setTimeout(r, 2500));
+        await rejectsWith(a.openMaildrop('alice'), 'inuse');
+        await held.release();
+        const mine = await a.openMaildrop('alice');
+        await mine.release();
+        // A holder that stops renewing (its process died) loses the lease at expiry.
+        const dead = new PostgresStore({ url: db.url, leaseMs: 1000 });
+        await dead.openMaildrop('bob');
+        await dead.pool.end(); // no renewals, no release: as kill -9
+        await rejectsWith(a.openMaildrop('bob'), 'inuse');
+        await new Promise((r) => setTimeout(r, 1300));
+        const taken = await a.openMaildrop('bob');
+        await taken.release();
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    test('a holder whose lease expired and was taken over commits nothing', async () => {
+      const { store } = await fresh();
+      const slow = new PostgresStore({ url: db.url, leaseMs: 1000 });
+      try {
+        const m = await deliverBytes(store, 'carol', 'Subject: keep\r\n\r\nkeep\r\n');
+        const d = await slow.openMaildrop('carol');
+        // Simulate the database being unreachable past the expiry: the lease runs out unrenewed.
+        await store.pool.query("update maildrop_leases set expires_at = now() - interval '1 second'");
+        const other = await store.openMaildrop('carol');
+        await rejectsWith(d.commit([m.id]), 'temp');
+        await d.release();
+        await rejectsWith(store.openMaildrop('carol'), 'inuse'); // the new holder's lease was not dropped
+        await other.release();
+        assert.equal((await store.stats('carol')).messages, 1);
+      } finally {
+        await store.close();
+        await slow.close();
+      }
+    });
+
+    test('quota is enforced in the delivery transaction, also for concurrent deliveries', async () => {
+      const { store } = await fresh();
+      try {
+        const quota = { bytes: 0, messages: 5 };
+        const results = await Promise.allSettled(
+          Array.from({ length: 12 }, (_, i) =>
+            store.deliver('dave', Readable.from([Buffer.from(`Subject: ${i}\r\n\r\n${i}\r\n`)]), { quota }),
+          ),
+        );
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 5);
+        for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof QuotaExceededError);
+        assert.equal((await store.stats('dave')).messages, 5);
+        const d = await store.openMaildrop('dave');
+        assert.equal(d.messages.length, 5);
+        await d.release();
+        await assert.rejects(
+          store.deliver('erin', Readable.from([Buffer.alloc(5000, 0x61)]), { quota: { bytes: 4000, messages: 0 } }),
+          (e: unknown) => e instanceof QuotaExceededError,
+        );
+        assert.deepEqual(await store.stats('erin'), { messages: 0, bytes: 0 });
+        const chunks = await store.pool.query(
+          "select count(*)::int as n from message_chunks where mailbox_id = 'erin'",
+        );
+        assert.equal(chunks.rows[0].n, 0);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a 20 MB message is stored in chunks and read back one chunk at a time', async () => {
+      const { store } = await fresh();
+      try {
+        const piece = Buffer.alloc(1 << 20, 0x62);
+        async function* gen() {
+          for (let i = 0; i < 20; i++) yield piece;
+        }
+        const r = await store.deliver('frank', Readable.from(gen()));
+        const n = await store.pool.query<{ n: number; max: number }>(
+          "select count(*)::int as n, max(length(data))::int as max from message_chunks where mailbox_id = 'frank'",
+        );
+        assert.equal(n.rows[0].n, 320);
+        assert.equal(n.rows[0].max, 64 * 1024);
+        const d = await store.openMaildrop('frank');
+        const stream = await d.open(r.id);
+        let total = 0;
+        let biggest = 0;
+        for await (const c of stream) {
+          total += (c as Buffer).length;
+          biggest = Math.max(biggest, (c as Buffer).length);
+        }
+        assert.equal(total, 20 << 20);
+        assert.equal(biggest, 64 * 1024);
+        assert.equal(await d.readSmall?.(r.id, 1 << 20), null);
+        await d.release();
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('UIDL listing of 100 000 messages is one query and reads no body', async () => {
+      const { store } = await fresh();
+      try {
+        await store.pool.query(
+          `insert into messages (mailbox_id, message_id, ord, uidl, size, raw_size, chunks)
+           select 'gina', nextval('postern_message_id_seq'), g, 'u' || g, 100, 98, 1 from generate_series(1, 100000) g`,
+        );
+        const plan = await store.pool.query(
+          "explain select message_id, uidl, size from messages where mailbox_id = 'gina' order by ord",
+        );
+        const text = plan.rows.map((r) => Object.values(r)[0]).join('\n');
+        assert.match(text, /Index Only Scan using messages_listing|Index Scan using messages_listing|Sort/);
+        assert.doesNotMatch(text, /message_chunks/);
+        const t0 = Date.now();
+        const d = await store.openMaildrop('gina', { lock: false });
+        const ms = Date.now() - t0;
+        assert.equal(d.messages.length, 100_000);
+        assert.equal(d.messages[99_999].uidl, 'u100000');
+        await d.release();
+        assert.ok(ms < 10_000, `listing took ${ms} ms`);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a database that is down is a temporary error, and the store reconnects when it is back', async (t) => {
+      if (!db.ours) return t.skip('needs a cluster started by the tests');
+      const { store } = await fresh();
+      try {
+        await deliverBytes(store, 'hank', 'Subject: 1\r\n\r\n1\r\n');
+        db.stop();
+        try {
+          await rejectsWith(store.stats('hank'), 'temp');
+          await rejectsWith(store.openMaildrop('hank'), 'temp');
+          await rejectsWith(deliverBytes(store, 'hank', 'x\r\n'), 'temp');
+        } finally {
+          db.start();
+        }
+        assert.equal((await store.stats('hank')).messages, 1);
+        const d = await store.openMaildrop('hank');
+        assert.equal(d.messages.length, 1);
+        await d.release();
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
