@@ -4,8 +4,12 @@
  * - RCPT TO: the address must name a user (550 5.1.1 otherwise) whose mailbox can take the message (452 4.2.2
  *   or 552 5.2.2 when it is full or the declared SIZE= does not fit; which one is `[quota] tempfail`).
  * - DATA: the message streams into every accepted recipient's mailbox at once (agent.ts), and the server
- *   answers once per recipient, in RCPT order (RFC 2033 §4.2): 250 only after that copy is durable, 452/552
- *   over quota, 451 4.3.0 on a transient store error. Return-Path and Delivered-To are added on the way.
+ *   answers once per accepted RCPT, in RCPT order (RFC 2033 §4.2): 250 only after that copy is durable,
+ *   452/552 over quota, 451 4.3.0 on a transient store error. Return-Path and Delivered-To are added on the way.
+ * - Recipients are kept as accepted, one entry per 250 to RCPT (see `accepted`): smtp-server merges addresses
+ *   that differ only by case, but user names are case-sensitive (`alice` and `Alice` are two users), and each
+ *   accepted RCPT is owed its own reply. A repeated identical address gets one copy and the same reply for
+ *   every time it was accepted.
  * - No AUTH and no STARTTLS: LMTP is for the MTA on this machine or a trusted network (RFC 2033 §1: "LMTP
  *   should not be used over wide area networks"); bind it to a Unix socket or a private address.
  */
@@ -43,6 +47,13 @@ export interface LmtpListenerOptions {
 function reply(code: number, text: string): Error {
   return Object.assign(new Error(text), { responseCode: code });
 }
+
+/**
+ * The RCPTs of one transaction exactly as accepted, keyed by the envelope object (smtp-server makes a new one
+ * for each transaction: after MAIL FROM, RSET and DATA). Its own `envelope.rcptTo` keeps one entry per
+ * lower-cased address, which would lose `alice` when `Alice` follows and owe the client replies it never sends.
+ */
+const accepted = new WeakMap<object, SMTPServerAddress[]>();
 
 export class LmtpListener {
   private readonly server: SMTPServer;
@@ -96,6 +107,11 @@ export class LmtpListener {
   }
 
   private async onRcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<Error | null> {
+    const envelope = session.envelope;
+    const list = accepted.get(envelope) ?? [];
+    // smtp-server counts max_recipients over its merged list, so repeats would slip past it: count them here.
+    const max = this.options.config.maxRecipients;
+    if (max > 0 && list.length >= max) return reply(452, 'Error: too many recipients');
     const rcpt = await this.agent.resolve(address.address);
     if (rcpt === null) {
       this.agent.noUser(address.address);
@@ -105,11 +121,20 @@ export class LmtpListener {
     const args = mailFrom ? mailFrom.args : false;
     const declared = args ? Number(args.SIZE) : 0;
     const refused = await this.agent.precheck(rcpt, Number.isSafeInteger(declared) ? declared : 0);
-    return refused === null ? null : this.errorOf(refused);
+    if (refused !== null) return this.errorOf(refused);
+    // smtp-server answers 250 once this resolves without an error: from here on the RCPT is owed a reply.
+    list.push(address);
+    accepted.set(envelope, list);
+    return null;
   }
 
   private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<SMTPServerDataResult[]> {
-    const addresses = session.envelope.rcptTo.map((r) => r.address);
+    const rcpts = accepted.get(session.envelope) ?? session.envelope.rcptTo;
+    // smtp-server sends as many replies as envelope.rcptTo has entries when it answers for us (a message over
+    // SIZE, an error from this handler): make that one per accepted RCPT too.
+    session.envelope.rcptTo = [...rcpts];
+    // One copy per distinct address, in the order first accepted; repeats share its reply.
+    const addresses = [...new Set(rcpts.map((r) => r.address))];
     // Looked up again: the transaction may have waited, and a user removed meanwhile gets no mail.
     const resolved = await Promise.all(addresses.map((a) => this.agent.resolve(a)));
     const recipients = resolved.filter((r): r is Recipient => r !== null);
@@ -121,14 +146,20 @@ export class LmtpListener {
       maxBytes: max > 0 ? max : undefined,
     });
     let next = 0;
-    return resolved.map((r, i): SMTPServerDataResult => {
+    const byAddress = new Map<string, SMTPServerDataResult>();
+    resolved.forEach((r, i) => {
       if (r === null) {
         this.agent.noUser(addresses[i]);
-        return reply(550, `<${addresses[i]}>: no such user here`);
+        byAddress.set(addresses[i], reply(550, `<${addresses[i]}>: no such user here`));
+        return;
       }
       const o = outcomes[next++];
-      return o.status === 'delivered' ? `<${o.recipient.address}> delivered as ${o.id}` : this.errorOf(o);
+      byAddress.set(
+        addresses[i],
+        o.status === 'delivered' ? `<${o.recipient.address}> delivered as ${o.id}` : this.errorOf(o),
+      );
     });
+    return rcpts.map((r) => byAddress.get(r.address) as SMTPServerDataResult);
   }
 
   private errorOf(o: DeliveryOutcome): Error {

@@ -1,10 +1,12 @@
 /** `postern deliver`: the real command, its stored result and its sysexits exit codes. */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { run } from './helpers.ts';
+import { BIN } from '../helpers/realServer.ts';
+import { immutable, mutable, run } from './helpers.ts';
 
 describe('postern deliver', () => {
   let dir: string;
@@ -81,11 +83,47 @@ describe('postern deliver', () => {
     const r = await run(['deliver', '-c', bad, '-u', 'alice'], 'Subject: x\n\nx\n');
     assert.equal(r.status, 75);
     assert.match(r.stderr, /config error/);
-    if (process.getuid?.() !== 0) {
-      // Root ignores permissions; elsewhere a read-only Maildir is a transient failure.
-      mkdirSync(join(dir, 'mail', 'ro', 'Maildir'), { recursive: true, mode: 0o500 });
-      const ro = await run(['deliver', '-c', config, '-u', 'ro'], 'Subject: x\n\nx\n');
-      assert.equal(ro.status, 75, ro.stderr);
+  });
+
+  test('a Maildir it may not write (EACCES): EX_TEMPFAIL (75), never a bounce', (t) => {
+    // Root ignores permissions, so as root the command runs as nobody; the Maildir stays root's.
+    const asRoot = process.getuid?.() === 0;
+    const mail = join(dir, 'mail', 'ro', 'Maildir');
+    mkdirSync(mail, { recursive: true, mode: 0o500 });
+    if (asRoot) {
+      // nobody must reach the config and the users file, but not write the Maildir.
+      chmodSync(dir, 0o755);
+      chmodSync(join(dir, 'mail'), 0o755);
+      chmodSync(join(dir, 'mail', 'ro'), 0o755);
+      chmodSync(mail, 0o755);
+      chmodSync(config, 0o644);
+      chmodSync(join(dir, 'users'), 0o644);
     }
+    const r = spawnSync(process.execPath, [BIN, 'deliver', '-c', config, '-u', 'ro'], {
+      input: 'Subject: x\n\nx\n',
+      encoding: 'utf8',
+      timeout: 30_000,
+      ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+    });
+    if (r.error && !process.env.CI) return t.skip(`cannot run the command as nobody: ${r.error.message}`);
+    assert.equal(r.status, 75, r.stderr);
+    assert.match(r.stderr, /temporary failure.*EACCES/);
+    assert.deepEqual(readdirSync(mail), [], 'nothing written');
+  });
+
+  test('a Maildir the file system refuses (EPERM, an immutable new/): EX_TEMPFAIL (75), nothing stored', async (t) => {
+    const mail = join(dir, 'mail', 'alice', 'Maildir');
+    const before = stored('alice').length;
+    const lock = immutable(join(mail, 'new'));
+    if (lock !== null && !process.env.CI) return t.skip(lock);
+    try {
+      const r = await run(['deliver', '-c', config, '-u', 'alice'], 'Subject: eperm\n\nx\n');
+      assert.equal(r.status, 75, r.stderr);
+      assert.match(r.stderr, /temporary failure.*EPERM/);
+    } finally {
+      mutable(join(mail, 'new'));
+    }
+    assert.equal(stored('alice').length, before);
+    assert.deepEqual(readdirSync(join(mail, 'tmp')), [], 'the abandoned copy is removed from tmp/');
   });
 });

@@ -1,5 +1,5 @@
 /** Shared pieces of the delivery tests: an in-process LMTP listener over a temporary Maildir tree, and swaks. */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,4 +138,18 @@ export function run(args: string[], input: string | Buffer = '', timeoutMs = 30_
     c.stdin.on('error', () => {});
     c.stdin.end(input);
   });
+}
+
+/**
+ * Makes a directory immutable (chattr +i), so that creating or linking in it fails with EPERM even for root.
+ * Returns null when done, or why it cannot be done here (not root, a file system without the attribute).
+ */
+export function immutable(dir: string): string | null {
+  const r = spawnSync('chattr', ['+i', dir], { encoding: 'utf8', timeout: 10_000 });
+  if (r.error) return `chattr is not available: ${r.error.message}`;
+  return r.status === 0 ? null : `chattr +i refused: ${r.stderr.trim()}`;
+}
+
+export function mutable(dir: string): void {
+  spawnSync('chattr', ['-i', dir], { timeout: 10_000 });
 }

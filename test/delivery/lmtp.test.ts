@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MemoryStore } from '../../src/storage/memory/store.ts';
-import { replies, startTestLmtp, swaks, type TestLmtp } from './helpers.ts';
+import { immutable, mutable, replies, startTestLmtp, swaks, type TestLmtp } from './helpers.ts';
 
 const hasSwaks = (await swaks(['--version'])).code === 0;
 
@@ -20,6 +20,8 @@ describe('LMTP with swaks', { skip: !hasSwaks && 'swaks is not installed' }, () 
     t = await startTestLmtp({
       users: {
         alice: [],
+        Alice: [],
+        dup: [],
         bob: [],
         'carol@example.org': [],
         full: ['quota_messages=1'],
@@ -66,6 +68,45 @@ describe('LMTP with swaks', { skip: !hasSwaks && 'swaks is not installed' }, () 
     const carol = t.messages('carol@example.org').map(String);
     assert.equal(carol.length, 1);
     assert.ok(carol[0].includes('Delivered-To: carol@example.org\r\n'));
+  });
+
+  /** The replies after `354`: one per accepted RCPT (RFC 2033 §4.2), then QUIT's. */
+  const dataReplies = (out: string) => {
+    const rs = replies(out);
+    return rs.slice(rs.findIndex((l) => l.startsWith('354')) + 1).filter((l) => !l.startsWith('221'));
+  };
+
+  test('recipients that differ only by case are two users: two replies after DATA, one copy each', async () => {
+    const r = await swaks([...server(), '--timeout', '15', '--to', 'alice@example.com,Alice@example.com']);
+    assert.equal(r.code, 0, r.out);
+    const after = dataReplies(r.out);
+    assert.equal(after.length, 2, r.out);
+    assert.match(after[0], /^250 2\.6\.0 <alice@example\.com> delivered/);
+    assert.match(after[1], /^250 2\.6\.0 <Alice@example\.com> delivered/);
+    assert.ok(t.messages('alice').some((m) => m.includes('Delivered-To: alice@example.com\r\n')));
+    assert.equal(t.messages('Alice').length, 1);
+    assert.ok(t.messages('Alice')[0].includes('Delivered-To: Alice@example.com\r\n'));
+  });
+
+  test('a repeated identical RCPT: one reply per accepted RCPT, in order, and one copy', async () => {
+    const r = await swaks([
+      ...server(),
+      '--timeout',
+      '15',
+      '--to',
+      'dup@example.com,bob@example.com,dup@example.com,DUP@example.com',
+    ]);
+    assert.equal(r.code, 0, r.out);
+    const after = dataReplies(r.out);
+    assert.equal(after.length, 4, r.out);
+    assert.match(after[0], /^250 2\.6\.0 <dup@example\.com> delivered/);
+    assert.match(after[1], /^250 2\.6\.0 <bob@example\.com> delivered/);
+    assert.equal(after[2], after[0], 'the repeat shares the first copy and its reply');
+    // DUP@ names no user of its own; it falls back to the lower-cased `dup`, with its own Delivered-To.
+    assert.match(after[3], /^250 2\.6\.0 <DUP@example\.com> delivered/);
+    const dup = t.messages('dup').map(String);
+    assert.equal(dup.length, 2, 'one copy per distinct address');
+    assert.equal(dup.filter((m) => m.includes('Delivered-To: dup@example.com\r\n')).length, 1);
   });
 
   test('unknown user: 550 5.1.1 at RCPT, other recipients still delivered', async () => {
@@ -159,7 +200,8 @@ describe('LMTP with swaks', { skip: !hasSwaks && 'swaks is not installed' }, () 
         `@${file}`,
       ]);
       assert.equal(r.code, 0, r.out);
-      const stored = t.messages('alice').at(-1);
+      // Found by content: names made in the same second do not sort by time (the microseconds are not padded).
+      const stored = t.messages('alice').find((m) => m.includes('Subject: dots'));
       const expected = Buffer.concat([
         Buffer.from('Return-Path: <f@x>\r\nDelivered-To: alice@example.com\r\n'),
         message,
@@ -185,6 +227,25 @@ describe('LMTP: transient and temporary failures', { skip: !hasSwaks && 'swaks i
       );
       assert.equal(store.list('alice').length, 0);
     } finally {
+      await t.close();
+    }
+  });
+
+  test('a permission error (EPERM: an immutable new/) defers with 451 4.3.0, never bounces', async (c) => {
+    const t = await startTestLmtp({ users: { alice: [], bob: [] } });
+    const server = ['--server', '127.0.0.1', '--port', String(t.port)];
+    const newDir = join(t.root, 'alice', 'Maildir', 'new');
+    try {
+      assert.equal((await swaks([...server, '--to', 'alice@example.com'])).code, 0);
+      const why = immutable(newDir);
+      if (why !== null && !process.env.CI) return c.skip(why);
+      const r = await swaks([...server, '--to', 'alice@example.com,bob@example.com']);
+      const rs = replies(r.out);
+      const after = rs.slice(rs.findIndex((l) => l.startsWith('354')) + 1);
+      assert.match(after[0], /^451 4\.3\.0 <alice@example\.com>/, r.out);
+      assert.match(after[1], /^250 2\.6\.0 <bob@example\.com>/, r.out);
+    } finally {
+      mutable(newDir);
       await t.close();
     }
   });

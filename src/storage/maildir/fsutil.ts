@@ -13,6 +13,9 @@ export function errnoCode(e: unknown): string | undefined {
 /**
  * Maps a filesystem error to a storage error kind. A full disk or quota is 'quota' only for deliveries (RFC 3206
  * has no "mailbox full" for a reader; a session that cannot write its lock is simply failing for now).
+ * Permissions and a read-only mount are 'perm' for a reader ([SYS/PERM]: the user cannot fix it by retrying)
+ * but 'temp' for a delivery: they are an operator's mistake (a chown, a remount) that will be put right, and a
+ * permanent answer would bounce the mail (LMTP 5xx, exit 73) instead of leaving it in the MTA's queue.
  */
 export function kindOf(e: unknown, forDelivery = false): StorageErrorKind {
   if (e instanceof StorageError) return e.kind;
@@ -23,7 +26,7 @@ export function kindOf(e: unknown, forDelivery = false): StorageErrorKind {
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return 'perm';
+      return forDelivery ? 'temp' : 'perm';
     default:
       return 'temp';
   }

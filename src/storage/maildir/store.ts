@@ -221,7 +221,8 @@ export class MaildirStore implements MailStore {
       for (const m of scanned) bytes += m.size;
       return { messages: scanned.length, bytes };
     } catch (e) {
-      throw toStorageError(e, 'cannot read the mailbox');
+      // Delivery's quota check is the caller: an unreadable mailbox defers the mail rather than bounce it.
+      throw toStorageError(e, 'cannot read the mailbox', true);
     }
   }
 
