@@ -7,7 +7,10 @@ export interface Target {
   readonly port: number;
 }
 
-/** Connect, log in, STAT, QUIT, in a loop on `concurrency` connections (worker i logs in as users[i]). */
+/**
+ * Connect, log in, STAT, [RETR 1..retr], QUIT, in a loop on `concurrency` connections. Connection i logs in as
+ * users i, i + C, i + 2C, … in turn, so no two connections ever share a user (Postern locks the maildrop).
+ */
 export interface SessionsJob {
   readonly kind: 'sessions';
   readonly target: Target;
@@ -17,20 +20,33 @@ export interface SessionsJob {
   readonly concurrency: number;
   readonly durationMs: number;
   readonly maxSessions: number;
+  /** RETRs per session, of messages 1..retr (0: none). */
+  readonly retr?: number;
+  /** Send the session's RETRs in one write instead of one at a time. */
+  readonly pipelined?: boolean;
+  /** Each user logs in exactly once (a first login); the job ends when every user has. */
+  readonly onceEach?: boolean;
+  /** Log every user in once before the clock starts (the timed logins are then repeated logins). */
+  readonly warmupEachUser?: boolean;
 }
 export interface SessionsResult {
   readonly sessions: number;
+  /** Messages retrieved in all sessions. */
+  readonly messages: number;
   readonly errors: number;
   readonly firstError?: string;
   readonly seconds: number;
   readonly perSec: number;
 }
 
-/** RETR on one connection, `batch` commands per write (1 = one at a time), over messages 1..messages. */
+/**
+ * RETR in one long session per user, all users at once (one connection each), `batch` commands per write
+ * (1 = one at a time), over messages 1..messages. Rates are totals over all connections.
+ */
 export interface RetrJob {
   readonly kind: 'retr';
   readonly target: Target;
-  readonly user: string;
+  readonly users: readonly string[];
   readonly password: string;
   readonly mechanism: Mechanism;
   readonly messages: number;

@@ -20,7 +20,7 @@ import type {
   SessionsJob,
   SessionsResult,
 } from './jobs.ts';
-import { Pop3Conn } from './pop3.ts';
+import { Pop3Conn, type Reply } from './pop3.ts';
 
 /** No job may keep the process alive longer than this. */
 const HARD_DEADLINE_MS = 10 * 60_000;
@@ -33,26 +33,51 @@ const now = () => performance.now();
 
 async function sessions(job: SessionsJob): Promise<SessionsResult> {
   let done = 0;
+  let messages = 0;
   let errors = 0;
   let firstError: string | undefined;
+  const retrLines = Array.from({ length: job.retr ?? 0 }, (_, k) => `RETR ${k + 1}`);
+  const session = async (user: string): Promise<void> => {
+    const c = await Pop3Conn.open(job.target.host, job.target.port);
+    try {
+      await c.login(user, job.password, job.mechanism);
+      const s = await c.cmd('STAT');
+      if (!s.ok) throw new Error(`STAT: ${s.line}`);
+      if (retrLines.length > 0) {
+        const replies = job.pipelined
+          ? await c.pipeline(retrLines, true)
+          : await retrLines.reduce<Promise<Reply[]>>(
+              async (acc, l) => [...(await acc), await c.cmd(l, true)],
+              Promise.resolve([]),
+            );
+        for (const r of replies) if (!r.ok) throw new Error(`RETR: ${r.line}`);
+        messages += replies.length;
+      }
+      await c.quit();
+    } finally {
+      c.destroy();
+    }
+  };
+  // Worker i logs in as users i, i + C, i + 2C, … in turn: Postern holds a maildrop lock until its session has
+  // fully ended, so two connections must never share a user.
+  const mineOf = (i: number) => job.users.filter((_, k) => k % job.concurrency === i);
+  if (job.users.length < job.concurrency) throw new Error('need at least one user per connection');
+  if (job.warmupEachUser) {
+    await Promise.all(
+      Array.from({ length: job.concurrency }, async (_, i) => {
+        for (const user of mineOf(i)) await session(user);
+      }),
+    );
+    messages = 0;
+  }
   const t0 = now();
   const deadline = t0 + job.durationMs;
-  // Worker i logs in as users i, i + C, i + 2C, … in turn: Postern holds a maildrop lock until its session has
-  // fully ended, so a worker reconnecting at once as the same user could meet its own previous session.
   const worker = async (i: number): Promise<void> => {
-    const mine = job.users.filter((_, k) => k % job.concurrency === i);
-    for (let n = 0; now() < deadline && done + errors < job.maxSessions; n++) {
-      const user = mine[n % mine.length];
+    const mine = mineOf(i);
+    const limit = job.onceEach ? mine.length : Number.POSITIVE_INFINITY;
+    for (let n = 0; n < limit && (job.onceEach || now() < deadline) && done + errors < job.maxSessions; n++) {
       try {
-        const c = await Pop3Conn.open(job.target.host, job.target.port);
-        try {
-          await c.login(user, job.password, job.mechanism);
-          const s = await c.cmd('STAT');
-          if (!s.ok) throw new Error(`STAT: ${s.line}`);
-          await c.quit();
-        } finally {
-          c.destroy();
-        }
+        await session(mine[n % mine.length]);
         done++;
       } catch (e) {
         errors++;
@@ -61,24 +86,23 @@ async function sessions(job: SessionsJob): Promise<SessionsResult> {
       }
     }
   };
-  if (job.users.length < job.concurrency) throw new Error('need at least one user per connection');
   await Promise.all(Array.from({ length: job.concurrency }, (_, i) => worker(i)));
   const seconds = (now() - t0) / 1000;
-  return { sessions: done, errors, firstError, seconds, perSec: done / seconds };
+  return { sessions: done, messages, errors, firstError, seconds, perSec: done / seconds };
 }
 
 async function retr(job: RetrJob): Promise<RetrResult> {
-  const c = await Pop3Conn.open(job.target.host, job.target.port);
+  const conns = await Promise.all(job.users.map(() => Pop3Conn.open(job.target.host, job.target.port)));
   try {
-    await c.login(job.user, job.password, job.mechanism);
-    let next = 0;
-    const batchOf = (): string[] => {
-      const lines: string[] = [];
-      for (let i = 0; i < job.batch; i++) lines.push(`RETR ${(next++ % job.messages) + 1}`);
-      return lines;
-    };
+    await Promise.all(conns.map((c, i) => c.login(job.users[i], job.password, job.mechanism)));
     let sizeMismatches = 0;
-    const run = async (count: number, deadline: number) => {
+    const run = async (c: Pop3Conn, count: number, deadline: number) => {
+      let next = 0;
+      const batchOf = (): string[] => {
+        const lines: string[] = [];
+        for (let i = 0; i < job.batch; i++) lines.push(`RETR ${(next++ % job.messages) + 1}`);
+        return lines;
+      };
       let retrieved = 0;
       let bytes = 0;
       while (retrieved < count && now() < deadline) {
@@ -93,11 +117,13 @@ async function retr(job: RetrJob): Promise<RetrResult> {
       }
       return { retrieved, bytes };
     };
-    await run(job.warmup, now() + job.durationMs);
+    await Promise.all(conns.map((c) => run(c, job.warmup, now() + job.durationMs)));
     const t0 = now();
-    const { retrieved, bytes } = await run(job.maxRetr, t0 + job.durationMs);
+    const each = await Promise.all(conns.map((c) => run(c, job.maxRetr, t0 + job.durationMs)));
     const seconds = (now() - t0) / 1000;
-    await c.quit();
+    await Promise.all(conns.map((c) => c.quit()));
+    const retrieved = each.reduce((a, e) => a + e.retrieved, 0);
+    const bytes = each.reduce((a, e) => a + e.bytes, 0);
     return {
       retrieved,
       bytes,
@@ -107,7 +133,7 @@ async function retr(job: RetrJob): Promise<RetrResult> {
       sizeMismatches,
     };
   } finally {
-    c.destroy();
+    for (const c of conns) c.destroy();
   }
 }
 

@@ -1,13 +1,15 @@
 /** Collected measurements and the side-by-side table (Markdown, so it can be pasted into docs as is). */
 
-export type ServerName = 'Postern' | 'Dovecot';
+import type { ServerName } from './servers.ts';
+
+export type { ServerName };
 
 export interface Row {
   readonly section: string;
   readonly label: string;
   readonly unit: string;
   readonly better: 'higher' | 'lower';
-  readonly values: Record<ServerName, number[]>;
+  readonly values: Partial<Record<ServerName, number[]>>;
 }
 
 export function median(xs: readonly number[]): number {
@@ -24,21 +26,29 @@ export class Results {
   add(section: string, label: string, unit: string, better: Row['better'], server: ServerName, value: number): void {
     let row = this.rows.find((r) => r.section === section && r.label === label && r.unit === unit);
     if (!row) {
-      row = { section, label, unit, better, values: { Postern: [], Dovecot: [] } };
+      row = { section, label, unit, better, values: {} };
       this.rows.push(row);
     }
-    row.values[server].push(value);
+    const list = row.values[server] ?? [];
+    list.push(value);
+    row.values[server] = list;
   }
 
   note(text: string): void {
     if (!this.notes.includes(text)) this.notes.push(text);
   }
 
-  /** Markdown table: medians, Postern/Dovecot ratio, and which side is ahead (±5 % counts as even). */
-  table(withDovecot: boolean): string {
-    const head = withDovecot
-      ? ['Measurement', 'Postern', 'Dovecot', 'Postern/Dovecot', 'Ahead']
-      : ['Measurement', 'Postern'];
+  /**
+   * Markdown table: medians (with min–max when there are several runs), the Postern/Dovecot ratio against the
+   * tuned Dovecot, which side is ahead (ratios within 0.8–1.25 count as even on this shared machine), and the
+   * stock Dovecot as an extra column when it was measured.
+   */
+  table(servers: readonly ServerName[]): string {
+    const withDovecot = servers.includes('Dovecot');
+    const withStock = servers.includes('Dovecot stock');
+    const head = ['Measurement', 'Postern'];
+    if (withDovecot) head.push('Dovecot (tuned)', 'Postern/Dovecot', 'Ahead');
+    if (withStock) head.push('Dovecot (stock)', 'Postern/stock');
     const lines = [`| ${head.join(' | ')} |`, `|${head.map((_h, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
     let section = '';
     for (const r of this.rows) {
@@ -46,22 +56,23 @@ export class Results {
         section = r.section;
         lines.push(`| **${section}** |${' |'.repeat(head.length - 1)}`);
       }
-      const p = median(r.values.Postern);
-      const label = `${r.label} (${r.unit}, ${r.better} is better)`;
-      if (!withDovecot) {
-        lines.push(`| ${label} | ${fmt(p)} |`);
-        continue;
+      const p = median(r.values.Postern ?? []);
+      const cells = [`${r.label} (${r.unit}, ${r.better} is better)`, spread(r.values.Postern ?? [])];
+      if (withDovecot) {
+        const d = median(r.values.Dovecot ?? []);
+        const ratio = p / d;
+        let ahead = '—';
+        if (Number.isFinite(ratio) && ratio > 0) {
+          const good = r.better === 'higher' ? ratio : 1 / ratio;
+          ahead = good > 1.25 ? 'Postern' : good < 0.8 ? 'Dovecot' : 'even';
+        }
+        cells.push(spread(r.values.Dovecot ?? []), Number.isFinite(ratio) ? ratio.toFixed(2) : '—', ahead);
       }
-      const d = median(r.values.Dovecot);
-      const ratio = p / d;
-      let ahead = '—';
-      if (Number.isFinite(ratio) && ratio > 0) {
-        const good = r.better === 'higher' ? ratio : 1 / ratio;
-        ahead = good > 1.05 ? 'Postern' : good < 1 / 1.05 ? 'Dovecot' : 'even';
+      if (withStock) {
+        const ratio = p / median(r.values['Dovecot stock'] ?? []);
+        cells.push(spread(r.values['Dovecot stock'] ?? []), Number.isFinite(ratio) ? ratio.toFixed(2) : '—');
       }
-      lines.push(
-        `| ${label} | ${fmt(p)} | ${fmt(d)} | ${Number.isFinite(ratio) ? ratio.toFixed(2) : '—'} | ${ahead} |`,
-      );
+      lines.push(`| ${cells.join(' | ')} |`);
     }
     return lines.join('\n');
   }
@@ -71,7 +82,7 @@ export class Results {
     return {
       rows: this.rows.map((r) => ({
         ...r,
-        median: { Postern: median(r.values.Postern), Dovecot: median(r.values.Dovecot) },
+        median: Object.fromEntries(Object.entries(r.values).map(([k, v]) => [k, median(v ?? [])])),
       })),
       notes: this.notes,
     };
@@ -85,4 +96,10 @@ export function fmt(x: number): string {
   if (a >= 100) return x.toFixed(0);
   if (a >= 10) return x.toFixed(1);
   return x.toFixed(2);
+}
+
+/** The median, and the range of the runs when there are several: `1,234 (1,100–1,300)`. */
+function spread(xs: readonly number[]): string {
+  if (xs.length < 2) return fmt(median(xs));
+  return `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
 }

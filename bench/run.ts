@@ -1,15 +1,19 @@
 /**
  * `npm run bench [-- options]`: Postern against Dovecot on the same generated Maildir tree, on 127.0.0.1.
  *
- * Makes a temp dir with generated mail and users, starts Postern (and a private Dovecot when /usr/sbin/dovecot
- * exists), runs each measurement in a separate load-generator process (bench/load.ts, a raw pipelined POP3
- * client) a few times, and prints the medians side by side. See docs/bench.md for how to read the table.
+ * Makes a temp dir with generated mail and users; for every run of every measurement starts a fresh Postern
+ * and a fresh private Dovecot (when /usr/sbin/dovecot exists) in its high-performance configuration, each
+ * pinned to CPU 1 with taskset, and runs the measurement in a separate load-generator process pinned to CPU 0
+ * (bench/load.ts, a raw pipelined POP3 client); servers alternate who goes first, and the table shows the
+ * medians with min–max. See docs/bench.md for how to read it.
  *
  * Options:
- *   --quick           small counts, one run each (a smoke test; well under a minute)
+ *   --quick           small counts, one run each (a smoke test; about two minutes)
  *   --only A,B        only these measurements: idle, sessions, retr, big, list
  *   --runs N          runs per measurement (default 3; the table shows the median)
  *   --no-dovecot      Postern only
+ *   --stock           also a Dovecot with stock settings (an extra column; the goal is against the tuned one)
+ *   --no-pin          do not pin servers and load generators to CPUs
  *   --no-100mb        skip the 100 MB message (on by default unless --quick)
  *   --workers N       Postern worker processes (server.workers, default 1)
  *   --json FILE       also write every run's value to FILE
@@ -36,7 +40,6 @@ import type {
   Job,
   ListingJob,
   ListingResult,
-  Mechanism,
   RetrJob,
   RetrResult,
   SessionsJob,
@@ -47,9 +50,11 @@ import { Results } from './report.ts';
 import {
   HOST,
   hasDovecot,
+  hasTaskset,
   memoryOf,
   POSTERN_BIN,
   type ServerHandle,
+  type ServerName,
   sleep,
   startDovecot,
   startPostern,
@@ -68,6 +73,8 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     runs: { type: 'string' },
     'no-dovecot': { type: 'boolean', default: false },
+    stock: { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false },
     'no-100mb': { type: 'boolean', default: false },
     workers: { type: 'string', default: '1' },
     json: { type: 'string' },
@@ -96,32 +103,43 @@ const wanted = (s: Scenario) => only.size === 0 || only.has(s);
 const runs = Math.max(1, Math.min(20, Number(flags.runs ?? (quick ? 1 : 3)) || 1));
 const workers = Math.max(1, Math.min(16, Number(flags.workers) || 1));
 const useDovecot = !flags['no-dovecot'] && hasDovecot();
+const useStock = useDovecot && flags.stock;
+const pin = !flags['no-pin'] && hasTaskset();
+/** Every process and thread of the server under test runs on this CPU; load generators on the other. */
+const SERVER_CPU = pin ? '1' : undefined;
+const LOAD_CPU = '0';
 
 /** Sizes of everything, full and --quick. */
 const P = quick
   ? {
-      sessionMs: 700,
+      sessionMs: 1_000,
       sessionConns: [1, 8],
+      firstLoginUsers: 24,
       retrMessages: 200,
       retrMs: 700,
       retrWarmup: 20,
       bigSizes: [10e6],
       bigRetr: 1,
+      bigConns: 4,
       listMessages: 2_000,
       idleConns: 100,
     }
   : {
       sessionMs: 3_000,
       sessionConns: [1, 32],
+      firstLoginUsers: 96,
       retrMessages: 1_000,
       retrMs: 3_000,
       retrWarmup: 200,
       bigSizes: flags['no-100mb'] ? [10e6] : [10e6, 100e6],
       bigRetr: 3,
+      bigConns: 4,
       listMessages: 50_000,
       idleConns: 2_000,
     };
 const MAX_CONNS = Math.max(...P.sessionConns);
+/** Messages of 4 KB in each session user's mailbox; the RETR-in-sessions lines fetch this many per session. */
+const SESSION_RETRS = 20;
 const ARGON_PASSWORD = 'bench-argon2-secret';
 const PLAIN_PASSWORD = 'bench-plain-secret';
 
@@ -129,6 +147,7 @@ const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const results = new Results();
 const started = Date.now();
 const overBudget = () => Date.now() - started > BUDGET_MS;
+const loadSamples: number[] = [];
 
 // ----- setup ---------------------------------------------------------------------------------------------------
 
@@ -176,9 +195,13 @@ function argon2Hash(): string {
 }
 
 interface Users {
-  argon: string[];
+  /** argon2id users per connection count, for first logins: a fresh set each, so none is cached already. */
+  argonFirst: Map<number, string[]>;
+  /** argon2id users for repeated logins (two per connection at the most connections). */
+  argonRepeat: string[];
   plain: string[];
   idle: string[];
+  big: string[];
 }
 
 function setupMail(): Users {
@@ -191,17 +214,23 @@ function setupMail(): Users {
   const hash = argon2Hash();
   step('argon2id hash from postern user add');
   const lines: string[] = [];
-  const users: Users = { argon: [], plain: [], idle: [] };
+  const users: Users = { argonFirst: new Map(), argonRepeat: [], plain: [], idle: [], big: [] };
   const four = (n: number) => message(4096, n);
-  for (let i = 0; i < 2 * MAX_CONNS; i++) {
-    for (const [kind, list] of [
-      ['a', users.argon],
-      ['p', users.plain],
-    ] as const) {
-      const name = `${kind}${i}`;
-      list.push(name);
-      lines.push(`${name}:${kind === 'a' ? hash : `{PLAIN}${PLAIN_PASSWORD}`}::::::`);
-      writeMessages(makeMaildir(mailRoot, name), 10, 'sized', four);
+  const addUser = (name: string, kind: 'argon' | 'plain', messages: number): string => {
+    lines.push(`${name}:${kind === 'argon' ? hash : `{PLAIN}${PLAIN_PASSWORD}`}::::::`);
+    const maildir = makeMaildir(mailRoot, name);
+    if (messages > 0) writeMessages(maildir, messages, 'sized', four);
+    return name;
+  };
+  if (wanted('sessions') || wanted('retr')) {
+    for (let i = 0; i < 2 * MAX_CONNS; i++) users.plain.push(addUser(`p${i}`, 'plain', SESSION_RETRS));
+  }
+  if (wanted('sessions')) {
+    for (let i = 0; i < 2 * MAX_CONNS; i++) users.argonRepeat.push(addUser(`r${i}`, 'argon', 10));
+    for (const c of P.sessionConns) {
+      const list: string[] = [];
+      for (let i = 0; i < Math.max(c, P.firstLoginUsers); i++) list.push(addUser(`f${c}-${i}`, 'argon', 10));
+      users.argonFirst.set(c, list);
     }
   }
   step('session users');
@@ -213,9 +242,13 @@ function setupMail(): Users {
   }
   if (wanted('big')) {
     for (const size of P.bigSizes) {
-      const name = `big${Math.round(size / 1e6)}`;
-      plainUser(name);
-      writeBigMessage(makeMaildir(mailRoot, name), size, 0);
+      const mb = Math.round(size / 1e6);
+      const copies = mb >= 100 ? 1 : P.bigConns;
+      for (let i = 0; i < copies; i++) {
+        const name = `big${mb}-${i}`;
+        plainUser(name);
+        writeBigMessage(makeMaildir(mailRoot, name), size, 0);
+      }
     }
     step('large messages');
   }
@@ -249,6 +282,27 @@ function setupMail(): Users {
   return users;
 }
 
+// ----- servers -------------------------------------------------------------------------------------------------
+
+const kinds: ServerName[] = [
+  'Postern',
+  ...(useDovecot ? (['Dovecot'] as const) : []),
+  ...(useStock ? (['Dovecot stock'] as const) : []),
+];
+
+function startServer(kind: ServerName): Promise<ServerHandle> {
+  if (kind === 'Postern')
+    return startPostern({ dir, mailRoot, usersFile: join(dir, 'users'), workers, cpu: SERVER_CPU });
+  return startDovecot({
+    dir,
+    mailRoot,
+    usersFile: join(dir, 'dovecot-users'),
+    maxConnections: P.idleConns + MAX_CONNS,
+    tuned: kind === 'Dovecot',
+    cpu: SERVER_CPU,
+  });
+}
+
 // ----- load processes ------------------------------------------------------------------------------------------
 
 interface LoadRun<R> {
@@ -259,9 +313,10 @@ interface LoadRun<R> {
 }
 
 function startLoad<R>(job: Job, timeoutMs: number): LoadRun<R> {
-  const child = spawn(process.execPath, ['--import', 'tsx', LOAD, JSON.stringify(job)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const args = ['--import', 'tsx', LOAD, JSON.stringify(job)];
+  const child = pin
+    ? spawn('taskset', ['-c', LOAD_CPU, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+    : spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   loads.add(child);
   let out = '';
   let onReady: (r: IdleReady) => void = () => {};
@@ -310,7 +365,7 @@ const target = (s: ServerHandle) => ({ host: HOST, port: s.port });
 
 async function measureIdle(s: ServerHandle, users: Users): Promise<void> {
   // Warm up the login path first, so the baseline has the code for it loaded.
-  await runLoad<SessionsResult>(sessionsJob(s, users.plain, PLAIN_PASSWORD, 'apop', 1, 300), 60_000);
+  await runLoad<SessionsResult>(sessionsJob(s, users.idle.slice(0, 8), PLAIN_PASSWORD, 1, 300), 60_000);
   await sleep(1000);
   const before = memoryOf(s.pid);
   const job: IdleJob = {
@@ -348,61 +403,79 @@ function sessionsJob(
   s: ServerHandle,
   users: string[],
   password: string,
-  mechanism: Mechanism,
   concurrency: number,
   durationMs: number,
+  extra: Partial<SessionsJob> = {},
 ): SessionsJob {
   return {
     kind: 'sessions',
     target: target(s),
     users,
     password,
-    mechanism,
+    mechanism: 'pass',
     concurrency,
     durationMs,
     maxSessions: 1_000_000,
+    ...extra,
   };
 }
 
 async function measureSessions(s: ServerHandle, users: Users, run: number): Promise<void> {
-  const variants: { label: string; users: string[]; password: string; mechanism: Mechanism }[] = [
-    {
-      label: 'USER/PASS, argon2id hash (same line in both)',
-      users: users.argon,
-      password: ARGON_PASSWORD,
-      mechanism: 'pass',
-    },
-    { label: 'USER/PASS, {PLAIN} user', users: users.plain, password: PLAIN_PASSWORD, mechanism: 'pass' },
-    { label: 'APOP, {PLAIN} user (protocol path)', users: users.plain, password: PLAIN_PASSWORD, mechanism: 'apop' },
-  ];
-  for (const v of variants) {
-    for (const c of P.sessionConns) {
-      const r = await runLoad<SessionsResult>(
-        sessionsJob(s, v.users, v.password, v.mechanism, c, P.sessionMs),
-        120_000,
-      );
+  for (const c of P.sessionConns) {
+    const variants: { label: string; job: SessionsJob }[] = [
+      {
+        label: `{PLAIN} user, ${c} connection${c > 1 ? 's' : ''}`,
+        job: sessionsJob(s, users.plain, PLAIN_PASSWORD, c, P.sessionMs),
+      },
+      {
+        label: `argon2id user, first login (not cached), ${c} connection${c > 1 ? 's' : ''}`,
+        job: sessionsJob(s, users.argonFirst.get(c) ?? [], ARGON_PASSWORD, c, 120_000, { onceEach: true }),
+      },
+      {
+        label: `argon2id user, repeated login, ${c} connection${c > 1 ? 's' : ''}`,
+        job: sessionsJob(s, users.argonRepeat, ARGON_PASSWORD, c, P.sessionMs, { warmupEachUser: true }),
+      },
+    ];
+    for (const v of variants) {
+      const r = await runLoad<SessionsResult>(v.job, 180_000);
       log(
-        `  ${s.name} run ${run}: ${v.label}, ${c} conn: ${r.perSec.toFixed(1)} sessions/s ` +
+        `  ${s.name} run ${run}: ${v.label}: ${r.perSec.toFixed(1)} sessions/s ` +
           `(${r.sessions} in ${r.seconds.toFixed(1)} s, ${r.errors} errors${r.firstError ? `: ${r.firstError}` : ''})`,
       );
-      if (r.errors > 0) results.note(`${s.name}: errors in "${v.label}" at ${c} connections: ${r.firstError}`);
-      results.add(
-        'Sessions (connect, login, STAT, QUIT)',
-        `${v.label}, ${c} concurrent`,
-        'sessions/s',
-        'higher',
-        s.name,
-        r.perSec,
-      );
+      if (r.errors > 0) results.note(`${s.name}: errors in "${v.label}": ${r.firstError}`);
+      results.add('Sessions: connect, USER/PASS, STAT, QUIT', v.label, 'sessions/s', 'higher', s.name, r.perSec);
     }
   }
 }
 
-function retrJob(s: ServerHandle, user: string, messages: number, batch: number, over: Partial<RetrJob>): RetrJob {
+async function measureRetrSessions(s: ServerHandle, users: Users, run: number): Promise<void> {
+  const c = MAX_CONNS;
+  for (const pipelined of [false, true]) {
+    const job = sessionsJob(s, users.plain, PLAIN_PASSWORD, c, P.sessionMs, { retr: SESSION_RETRS, pipelined });
+    const r = await runLoad<SessionsResult>(job, 180_000);
+    const how = pipelined ? `${SESSION_RETRS} RETRs pipelined in one write` : 'one RETR at a time';
+    const perSec = r.messages / r.seconds;
+    log(
+      `  ${s.name} run ${run}: sessions of ${SESSION_RETRS} RETR 4 KB, ${how}, ${c} connections: ` +
+        `${perSec.toFixed(0)} msg/s (${r.sessions} sessions, ${r.errors} errors${r.firstError ? `: ${r.firstError}` : ''})`,
+    );
+    if (r.errors > 0) results.note(`${s.name}: errors in RETR sessions (${how}): ${r.firstError}`);
+    results.add(
+      `RETR of 4 KB messages in sessions of ${SESSION_RETRS} (connect, USER/PASS {PLAIN}, STAT, RETR ×${SESSION_RETRS}, QUIT), ${c} connections`,
+      how,
+      'messages/s',
+      'higher',
+      s.name,
+      perSec,
+    );
+  }
+}
+
+function retrJob(s: ServerHandle, users: string[], messages: number, batch: number, over: Partial<RetrJob>): RetrJob {
   return {
     kind: 'retr',
     target: target(s),
-    user,
+    users,
     password: PLAIN_PASSWORD,
     mechanism: 'apop',
     messages,
@@ -414,43 +487,56 @@ function retrJob(s: ServerHandle, user: string, messages: number, batch: number,
   };
 }
 
-async function measureRetr(s: ServerHandle, run: number): Promise<void> {
+async function measureRetr(s: ServerHandle, users: Users, run: number): Promise<void> {
+  await measureRetrSessions(s, users, run);
   for (const batch of [1, 32]) {
-    const r = await runLoad<RetrResult>(retrJob(s, 'retr4k', P.retrMessages, batch, {}), 120_000);
+    const r = await runLoad<RetrResult>(retrJob(s, ['retr4k'], P.retrMessages, batch, {}), 120_000);
     const how = batch === 1 ? 'one command at a time' : `pipelined, ${batch} per write`;
     log(
       `  ${s.name} run ${run}: RETR 4 KB ${how}: ${r.msgsPerSec.toFixed(0)} msg/s, ${r.mbPerSec.toFixed(1)} MB/s` +
         ` (${r.retrieved} messages${r.sizeMismatches ? `, ${r.sizeMismatches} size mismatches` : ''})`,
     );
     if (r.sizeMismatches > 0) results.note(`${s.name}: RETR bodies differed from the announced octet count`);
-    const section = 'RETR of 4 KB messages, one connection';
+    const section = `RETR of 4 KB messages in one long session (${P.retrMessages.toLocaleString('en-US')}-message mailbox)`;
     results.add(section, `${how}`, 'messages/s', 'higher', s.name, r.msgsPerSec);
-    results.add(section, `${how}`, 'MB/s', 'higher', s.name, r.mbPerSec);
   }
 }
 
 async function measureBig(s: ServerHandle, run: number): Promise<void> {
   for (const size of P.bigSizes) {
     const mb = Math.round(size / 1e6);
-    const count = mb >= 100 ? 1 : P.bigRetr;
-    const r = await runLoad<RetrResult>(
-      retrJob(s, `big${mb}`, 1, 1, { warmup: mb >= 100 ? 0 : 1, maxRetr: count, durationMs: 120_000 }),
-      240_000,
-    );
-    log(
-      `  ${s.name} run ${run}: RETR ${mb} MB: ${r.mbPerSec.toFixed(0)} MB/s (${r.retrieved} in ${r.seconds.toFixed(2)} s)`,
-    );
-    if (r.sizeMismatches > 0) results.note(`${s.name}: RETR ${mb} MB body differed from the announced octet count`);
-    results.add('Large messages, one connection', `RETR of a ${mb} MB message`, 'MB/s', 'higher', s.name, r.mbPerSec);
+    for (const conns of mb >= 100 ? [1] : [1, P.bigConns]) {
+      const count = mb >= 100 ? 1 : P.bigRetr;
+      const users = Array.from({ length: conns }, (_, i) => `big${mb}-${i}`);
+      const r = await runLoad<RetrResult>(
+        retrJob(s, users, 1, 1, { warmup: mb >= 100 ? 0 : 1, maxRetr: count, durationMs: 120_000 }),
+        240_000,
+      );
+      log(
+        `  ${s.name} run ${run}: RETR ${mb} MB, ${conns} conn: ${r.mbPerSec.toFixed(0)} MB/s (${r.retrieved} in ${r.seconds.toFixed(2)} s)`,
+      );
+      if (r.sizeMismatches > 0) results.note(`${s.name}: RETR ${mb} MB body differed from the announced octet count`);
+      results.add(
+        'Large messages',
+        `RETR of a ${mb} MB message, ${conns} connection${conns > 1 ? 's (own users), total' : ''}`,
+        'MB/s',
+        'higher',
+        s.name,
+        r.mbPerSec,
+      );
+    }
   }
 }
 
 /** Makes the next login "cold": no server cache, and every message back in new/ as delivered. */
 function resetListMailbox(user: string): void {
   const maildir = join(mailRoot, user, 'Maildir');
-  rmSync(join(maildir, 'postern-sizes'), { force: true });
-  rmSync(join(dir, 'dovecot', 'var', 'index', user), { recursive: true, force: true });
-  rmSync(join(dir, 'dovecot', 'var', 'control', user), { recursive: true, force: true });
+  for (const name of readdirSync(maildir))
+    if (name.startsWith('postern-')) rmSync(join(maildir, name), { force: true });
+  for (const d of ['dovecot', 'dovecot-stock']) {
+    rmSync(join(dir, d, 'var', 'index', user), { recursive: true, force: true });
+    rmSync(join(dir, d, 'var', 'control', user), { recursive: true, force: true });
+  }
   for (const name of readdirSync(join(maildir, 'cur'))) {
     const colon = name.indexOf(':');
     renameSync(join(maildir, 'cur', name), join(maildir, 'new', colon === -1 ? name : name.slice(0, colon)));
@@ -466,7 +552,7 @@ async function measureList(s: ServerHandle, run: number): Promise<void> {
       target: target(s),
       user,
       password: PLAIN_PASSWORD,
-      mechanism: 'apop',
+      mechanism: 'pass',
       logins: 2,
       expectMessages: P.listMessages,
     };
@@ -479,13 +565,13 @@ async function measureList(s: ServerHandle, run: number): Promise<void> {
     const names = style === 'sized' ? 'names with ,S=,W=' : 'Postfix names, no sizes';
     const n = P.listMessages.toLocaleString('en-US');
     r.sessions.forEach((t, i) => {
-      const phase = i === 0 ? 'cold' : 'warm';
+      const phase = i === 0 ? 'first login (cold)' : 'second login';
       log(
-        `  ${s.name} run ${run}: ${n} msgs, ${names}, ${phase}: login ${t.loginMs.toFixed(0)} ms, STAT ${t.statMs.toFixed(0)}, ` +
-          `LIST ${t.listMs.toFixed(0)}, UIDL ${t.uidlMs.toFixed(0)} ms`,
+        `  ${s.name} run ${run}: ${n} msgs, ${names}, ${phase}: login ${t.loginMs.toFixed(1)} ms, STAT ${t.statMs.toFixed(1)}, ` +
+          `LIST ${t.listMs.toFixed(1)}, UIDL ${t.uidlMs.toFixed(1)} ms`,
       );
       const section = `${n}-message mailbox, ${names}`;
-      results.add(section, `${phase}: login (APOP) + STAT`, 'ms', 'lower', s.name, t.loginMs + t.statMs);
+      results.add(section, `${phase}: USER/PASS until +OK, then STAT`, 'ms', 'lower', s.name, t.loginMs + t.statMs);
       results.add(section, `${phase}: LIST`, 'ms', 'lower', s.name, t.listMs);
       results.add(section, `${phase}: UIDL`, 'ms', 'lower', s.name, t.uidlMs);
     });
@@ -494,24 +580,43 @@ async function measureList(s: ServerHandle, run: number): Promise<void> {
 
 // ----- main ----------------------------------------------------------------------------------------------------
 
+/** Both cores' load: the 1-minute load average, sampled before each measurement for the report. */
+function noteLoad(what: string): void {
+  const l = loadavg()[0];
+  loadSamples.push(l);
+  log(`  (load average ${l.toFixed(2)} before ${what})`);
+}
+
+/**
+ * Runs a measurement `times` times on every server, each time on a freshly started server (stopped after),
+ * alternating who goes first so neither always runs on a machine the other just warmed or loaded.
+ */
 async function forEachServer(
   name: string,
   fn: (s: ServerHandle, run: number) => Promise<void>,
   times = runs,
 ): Promise<void> {
   for (let run = 1; run <= times; run++) {
-    // Alternate who goes first, so neither always runs on a machine the other just warmed (or loaded).
-    const order = run % 2 === 1 ? servers : [...servers].reverse();
-    for (const s of order) {
+    const order = run % 2 === 1 ? kinds : [...kinds].reverse();
+    for (const kind of order) {
       if (overBudget()) {
         results.note(`${name}: stopped after the time budget; fewer runs than asked`);
         return;
       }
+      let s: ServerHandle | undefined;
       try {
+        s = await startServer(kind);
+        servers.push(s);
+        noteLoad(`${name}, ${kind}, run ${run}`);
         await fn(s, run);
       } catch (e) {
-        log(`  ${s.name} run ${run}: ${name} failed: ${e instanceof Error ? e.message : e}`);
-        results.note(`${s.name}: ${name} failed: ${e instanceof Error ? e.message.split('\n')[0] : e}`);
+        log(`  ${kind} run ${run}: ${name} failed: ${e instanceof Error ? e.message : e}`);
+        results.note(`${kind}: ${name} failed: ${e instanceof Error ? e.message.split('\n')[0] : e}`);
+      } finally {
+        if (s) {
+          servers.splice(servers.indexOf(s), 1);
+          await s.stop().catch(() => {});
+        }
       }
     }
   }
@@ -520,35 +625,24 @@ async function forEachServer(
 async function main(): Promise<number> {
   log(
     `Postern bench${quick ? ' (--quick)' : ''}: ${runs} run(s) per measurement, median shown; ` +
-      `Dovecot ${useDovecot ? 'included' : hasDovecot() ? 'skipped (--no-dovecot)' : 'not installed'}`,
+      `servers: ${kinds.join(', ')}${useDovecot ? '' : hasDovecot() ? ' (Dovecot skipped: --no-dovecot)' : ' (Dovecot not installed)'}; ` +
+      (pin ? `servers pinned to CPU ${SERVER_CPU}, load generators to CPU ${LOAD_CPU}` : 'no CPU pinning'),
   );
   const load0 = loadavg()[0];
   const users = setupMail();
-  servers.push(await startPostern({ dir, mailRoot, usersFile: join(dir, 'users'), workers }));
-  if (useDovecot) {
-    servers.push(
-      await startDovecot({
-        dir,
-        mailRoot,
-        usersFile: join(dir, 'dovecot-users'),
-        maxConnections: P.idleConns + MAX_CONNS,
-      }),
-    );
-  }
-  log(`servers: ${servers.map((s) => `${s.name} pid ${s.pid} port ${s.port}`).join(', ')}`);
 
-  // Memory first, on freshly started servers; it is measured once (it hardly varies from run to run).
+  // Memory first; it is measured once (it hardly varies from run to run).
   if (wanted('idle')) {
     log('[idle] memory per idle logged-in connection');
     await forEachServer('idle', (s) => measureIdle(s, users), 1);
   }
   if (wanted('sessions')) {
-    log('[sessions] connect, login, STAT, QUIT');
+    log('[sessions] connect, USER/PASS, STAT, QUIT');
     await forEachServer('sessions', (s, run) => measureSessions(s, users, run));
   }
   if (wanted('retr')) {
     log('[retr] RETR of 4 KB messages');
-    await forEachServer('retr', measureRetr);
+    await forEachServer('retr', (s, run) => measureRetr(s, users, run));
   }
   if (wanted('big')) {
     log('[big] RETR of large messages');
@@ -560,12 +654,27 @@ async function main(): Promise<number> {
   }
 
   const secs = (Date.now() - started) / 1000;
+  const cpus = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
+  const loads = loadSamples.length > 0 ? loadSamples : [load0];
   const header =
-    `Postern bench${quick ? ' --quick' : ''}: median of ${runs} run(s) (memory: 1 run), ${secs.toFixed(0)} s, ` +
-    `node ${process.version}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} CPUs, ` +
-    `load average ${load0.toFixed(1)} at start and ${loadavg()[0].toFixed(1)} at end, Postern workers = ${workers}` +
-    (useDovecot ? `, ${spawnSync('dovecot', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ')[0]}` : '');
-  process.stdout.write(`\n${header}\n\n${results.table(useDovecot)}\n`);
+    `Postern bench${quick ? ' --quick' : ''}: median (min–max) of ${runs} run(s) (memory: 1 run), ${secs.toFixed(0)} s, ` +
+    `node ${process.version}, ${cpus} CPUs, ${pin ? `servers on CPU ${SERVER_CPU} and load on CPU ${LOAD_CPU} (taskset)` : 'not pinned'}, ` +
+    `load average ${load0.toFixed(1)} at start, ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} before the measurements, ` +
+    `${loadavg()[0].toFixed(1)} at end, Postern workers = ${workers}` +
+    (useDovecot
+      ? `, ${spawnSync('dovecot', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ')[0]} (tuned: high-performance mode${useStock ? '; stock as an extra column' : ''})`
+      : '');
+  const caveats = [
+    'Each server ran alone on one core, freshly started for every run, with the same Maildir tree and users.',
+    `A load average above ${cpus === '' ? 'the CPU count' : `about ${Math.max(0.5, Number(cpus) / 2 - 0.5)}`} before a measurement means other work shared the cores: read such ratios as rough, and any within 0.8–1.25 as even.`,
+  ];
+  if (Math.max(...loads) > 1)
+    caveats.push(
+      `The machine was not quiet (load up to ${Math.max(...loads).toFixed(1)}): absolute figures are low and noisy; ratios from one run are more reliable than the absolute numbers.`,
+    );
+  process.stdout.write(
+    `\n${header}\n\n${results.table(kinds)}\n\nCaveats:\n${caveats.map((c) => `- ${c}`).join('\n')}\n`,
+  );
   if (results.notes.length > 0) process.stdout.write(`\nNotes:\n${results.notes.map((n) => `- ${n}`).join('\n')}\n`);
   if (flags.json) {
     writeFileSync(flags.json, `${JSON.stringify({ header, ...results.toJSON() }, null, 2)}\n`);

@@ -1,9 +1,11 @@
 /**
- * The two servers under test, each started as a child process on 127.0.0.1 and stopped by its own pid:
+ * The servers under test, each started as a child process on 127.0.0.1 and stopped by its own pid:
  *   - Postern: `node bin/postern.js serve --config FILE` (plain POP3 listener, no TLS);
  *   - Dovecot: a private instance, `dovecot -F -c FILE`, with its own base_dir/state_dir, on another port,
- *     serving the same Maildir tree (indexes and dovecot-uidlist kept outside it, so Postern never sees them).
- * Plus the memory figures read from /proc for a server and all its descendants.
+ *     serving the same Maildir tree (indexes and dovecot-uidlist kept outside it, so Postern never sees them),
+ *     in the high-performance configuration an operator with load runs ("tuned"), or with stock settings.
+ * Each is started under `taskset -c CPU` when a CPU is given, so it and every process or thread it starts
+ * share one core. Plus the memory figures read from /proc for a server and all its descendants.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,8 +16,10 @@ export const POSTERN_BIN = resolve(import.meta.dirname, '../bin/postern.js');
 export const DOVECOT_BIN = '/usr/sbin/dovecot';
 export const HOST = '127.0.0.1';
 
+export type ServerName = 'Postern' | 'Dovecot' | 'Dovecot stock';
+
 export interface ServerHandle {
-  readonly name: 'Postern' | 'Dovecot';
+  readonly name: ServerName;
   readonly port: number;
   readonly pid: number;
   readonly logPath: string;
@@ -92,11 +96,23 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   clearTimeout(timer);
 }
 
+/** `taskset -c CPU cmd args…` when a CPU is given (and taskset exists), else the command itself. */
+function pinned(cpu: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpu !== undefined && hasTaskset() ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
+}
+
+let tasksetFound: boolean | undefined;
+export function hasTaskset(): boolean {
+  tasksetFound ??= spawnSync('taskset', ['-p', String(process.pid)]).status === 0;
+  return tasksetFound;
+}
+
 export async function startPostern(opts: {
   dir: string;
   mailRoot: string;
   usersFile: string;
   workers: number;
+  cpu?: string;
 }): Promise<ServerHandle> {
   const port = await freePort();
   const config = join(opts.dir, 'postern.toml');
@@ -129,10 +145,8 @@ level = "info"
 `,
   );
   const fd = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [POSTERN_BIN, 'serve', '--config', config], {
-    stdio: ['ignore', fd, fd],
-    cwd: opts.dir,
-  });
+  const [cmd, args] = pinned(opts.cpu, process.execPath, [POSTERN_BIN, 'serve', '--config', config]);
+  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd: opts.dir });
   closeSync(fd);
   try {
     await waitForGreeting(port, child, logPath);
@@ -152,17 +166,31 @@ level = "info"
 export const hasDovecot = (): boolean => existsSync(DOVECOT_BIN);
 
 /**
+ * The settings Dovecot's documentation calls high-performance mode, as an operator with load runs it: a few
+ * long-lived login processes that each serve many connections, pop3 processes reused for 100 sessions and
+ * kept ready, an auth cache, and no flag updates (so POP3 sessions do not rename files).
+ */
+const DOVECOT_TUNED = {
+  global: 'auth_cache_size = 16M\npop3_no_flag_updates = yes\n',
+  login: '  service_count = 0\n  process_min_avail = 2\n',
+  pop3: '  service_count = 100\n  process_min_avail = 4\n',
+};
+
+/**
  * A private Dovecot: own instance name, base_dir, state_dir, log, users file and port; no TLS. Mail is read as
- * `nobody` (Dovecot refuses to serve mail as root), so the caller chowns the Maildir tree to nobody.
+ * `nobody` (Dovecot refuses to serve mail as root), so the caller chowns the Maildir tree to nobody. `tuned`
+ * adds DOVECOT_TUNED; without it, Dovecot's defaults (a login and a pop3 process per connection, no auth cache).
  */
 export async function startDovecot(opts: {
   dir: string;
   mailRoot: string;
   usersFile: string;
   maxConnections: number;
+  tuned: boolean;
+  cpu?: string;
 }): Promise<ServerHandle> {
   const port = await freePort();
-  const d = join(opts.dir, 'dovecot');
+  const d = join(opts.dir, opts.tuned ? 'dovecot' : 'dovecot-stock');
   const varDir = join(d, 'var'); // indexes and control files (dovecot-uidlist), writable by nobody
   for (const sub of ['run', 'state', 'var/index', 'var/control']) mkdirSync(join(d, sub), { recursive: true });
   spawnSync('chown', ['-R', 'nobody:nogroup', varDir]);
@@ -172,7 +200,7 @@ export async function startDovecot(opts: {
   writeFileSync(
     config,
     `# Private Dovecot for Postern's benchmark (bench/servers.ts). Defaults except where noted.
-instance_name = postern-bench-${process.pid}
+instance_name = postern-bench-${opts.tuned ? '' : 'stock-'}${process.pid}
 base_dir = ${d}/run
 state_dir = ${d}/state
 protocols = pop3
@@ -202,10 +230,10 @@ protocol pop3 {
 service pop3 {
   # The built-in definition says 1024, which default_process_limit does not raise.
   process_limit = ${limit}
-}
+${opts.tuned ? DOVECOT_TUNED.pop3 : ''}}
 service pop3-login {
   process_limit = ${limit}
-  inet_listener pop3 {
+${opts.tuned ? DOVECOT_TUNED.login : ''}  inet_listener pop3 {
     address = ${HOST}
     port = ${port}
   }
@@ -216,13 +244,14 @@ service pop3-login {
 service anvil {
   chroot =
 }
-`,
+${opts.tuned ? `# Tuned: Dovecot's high-performance mode.\n${DOVECOT_TUNED.global}` : ''}`,
   );
   const check = spawnSync('doveconf', ['-c', config, '-n'], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`doveconf refused the config: ${check.stderr}`);
   const outPath = join(d, 'dovecot.stdout');
   const fd = openSync(outPath, 'a');
-  const child = spawn(DOVECOT_BIN, ['-F', '-c', config], { stdio: ['ignore', fd, fd] });
+  const [cmd, args] = pinned(opts.cpu, DOVECOT_BIN, ['-F', '-c', config]);
+  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   try {
     await waitForGreeting(port, child, logPath);
@@ -231,7 +260,7 @@ service anvil {
     throw e;
   }
   return {
-    name: 'Dovecot',
+    name: opts.tuned ? 'Dovecot' : 'Dovecot stock',
     port,
     pid: child.pid!,
     logPath,
