@@ -12,6 +12,7 @@
 import type { Duplex } from 'node:stream';
 import type { TLSSocket, ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { SaslClient } from '../auth/sasl/types.ts';
+import { isValidUidl } from '../mail/uidl.ts';
 import {
   type AuthMechanism,
   type AuthOptions,
@@ -460,8 +461,8 @@ function parseListLine(verb: string, text: string): ListEntry {
 }
 
 function parseUidlLine(text: string): UidlEntry {
-  // RFC 1939 §7: unique-id is 1-70 characters in 0x21-0x7E.
-  const m = /^(\d+) ([\x21-\x7e]{1,70})\s*$/.exec(text);
-  if (!m) throw new Pop3ProtocolError(`UIDL: unparsable unique-id listing ${JSON.stringify(text.slice(0, 80))}`);
+  const m = /^(\d+) (\S+)\s*$/.exec(text);
+  if (!m || !isValidUidl(m[2]))
+    throw new Pop3ProtocolError(`UIDL: unparsable unique-id listing ${JSON.stringify(text.slice(0, 80))}`);
   return { number: Number(m[1]), uidl: m[2] };
 }

@@ -13,9 +13,9 @@
 import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/types.ts';
+import { TraceHeaders } from '../mail/headers.ts';
 import { silentLogger } from '../observability/log.ts';
 import { isStorageError, type MailboxStats, type MailStore, QuotaExceededError } from '../storage/types.ts';
-import { TraceHeaders } from './headers.ts';
 import { hasLimit, NO_QUOTA, type Quota, QuotaLimiter, type QuotaSource, quotaRefusal } from './quota.ts';
 import { candidateUsers, DEFAULT_RECIPIENT_RULES, type RecipientRules } from './recipients.ts';
 

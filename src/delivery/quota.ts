@@ -11,7 +11,7 @@
  * a soft limit, as with Dovecot's Maildir++ quota, and never a lost message.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { SizeCounter } from '../protocol/size.ts';
+import { SizeCounter } from '../mail/size.ts';
 import { type MailboxStats, StorageError } from '../storage/types.ts';
 
 export interface Quota {

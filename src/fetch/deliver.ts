@@ -19,7 +19,7 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CrlfToLf, MboxrdQuote } from './transforms.ts';
+import { CrlfToLf, MboxrdQuote } from '../mail/transforms.ts';
 
 export type DeliveryTarget =
   | { kind: 'maildir'; path: string }

@@ -4,9 +4,9 @@ import { Buffer } from 'node:buffer';
  * RFC 1939 §3 multi-line responses: the server's streaming encoder (CRLF repair, dot-stuffing, TOP cut, in one
  * pass) and the client's streaming decoder (dot-unstuffing, terminator detection).
  *
- * The transmitted form of stored bytes is defined in size.ts (SizeCounter) and must agree with DotEncoder: bare LF
- * becomes CRLF, a lone CR is data, a missing final line ending is added. A line starts at the start of the message
- * and after every LF; a CR alone does not end a line.
+ * The transmitted form of stored bytes is defined in mail/size.ts (SizeCounter) and must agree with DotEncoder:
+ * bare LF becomes CRLF, a lone CR is data, a missing final line ending is added. A line starts at the start of
+ * the message and after every LF; a CR alone does not end a line.
  */
 
 const LF = 0x0a;

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { DeliveryAgent } from '../../src/delivery/agent.ts';
-import { decodeFieldValue, headerField, readHeaderSection } from '../../src/delivery/headerFields.ts';
-import { TraceHeaders } from '../../src/delivery/headers.ts';
-import { splitMbox } from '../../src/delivery/mbox.ts';
 import { FixedQuota, parseQuotaSize, quotaFromExtraFields, quotaRefusal } from '../../src/delivery/quota.ts';
 import { candidateUsers } from '../../src/delivery/recipients.ts';
+import { decodeFieldValue, headerField, readHeaderSection } from '../../src/mail/headerFields.ts';
+import { TraceHeaders } from '../../src/mail/headers.ts';
+import { splitMbox } from '../../src/mail/mbox.ts';
 import { MemoryStore } from '../../src/storage/memory/store.ts';
 
 async function collect(stream: AsyncIterable<Buffer | string>): Promise<Buffer> {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { SizeCounter, transmittedSize } from '../../src/mail/size.ts';
 import { DotDecoder, DotEncoder } from '../../src/protocol/dot.ts';
-import { SizeCounter, transmittedSize } from '../../src/protocol/size.ts';
 
 const LF = 0x0a;
 const CR = 0x0d;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { transmittedSize } from '../../src/protocol/size.ts';
+import { transmittedSize } from '../../src/mail/size.ts';
 import {
   type DeliveryResult,
   isStorageError,

@@ -11,6 +11,7 @@
  * the snapshot its oldest-first order.
  */
 import { createHash } from 'node:crypto';
+import { isValidUidl } from '../../mail/uidl.ts';
 
 /** The base name: the file name without the info part (':2,S', '!2,S'). */
 export function baseOf(name: string): string {
@@ -84,16 +85,6 @@ export function compareParsed(a: ParsedName, b: ParsedName): number {
   if (a.sec !== b.sec) return a.sec - b.sec;
   if (a.usec !== b.usec) return a.usec - b.usec;
   return a.base < b.base ? -1 : a.base > b.base ? 1 : 0;
-}
-
-/** RFC 1939 §7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E. */
-export function isValidUidl(s: string): boolean {
-  if (s.length < 1 || s.length > 70) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x21 || c > 0x7e) return false;
-  }
-  return true;
 }
 
 /** The UIDL a base name gets when nothing better is known: its unique part, or a digest of the whole base. */

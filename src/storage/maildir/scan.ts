@@ -7,8 +7,9 @@ import type { Dirent } from 'node:fs';
 import fs from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isValidUidl } from '../../mail/uidl.ts';
 import { forEachLimit, isNotFound } from './fsutil.ts';
-import { baseOf, compareParsed, hashedUidl, isValidUidl, type ParsedName, parseBase, uidlOfBase } from './names.ts';
+import { baseOf, compareParsed, hashedUidl, type ParsedName, parseBase, uidlOfBase } from './names.ts';
 import { cacheable, loadSizeCache, measureFile, saveSizeCache } from './sizes.ts';
 import { loadUidlist, type UidlistEntry } from './uidlist.ts';
 

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SizeCounter } from '../../protocol/size.ts';
+import { SizeCounter } from '../../mail/size.ts';
 import { isNotFound } from './fsutil.ts';
 
 export const SIZE_CACHE_FILE = 'postern-sizes';

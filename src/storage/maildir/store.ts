@@ -9,7 +9,7 @@ import { type FileHandle, link, lstat, mkdir, open, readdir, rename, unlink } fr
 import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { SizeCounter } from '../../protocol/size.ts';
+import { SizeCounter } from '../../mail/size.ts';
 import {
   assertMailboxId,
   type DeliverOptions,

@@ -5,7 +5,7 @@
  */
 import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import { transmittedSize } from '../../protocol/size.ts';
+import { transmittedSize } from '../../mail/size.ts';
 import {
   assertMailboxId,
   type DeliverOptions,

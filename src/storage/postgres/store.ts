@@ -18,7 +18,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
-import { SizeCounter } from '../../protocol/size.ts';
+import { SizeCounter } from '../../mail/size.ts';
 import {
   assertMailboxId,
   type DeliverOptions,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { CrlfToLf, MboxrdQuote } from '../../src/fetch/transforms.ts';
+import { CrlfToLf, MboxrdQuote } from '../../src/mail/transforms.ts';
 
 async function run(t: NodeJS.ReadWriteStream, chunks: Buffer[]): Promise<Buffer> {
   const out: Buffer[] = [];
