@@ -5,7 +5,9 @@
  * contains no `:` (the passwd-file field separator), no whitespace, no control character (C0, DEL, C1), no
  * NUL, no `/` or `\`, and is not `.` or `..`. The last rules are ours, not Dovecot's: a user's mailbox id
  * defaults to the user name, and a store may use the mailbox id as a path component, so a name must never
- * be able to climb out of the mail directory.
+ * be able to climb out of the mail directory. A user name also may not start with `#`: the passwd-file line
+ * would read as a comment (the user could never log in, be listed or be deleted, and every retried
+ * `postern user add` would append another dead line).
  *
  * Names are compared exactly: byte for byte, case-sensitive, without Unicode normalisation. `Alice` and
  * `alice` are two users, and so are the NFC and NFD spellings of `José`. Dovecot compares the same way unless
@@ -22,6 +24,8 @@ const FORBIDDEN = /[\s\u0000-\u001f\u007f-\u009f:/\\]/u;
 
 /** Why `name` is not a valid user name, or null when it is. */
 export function userNameProblem(name: string): string | null {
+  // '#' starts a comment in the passwd file (Dovecot's db-passwd-file.c); ':' is excluded by idProblem.
+  if (name.startsWith('#')) return "user name may not start with '#' (the users file would read it as a comment)";
   return idProblem(name, 'user name');
 }
 

@@ -36,6 +36,13 @@ describe('user names', () => {
     for (const n of bad) assert.notEqual(userNameProblem(n), null, JSON.stringify(n));
   });
 
+  it("refuses a leading '#', which the users file reads as a comment; '#' elsewhere is fine", () => {
+    assert.match(userNameProblem('#evil') ?? '', /'#'/);
+    assert.match(userNameProblem('#') ?? '', /'#'/);
+    assert.equal(userNameProblem('ev#il'), null);
+    assert.equal(mailboxIdProblem('#box'), null); // a mailbox id lives inside a field, never at a line start
+  });
+
   it('refuses lone surrogates, which cannot be UTF-8', () => {
     assert.notEqual(userNameProblem('a\ud800'), null);
     assert.equal(userNameProblem('a\ud83d\ude00'), null);

@@ -127,6 +127,7 @@ describe('passwd file changes', () => {
     await assert.rejects(addUser(path, 'alice', 'pw'), code('USER_EXISTS'));
     await assert.rejects(addUser(path, 'a:b', 'pw'), code('INVALID_NAME'));
     await assert.rejects(addUser(path, '', 'pw'), code('INVALID_NAME'));
+    await assert.rejects(addUser(path, '#evil', 'pw'), code('INVALID_NAME')); // would be a comment line
     await assert.rejects(addUser(path, 'zed', ''), code('INVALID_PASSWORD'));
     await assert.rejects(addUser(path, 'zed', 'pw\nx'), code('INVALID_PASSWORD'));
     await assert.rejects(addUser(path, 'zed', 'x'.repeat(1025)), code('INVALID_PASSWORD'));

@@ -115,6 +115,10 @@ describe('postern user', () => {
       [['passwd', 'nobody'], 'pw\n', /^postern user passwd: no user 'nobody'\n$/],
       [['del', 'nobody'], '', /^postern user del: no user 'nobody'\n$/],
       [['add', 'bad:name'], 'pw\n', /^postern user add: invalid user name: .*':'/],
+      // Issue 13 #12: the line would read as a comment; the user could never log in, be listed or deleted.
+      [['add', '#evil'], 'pw\n', /^postern user add: invalid user name: .*'#'.*comment/],
+      [['passwd', '#evil'], 'pw\n', /^postern user passwd: invalid user name: .*'#'/],
+      [['del', '#evil'], '', /^postern user del: invalid user name: .*'#'/],
       [['add', 'bob'], '\n', /^postern user add: empty password\n$/],
       [['add', 'bob'], '', /^postern user add: empty password\n$/],
       [['add', 'bob'], `${'x'.repeat(2000)}\n`, /longer than 1024 bytes/],
