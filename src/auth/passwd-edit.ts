@@ -19,14 +19,14 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { userNameProblem } from './names.ts';
 import {
-  decodePasswd,
   encodeSecret,
   formatUserLine,
   type ParsedPasswd,
   parsePasswd,
+  parsePasswdBytes,
   replaceInLine,
 } from './passwd-format.ts';
-import { encodeScramCredentials, makeScramCredentials } from './sasl/scram.ts';
+import { encodeScramCredentials, makeScramCredentials, SCRAM_DEFAULT_ITERATIONS } from './sasl/scram.ts';
 import { hashPassword } from './schemes.ts';
 
 /** How long a change waits for another writer's lock before giving up. */
@@ -97,6 +97,8 @@ export interface AddUserOptions {
    * which is what those mechanisms need and why it is optional.
    */
   readonly apopSecret?: string;
+  /** PBKDF2 iterations of the SCRAM keys (`auth.scram_iterations`; default SCRAM_DEFAULT_ITERATIONS). */
+  readonly scramIterations?: number;
 }
 
 /** Adds a user with an argon2id password. Creates the file (mode 0600) when missing. */
@@ -107,7 +109,7 @@ export async function addUser(path: string, name: string, password: string, opts
   // Fail fast, before spending time on the hash; checked again under the lock.
   if ((await readPasswd(path)).parsed.users.has(name)) throw exists(name);
   const hash = await hashPassword(password);
-  const extra = [scramField(password)];
+  const extra = [scramField(password, opts.scramIterations)];
   if (opts.apopSecret !== undefined) extra.push(`apop_secret=${encodeSecret(opts.apopSecret)}`);
   await modify(path, (parsed, lines) => {
     if (parsed.users.has(name)) throw exists(name);
@@ -122,6 +124,8 @@ export interface SetPasswordOptions {
    * APOP. A string: that secret. null: no shared secret any more.
    */
   readonly apopSecret?: string | null;
+  /** PBKDF2 iterations of the new SCRAM keys (`auth.scram_iterations`; default SCRAM_DEFAULT_ITERATIONS). */
+  readonly scramIterations?: number;
 }
 
 /** Sets a new argon2id password for an existing user, keeping the rest of the line. */
@@ -144,7 +148,7 @@ export async function setPassword(
     const extra = entry.extra.filter(
       (t) => !t.startsWith('apop_secret=') && t !== 'apop_secret' && !t.startsWith(`${SCRAM_FIELD}=`),
     );
-    extra.push(scramField(password));
+    extra.push(scramField(password, opts.scramIterations));
     if (secret !== null) extra.push(`apop_secret=${encodeSecret(secret)}`);
     lines[index] = keepCr(parsed.lines[index].raw, replaceInLine(entry, hash, extra));
   });
@@ -155,7 +159,7 @@ export async function deleteUser(path: string, name: string): Promise<void> {
   checkName(name);
   await modify(path, (parsed, lines) => {
     if (!parsed.users.has(name)) throw noSuchUser(name);
-    const keep = parsed.lines.filter((l) => l.entry?.name !== name).map((l) => l.raw);
+    const keep = parsed.lines.filter((l) => l.entry?.name !== name).map((l) => l.bytes ?? l.raw);
     lines.splice(0, lines.length, ...keep);
   });
 }
@@ -167,8 +171,8 @@ export async function deleteUser(path: string, name: string): Promise<void> {
  */
 export const SCRAM_FIELD = 'scram_sha256';
 
-function scramField(password: string): string {
-  const encoded = encodeScramCredentials(makeScramCredentials(password, { iterations: 10_000 }));
+function scramField(password: string, iterations = SCRAM_DEFAULT_ITERATIONS): string {
+  const encoded = encodeScramCredentials(makeScramCredentials(password, { iterations }));
   return `${SCRAM_FIELD}=${encoded.slice(encoded.indexOf('}') + 1)}`;
 }
 
@@ -203,17 +207,21 @@ async function readPasswd(path: string): Promise<{ parsed: ParsedPasswd; stats: 
     if (errno(err) !== 'ENOENT') throw err;
     return { parsed: parsePasswd(''), stats: null };
   }
-  return { parsed: parsePasswd(decodePasswd(bytes, path)), stats };
+  return { parsed: parsePasswdBytes(bytes), stats };
 }
 
-/** Read-modify-write under the lock. `change` edits `lines` (the raw lines) in place, or throws. */
-async function modify(path: string, change: (parsed: ParsedPasswd, lines: string[]) => void): Promise<void> {
+/**
+ * Read-modify-write under the lock. `change` edits `lines` (the raw lines) in place, or throws. A line that is
+ * not UTF-8 stays as its exact bytes (a Buffer), so no change ever rewrites a line it cannot read.
+ */
+async function modify(path: string, change: (parsed: ParsedPasswd, lines: (string | Buffer)[]) => void): Promise<void> {
   try {
     await withLock(path, async () => {
       const { parsed, stats } = await readPasswd(path);
-      const lines = parsed.lines.map((l) => l.raw);
+      const lines = parsed.lines.map((l) => l.bytes ?? l.raw);
       change(parsed, lines);
-      await writeAtomically(path, lines.length === 0 ? '' : `${lines.join('\n')}\n`, stats);
+      const content = Buffer.concat(lines.flatMap((l) => [typeof l === 'string' ? Buffer.from(l) : l, NEWLINE]));
+      await writeAtomically(path, content, stats);
     });
   } catch (err) {
     if (err instanceof PasswdFileError || !(err instanceof Error)) throw err;
@@ -228,7 +236,9 @@ async function modify(path: string, change: (parsed: ParsedPasswd, lines: string
  * `0640 root:dovecot`). Run as root, the owner and group are kept too, so that `sudo postern user add` does
  * not leave a file the server's user can no longer read.
  */
-async function writeAtomically(path: string, content: string, old: Stats | null): Promise<void> {
+const NEWLINE = Buffer.from('\n');
+
+async function writeAtomically(path: string, content: Buffer, old: Stats | null): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const mode = old ? (old.mode & 0o660) | 0o600 : 0o600;
@@ -236,7 +246,7 @@ async function writeAtomically(path: string, content: string, old: Stats | null)
   try {
     await fh.chmod(mode); // open()'s mode passes through the umask; set it exactly.
     if (old && process.getuid?.() === 0) await fh.chown(old.uid, old.gid);
-    await fh.writeFile(content, 'utf8');
+    await fh.writeFile(content);
     await fh.sync();
     await fh.close();
     fh = null;

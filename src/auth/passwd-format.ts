@@ -24,9 +24,13 @@
 import { mailboxIdProblem, userNameProblem } from './names.ts';
 import { parseStoredPassword, plaintextOf, type StoredPassword } from './schemes.ts';
 
-/** One line of the file, as read. `raw` is the exact text, without its `\n`, used when rewriting. */
+/**
+ * One line of the file, as read. `raw` is the exact text, without its `\n`, used when rewriting; a line that
+ * is not UTF-8 has `raw` empty and its exact bytes in `bytes`, so a rewrite keeps it byte for byte.
+ */
 export interface PasswdLine {
   readonly raw: string;
+  readonly bytes?: Buffer;
   /** 1-based line number. */
   readonly lineNo: number;
   /** The parsed user, or null for comments, blank lines and other non-user lines. */
@@ -52,7 +56,8 @@ export interface PasswdEntry {
 
 export interface PasswdIssue {
   readonly lineNo: number;
-  readonly user: string;
+  /** The user the line names; absent when the line could not be read at all (not UTF-8). */
+  readonly user?: string;
   readonly message: string;
 }
 
@@ -68,27 +73,52 @@ const REFUSED_FIELDS = new Set(['nologin', 'noauthenticate', 'nopassword', 'allo
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
+const UNDECODABLE = 'line is not valid UTF-8; line ignored';
+
 /**
- * Decodes the file's bytes. The file must be UTF-8: a lossy decode would turn bytes into U+FFFD and a rewrite
- * would then corrupt lines we do not own.
+ * Parses the file's bytes. Each line must be UTF-8; a line that is not is skipped and reported by its number
+ * (issue 13 #15: one stray byte used to stop the server), like any other malformed line. It is not decoded
+ * lossily: U+FFFD in place of its bytes would corrupt a line we do not own when the file is rewritten, so its
+ * bytes are kept as they are.
  */
-export function decodePasswd(bytes: Uint8Array, path: string): string {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    throw new Error(`${path} is not valid UTF-8`);
+export function parsePasswdBytes(bytes: Uint8Array): ParsedPasswd {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const parts: (string | Buffer)[] = [];
+  for (let start = 0; start < buf.length; ) {
+    const nl = buf.indexOf(0x0a, start);
+    const end = nl < 0 ? buf.length : nl;
+    const line = buf.subarray(start, end);
+    try {
+      parts.push(decoder.decode(line));
+    } catch {
+      parts.push(Buffer.from(line));
+    }
+    start = end + 1;
   }
+  return parseLines(parts);
 }
 
+/** Parses text already known to be a string (tests, an empty file). */
 export function parsePasswd(text: string): ParsedPasswd {
   const parts = text.split('\n');
   if (parts.length > 0 && parts[parts.length - 1] === '') parts.pop();
+  return parseLines(parts);
+}
+
+function parseLines(parts: readonly (string | Buffer)[]): ParsedPasswd {
   const lines: PasswdLine[] = [];
   const users = new Map<string, PasswdEntry>();
   const firstLine = new Map<string, number>();
   const issues: PasswdIssue[] = [];
-  parts.forEach((raw, i) => {
+  parts.forEach((part, i) => {
     const lineNo = i + 1;
+    if (typeof part !== 'string') {
+      lines.push({ raw: '', bytes: part, lineNo, entry: null });
+      issues.push({ lineNo, message: UNDECODABLE });
+      return;
+    }
+    const raw = part;
     const entry = parseUserLine(raw);
     lines.push({ raw, lineNo, entry });
     if (!entry) return;

@@ -17,8 +17,8 @@ import { timingSafeEqualStrings } from './compare.ts';
 import { CredentialCache, type CredentialCacheOptions } from './credential-cache.ts';
 import { userNameProblem } from './names.ts';
 import { SCRAM_FIELD } from './passwd-edit.ts';
-import { decodePasswd, type PasswdEntry, type PasswdIssue, parsePasswd } from './passwd-format.ts';
-import { makeScramCredentials, parseScramCredentials } from './sasl/scram.ts';
+import { type PasswdEntry, type PasswdIssue, parsePasswdBytes } from './passwd-format.ts';
+import { makeScramCredentials, parseScramCredentials, SCRAM_DEFAULT_ITERATIONS } from './sasl/scram.ts';
 import type { ScramCredentials } from './sasl/types.ts';
 import { type Argon2Verify, defaultArgon2Verify, dummyArgon2Hash, verifyStoredPassword } from './schemes.ts';
 import type { Authenticator, AuthLogger, Principal } from './types.ts';
@@ -53,6 +53,11 @@ export interface PasswdFileOptions {
   readonly cache?: CredentialCacheOptions;
   /** Called on each cache lookup of a known user's password (a metric). */
   readonly onCacheLookup?: (result: 'hit' | 'miss') => void;
+  /**
+   * `auth.scram_iterations`: the count SCRAM keys derived from {PLAIN} passwords get, and the count unknown
+   * users are announced with (so users whose stored keys have another count are warned about at load).
+   */
+  readonly scramIterations?: number;
 }
 
 /** Defaults of the credential cache (config keys auth.cache_size and auth.cache_ttl). */
@@ -77,6 +82,9 @@ export class PasswdFileAuthenticator implements Authenticator {
   /** Verified credentials (never a password, never a failure). */
   readonly cache: CredentialCache;
   private readonly onCacheLookup: ((result: 'hit' | 'miss') => void) | undefined;
+  private readonly scramIterations: number;
+  /** SCRAM keys derived from {PLAIN} passwords (PBKDF2 is costly); per entry, so a reload drops them. */
+  private readonly derivedScram = new WeakMap<PasswdEntry, ScramCredentials>();
 
   private constructor(
     readonly path: string,
@@ -87,6 +95,7 @@ export class PasswdFileAuthenticator implements Authenticator {
     this.argon2Verify = opts.argon2Verify ?? defaultArgon2Verify;
     this.cache = new CredentialCache(opts.cache ?? CREDENTIAL_CACHE_DEFAULTS);
     this.onCacheLookup = opts.onCacheLookup;
+    this.scramIterations = opts.scramIterations ?? SCRAM_DEFAULT_ITERATIONS;
   }
 
   /** Reads the file. Throws when it exists but cannot be read or is not UTF-8. */
@@ -119,10 +128,21 @@ export class PasswdFileAuthenticator implements Authenticator {
     } finally {
       await fh.close();
     }
-    const parsed = parsePasswd(decodePasswd(bytes, this.path));
+    const parsed = parsePasswdBytes(bytes);
     this.snapshot = { users: parsed.users, issues: parsed.issues, stamp: stampOf(stats) };
+    // The line's number, never its text: a malformed line may hold a password (and `line` is redacted).
     for (const issue of parsed.issues) {
-      this.logger.warn({ path: this.path, line: issue.lineNo, user: issue.user }, issue.message);
+      this.logger.warn({ path: this.path, lineNo: issue.lineNo, user: issue.user }, issue.message);
+    }
+    const odd = [...parsed.users.values()].filter((e) => {
+      const n = scramIterationsOf(e);
+      return n !== null && n !== this.scramIterations;
+    });
+    if (odd.length > 0) {
+      this.logger.warn(
+        { path: this.path, users: odd.map((e) => e.name), iterations: this.scramIterations },
+        'SCRAM keys with another iteration count than auth.scram_iterations: SCRAM tells these users apart from unknown ones until their password is set again',
+      );
     }
   }
 
@@ -190,12 +210,17 @@ export class PasswdFileAuthenticator implements Authenticator {
     await this.refresh();
     const entry = this.entryOf(user);
     if (!entry || entry.blocked !== null) return null;
-    const token = entry.extra.find((t) => t.startsWith(`${SCRAM_FIELD}=`));
-    if (token) return parseScramCredentials(token.slice(SCRAM_FIELD.length + 1));
+    const stored = storedScram(entry);
+    if (stored !== undefined) return stored;
     const plain = entry.password.scheme === 'PLAIN' || entry.password.scheme === 'CLEAR' ? entry.password.value : null;
     if (plain === null) return null;
-    const salt = createHash('sha256').update(`postern-scram-salt\0${user}`).digest().subarray(0, 16);
-    return makeScramCredentials(plain, { iterations: 4096, salt });
+    let derived = this.derivedScram.get(entry);
+    if (!derived) {
+      const salt = createHash('sha256').update(`postern-scram-salt\0${user}`).digest().subarray(0, 16);
+      derived = makeScramCredentials(plain, { iterations: this.scramIterations, salt });
+      this.derivedScram.set(entry, derived);
+    }
+    return derived;
   }
 
   /** Answers from the file as last read (no stat): the server asks this for every greeting. */
@@ -273,6 +298,17 @@ function principalOf(entry: PasswdEntry): Principal | null {
   }
   const principal = { user: entry.name, mailboxId: entry.mailboxId };
   return Object.keys(settings).length > 0 ? { ...principal, settings } : principal;
+}
+
+/** The user's `scram_sha256=` keys: undefined without the field, null when it is malformed. */
+function storedScram(entry: PasswdEntry): ScramCredentials | null | undefined {
+  const token = entry.extra.find((t) => t.startsWith(`${SCRAM_FIELD}=`));
+  return token === undefined ? undefined : parseScramCredentials(token.slice(SCRAM_FIELD.length + 1));
+}
+
+/** The iteration count of a user's stored SCRAM keys, or null without (valid) keys. */
+function scramIterationsOf(entry: PasswdEntry): number | null {
+  return storedScram(entry)?.iterations ?? null;
 }
 
 function stampOf(s: Stats): string {

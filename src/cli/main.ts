@@ -3,7 +3,9 @@
  * `--help`; exit codes: 0 ok, 1 failure, 64 usage error (sysexits EX_USAGE), 78 config error (EX_CONFIG).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { type PasswdIssue, parsePasswdBytes } from '../auth/passwd-format.ts';
 import { type Config, ConfigError, loadConfig, parseConfig } from '../config/config.ts';
 import { createLogger } from '../observability/log.ts';
 import { runDeliver } from './deliver.ts';
@@ -86,12 +88,16 @@ export async function main(argv: string[], io: Io = process): Promise<number> {
       case 'user': {
         const { config: file, args } = takeConfig(rest);
         const config = resolveConfig(file);
-        return await runUserCommand(args, { usersFile: config.auth.usersFile, ...io });
+        return await runUserCommand(args, {
+          usersFile: config.auth.usersFile,
+          scramIterations: config.auth.scramIterations,
+          ...io,
+        });
       }
       case 'fetch':
         return await (await import('./fetch.ts')).runFetchCommand(rest, io);
       case 'check-config':
-        return checkConfig(rest, io);
+        return await checkConfig(rest, io);
       case 'deliver': {
         const { config: file, args } = takeConfig(rest);
         return await runDeliver(args, { ...io, config: () => resolveConfig(file) });
@@ -160,7 +166,7 @@ async function serve(args: string[], io: Io): Promise<number> {
   return serveForever(config, logger);
 }
 
-function checkConfig(args: string[], io: Io): number {
+async function checkConfig(args: string[], io: Io): Promise<number> {
   const { values } = parseArgs({
     args,
     options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
@@ -170,16 +176,35 @@ function checkConfig(args: string[], io: Io): number {
     return 0;
   }
   const config = resolveConfig(values.config);
+  const users = await usersFileReport(config.auth.usersFile);
   const lines = [
     'config OK',
     ...config.listen.map((l) => `  listen  ${l.address}:${l.port} (${l.tls})`),
     `  store   ${config.storage.driver} ${config.storage.root}/${config.storage.layout}`,
-    `  users   ${config.auth.usersFile}`,
+    `  users   ${config.auth.usersFile} (${users.summary})`,
     `  tls     ${config.tls ? `${config.tls.cert} (min ${config.tls.minVersion})` : 'not configured'}`,
     `  lmtp    ${config.lmtp ? (config.lmtp.socket ?? `${config.lmtp.address}:${config.lmtp.port}`) : 'off'}`,
     `  metrics ${config.metrics.enabled ? `http://${config.metrics.address}:${config.metrics.port}/metrics` : 'off'}`,
     `  sasl    ${config.auth.mechanisms.join(' ')}${config.oauth ? ` (oauth: ${config.oauth.kind})` : ''}`,
   ];
   io.stdout.write(`${lines.join('\n')}\n`);
+  // What the server will skip (and log) when it reads the users file: by line number, never the line's text.
+  for (const issue of users.issues) {
+    io.stdout.write(`  warning ${config.auth.usersFile}:${issue.lineNo}: ${issue.message}\n`);
+  }
   return 0;
+}
+
+/** The users file as the server will read it: how many users, and the lines it skips or warns about. */
+async function usersFileReport(path: string): Promise<{ summary: string; issues: readonly PasswdIssue[] }> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    return { summary: missing ? 'missing: no user can log in' : `unreadable: ${(err as Error).message}`, issues: [] };
+  }
+  const { users, issues } = parsePasswdBytes(bytes);
+  const n = issues.length;
+  return { summary: `${users.size} users${n > 0 ? `; ${n} line${n === 1 ? '' : 's'} to check, below` : ''}`, issues };
 }

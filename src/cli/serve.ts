@@ -50,6 +50,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile, {
     logger,
     cache: { maxEntries: config.auth.cacheSize, ttlMs: config.auth.cacheTtlMs },
+    scramIterations: config.auth.scramIterations,
     onCacheLookup: metrics ? (result) => metrics.credentialCache.inc({ result }) : undefined,
   });
   const server = new Pop3Server({
@@ -68,6 +69,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     policy: config.policy,
     saslMechanisms: config.auth.mechanisms,
     apop: config.auth.apop,
+    scramIterations: config.auth.scramIterations,
     bearer: bearerOf(config, authenticator, logger),
     coordinator: cluster.isWorker
       ? new ClusterCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs })

@@ -13,6 +13,8 @@ import { readSecret, SecretInputError, type SecretInputStream } from './prompt.t
 export interface UserCommandContext {
   /** The passwd file to manage (from the configuration). */
   readonly usersFile: string;
+  /** `auth.scram_iterations`: PBKDF2 iterations of the SCRAM keys written with a password. */
+  readonly scramIterations?: number;
   readonly stdin: SecretInputStream;
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WritableStream;
@@ -157,7 +159,8 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
           return EXIT_FAILURE;
         }
         const password = await askPassword(ctx, name);
-        await addUser(ctx.usersFile, name, password, values.apop ? { apopSecret: password } : {});
+        const apopSecret = values.apop ? password : undefined;
+        await addUser(ctx.usersFile, name, password, { apopSecret, scramIterations: ctx.scramIterations });
         ctx.stdout.write(`added user '${name}'${values.apop ? ' with an APOP/CRAM-MD5 shared secret' : ''}\n`);
         return EXIT_OK;
       }
@@ -168,7 +171,7 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
         }
         const password = await askPassword(ctx, name);
         const apopSecret = values.apop ? password : values['no-apop'] ? null : undefined;
-        await setPassword(ctx.usersFile, name, password, { apopSecret });
+        await setPassword(ctx.usersFile, name, password, { apopSecret, scramIterations: ctx.scramIterations });
         ctx.stdout.write(`changed the password of '${name}'\n`);
         return EXIT_OK;
       }

@@ -44,6 +44,8 @@ export interface Config {
     /** Credential cache: most entries, and how long an entry is trusted (ms). */
     readonly cacheSize: number;
     readonly cacheTtlMs: number;
+    /** PBKDF2 iterations of SCRAM keys written, and announced for unknown users (issue 13 #3). */
+    readonly scramIterations: number;
   };
   readonly oauth?:
     | {
@@ -316,6 +318,7 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       apop: (t.auth as Raw).apop as boolean,
       cacheSize: (t.auth as Raw).cache_size as number,
       cacheTtlMs: Math.round(((t.auth as Raw).cache_ttl as number) * 1000),
+      scramIterations: (t.auth as Raw).scram_iterations as number,
     },
     oauth: oauthOf(t.oauth as Raw, file, path),
     limits: {

@@ -195,6 +195,13 @@ export const schema = {
         min: 0,
         doc: 'Seconds a verified credential is trusted without verifying again; cleared sooner when the users file changes or on SIGHUP.',
       },
+      scram_iterations: {
+        type: 'integer',
+        default: 10000,
+        min: 4096,
+        max: 10000000,
+        doc: 'PBKDF2 iterations of SCRAM-SHA-256 keys written by `postern user`, and announced for unknown users so that they look like real ones (RFC 7677: at least 4096).',
+      },
     },
   },
   oauth: {

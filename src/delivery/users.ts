@@ -10,7 +10,7 @@
  */
 import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { decodePasswd, type PasswdEntry, parsePasswd } from '../auth/passwd-format.ts';
+import { type PasswdEntry, parsePasswdBytes } from '../auth/passwd-format.ts';
 import type { Principal } from '../auth/types.ts';
 import { type Quota, type QuotaSource, quotaFromExtraFields } from './quota.ts';
 
@@ -60,9 +60,10 @@ export class UsersFile implements QuotaSource {
     }
     const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
     if (stamp === this.stamp) return;
-    let parsed: ReturnType<typeof parsePasswd>;
+    let parsed: ReturnType<typeof parsePasswdBytes>;
     try {
-      parsed = parsePasswd(decodePasswd(await readFile(this.path), this.path));
+      // A line that is not UTF-8 is skipped (and reported by the server and check-config), not fatal.
+      parsed = parsePasswdBytes(await readFile(this.path));
     } catch (err) {
       if (this.stamp === null) throw err;
       this.warn(`${this.path}: cannot be read (${(err as Error).message}); keeping the previous users`);

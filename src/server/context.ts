@@ -58,6 +58,8 @@ export interface ServerContext extends SessionSettings, ServerHooks {
   readonly apop: boolean;
   /** Key for SCRAM's made-up salts of unknown users; the same in every worker. */
   readonly scramFakeSaltKey: Buffer;
+  /** Iterations announced for unknown SCRAM users: the count real users' keys have (auth.scram_iterations). */
+  readonly scramIterations: number;
   /** RFC 2449 LOGIN-DELAY and EXPIRE defaults (users may override them). */
   readonly policy: Policy;
   readonly coordinator: Coordinator;

@@ -8,6 +8,7 @@ import { BlockList, createServer as createNetServer, isIP, type Server as NetSer
 import { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { BearerVerifier } from '../auth/sasl/jwt.ts';
+import { SCRAM_DEFAULT_ITERATIONS } from '../auth/sasl/scram.ts';
 import { type ListenerConfig, parseCidr } from '../config/config.ts';
 import { SERVER_SASL_MECHANISMS } from '../config/schema.ts';
 import { RespCode } from '../protocol/errors.ts';
@@ -64,6 +65,8 @@ export interface ServerOptions extends SessionSettings {
   readonly apop?: boolean;
   /** Key for SCRAM's made-up salts (default: POSTERN_SCRAM_FAKE_KEY from the cluster primary, or random). */
   readonly scramFakeSaltKey?: Buffer;
+  /** SCRAM iterations announced for unknown users: `auth.scram_iterations` (default SCRAM_DEFAULT_ITERATIONS). */
+  readonly scramIterations?: number;
   /** RFC 2449 LOGIN-DELAY and EXPIRE defaults; none when absent. */
   readonly policy?: Policy;
   /** Shared per-address state; defaults to this process only (see coordinator.ts for cluster workers). */
@@ -178,6 +181,7 @@ export class Pop3Server {
       bearer: o.bearer,
       apop: o.apop ?? true,
       scramFakeSaltKey: this.scramFakeSaltKey,
+      scramIterations: o.scramIterations ?? SCRAM_DEFAULT_ITERATIONS,
       coordinator: this.coordinator,
       onClose: (s) => this.forget(s),
     };

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { addUser, PasswdFileAuthenticator } from '../../src/auth/passwd.ts';
+import { addUser, deleteUser, PasswdFileAuthenticator } from '../../src/auth/passwd.ts';
 import { parsePasswd } from '../../src/auth/passwd-format.ts';
 import { type Argon2Verify, defaultArgon2Verify, dummyArgon2Hash, hashPassword } from '../../src/auth/schemes.ts';
 import type { AuthLogger } from '../../src/auth/types.ts';
+import { withLatin1Line } from '../helpers/users-file.ts';
 
 const SHA512 = '$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1';
 const CRAM = '{CRAM-MD5}e02d374fde0dc75a17a557039a3a5338c7743304777dccd376f332bee68d2cf6';
@@ -243,17 +244,50 @@ describe('PasswdFileAuthenticator file handling', () => {
     const path = await fixture('broken', 'alice:{PLAIN}secret\n');
     const log = recordingLogger();
     const auth = await PasswdFileAuthenticator.load(path, { logger: log });
-    await writeFile(path, Buffer.from([0x61, 0x3a, 0xff, 0xfe, 0x0a])); // not UTF-8
+    // A folder where the file was: it can be opened but not read (EISDIR).
+    await rm(path);
+    await mkdir(path);
     assert.deepEqual(await auth.verifyPassword('alice', 'secret'), { user: 'alice', mailboxId: 'alice' });
     assert.deepEqual(await auth.lookup('alice'), { user: 'alice', mailboxId: 'alice' });
     assert.equal(log.lines.length, 1);
-    assert.match(log.lines[0], /not valid UTF-8.*keeping the previous users/);
+    assert.match(log.lines[0], /EISDIR.*keeping the previous users/);
   });
 
-  it('refuses to load a file that is not UTF-8', async () => {
+  it('skips a line that is not UTF-8, logs its number (never its text), and serves the other users', async () => {
+    // Issue 13 #15: one such byte used to stop the server. A Latin-1 é, and a line that would hold a password.
     const path = join(dir, 'latin1');
-    await writeFile(path, Buffer.from('jos\xe9:{PLAIN}x\n', 'latin1'));
-    await assert.rejects(PasswdFileAuthenticator.load(path), /not valid UTF-8/);
+    await writeFile(path, withLatin1Line(['alice:{PLAIN}secret', 'bob:{PLAIN}pw'], 2));
+    const log = recordingLogger();
+    const auth = await PasswdFileAuthenticator.load(path, { logger: log });
+    assert.deepEqual(await auth.verifyPassword('alice', 'secret'), { user: 'alice', mailboxId: 'alice' });
+    assert.deepEqual(await auth.verifyPassword('bob', 'pw'), { user: 'bob', mailboxId: 'bob' });
+    assert.deepEqual(auth.issues, [{ lineNo: 2, message: 'line is not valid UTF-8; line ignored' }]);
+    assert.equal(log.lines.length, 1, log.lines.join('\n'));
+    assert.match(log.lines[0], /"lineNo":2\b.*not valid UTF-8; line ignored/);
+    assert.ok(!log.lines[0].includes('hunter2') && !log.lines[0].includes('jos'), log.lines[0]);
+    assert.ok(!log.lines[0].includes('"line"'), 'the line number is logged as lineNo, not as the redacted `line`');
+  });
+
+  it('logs malformed user lines by number, not as a redacted `line` field', async () => {
+    const path = await fixture('malformed', 'alice:{PLAIN}secret\nbad name:{PLAIN}x\n');
+    const log = recordingLogger();
+    await PasswdFileAuthenticator.load(path, { logger: log });
+    assert.equal(log.lines.length, 1);
+    assert.match(log.lines[0], /^\{"path":"[^"]+","lineNo":2,"user":"bad name"\} /);
+  });
+
+  it('rewrites a file with a line that is not UTF-8 without touching that line', async () => {
+    const odd = Buffer.from('jos\xe9:{PLAIN}x\r', 'latin1');
+    const path = join(dir, 'latin1-edit');
+    await writeFile(path, Buffer.concat([Buffer.from('# users\n'), odd, Buffer.from('\nalice:{PLAIN}secret\n')]));
+    await addUser(path, 'carl', 'carlpw');
+    const after = await readFile(path);
+    assert.ok(
+      after.subarray(0, 8 + odd.length + 1).equals(Buffer.concat([Buffer.from('# users\n'), odd, Buffer.from('\n')])),
+    );
+    assert.match(after.toString('latin1'), /\nalice:\{PLAIN\}secret\ncarl:\{ARGON2ID\}/);
+    await deleteUser(path, 'alice');
+    assert.ok((await readFile(path)).includes(odd), 'the undecodable line survives a delete too');
   });
 
   it('treats a missing file as no users and sees it once created', async () => {

@@ -1,7 +1,7 @@
 /** Starts a real Pop3Server on 127.0.0.1 with an in-memory store, for transcript tests. */
 import { generate } from 'selfsigned';
 import type { Authenticator, Principal } from '../../src/auth/passwd.ts';
-import { makeScramCredentials } from '../../src/auth/sasl/scram.ts';
+import { makeScramCredentials, SCRAM_DEFAULT_ITERATIONS } from '../../src/auth/sasl/scram.ts';
 import type { ScramCredentials } from '../../src/auth/sasl/types.ts';
 import { parseConfig } from '../../src/config/config.ts';
 import { silentLogger } from '../../src/observability/log.ts';
@@ -33,9 +33,17 @@ export class TestAuthenticator implements Authenticator {
   async lookup(user: string): Promise<Principal | null> {
     return Object.hasOwn(this.users, user) ? { user, mailboxId: user, settings: this.users[user].settings } : null;
   }
+  private readonly scram = new Map<string, ScramCredentials>();
+  /** Keys made once per user (a stable salt, like a real store) with the count unknown users are shown. */
   async scramCredentials(user: string): Promise<ScramCredentials | null> {
     const u = Object.hasOwn(this.users, user) ? this.users[user] : undefined;
-    return u ? makeScramCredentials(u.password, { iterations: 4096 }) : null;
+    if (!u) return null;
+    let c = this.scram.get(`${user}\0${u.password}`);
+    if (!c) {
+      c = makeScramCredentials(u.password, { iterations: SCRAM_DEFAULT_ITERATIONS });
+      this.scram.set(`${user}\0${u.password}`, c);
+    }
+    return c;
   }
   hasPolicyOverrides(): boolean {
     return Object.values(this.users).some(

@@ -37,8 +37,15 @@ import {
   userProblem,
 } from './util.ts';
 
-/** RFC 7677 §4: the iteration count must be at least 4096. Also Postern's default. */
+/** RFC 7677 §4: the iteration count must be at least 4096. */
 export const SCRAM_MIN_ITERATIONS = 4096;
+/**
+ * The iteration count Postern writes for new SCRAM keys (`postern user add`/`passwd`) and announces for
+ * users without keys, unless `auth.scram_iterations` says otherwise. One number for both, so a reply to `n=`
+ * never tells a real user from a made-up one (issue 13 #3: `i=10000` for real users and `i=4096` for
+ * unknown ones did).
+ */
+export const SCRAM_DEFAULT_ITERATIONS = 10_000;
 /**
  * The most a client agrees to compute. PBKDF2 runs synchronously in `step`; a hostile server asking for a
  * billion iterations would stall the client for minutes. 1 000 000 is about half a second.
@@ -46,6 +53,8 @@ export const SCRAM_MIN_ITERATIONS = 4096;
 export const SCRAM_MAX_CLIENT_ITERATIONS = 1_000_000;
 const SCHEME_PREFIX = '{SCRAM-SHA-256}';
 const KEY_BYTES = 32;
+/** Salt length of keys made here (and of made-up salts for unknown users). */
+const SALT_BYTES = 16;
 
 /** printable = %x21-2B / %x2D-7E (RFC 5802 §7): any visible ASCII but `,`. */
 const NONCE = /^[\x21-\x2B\x2D-\x7E]+$/;
@@ -88,7 +97,7 @@ export function makeScramCredentials(password: string, options: MakeScramOptions
   }
   const prepared = saslprep(password);
   if (prepared === null) throw new RangeError('password holds a character SASLprep prohibits');
-  const salt = options.salt ?? randomBytes(16);
+  const salt = options.salt ?? randomBytes(SALT_BYTES);
   if (salt.length === 0) throw new RangeError('SCRAM salt must not be empty');
   const { storedKey, serverKey } = saltedKeys(prepared, salt, iterations);
   return { salt: Buffer.from(salt), iterations, storedKey, serverKey };
@@ -135,7 +144,10 @@ export interface ScramServerOptions {
    * workers, machines) or they will answer differently for the same unknown name. Default: random per process.
    */
   readonly fakeSaltKey?: Buffer;
-  /** Iterations announced for users without keys; match what real users have. Default 4096. */
+  /**
+   * Iterations announced for users without keys: the count real users' keys are written with (the server
+   * passes `auth.scram_iterations`). Default SCRAM_DEFAULT_ITERATIONS.
+   */
   readonly fakeIterations?: number;
 }
 
@@ -229,9 +241,10 @@ class ScramServer extends ServerMechanism {
 
   private fakeCredentials(user: string): ScramCredentials {
     const key = this.options.fakeSaltKey ?? processFakeSaltKey;
+    // 16 bytes, like the random salts makeScramCredentials writes: the same length and form in `s=`.
     return {
-      salt: hmac(key, `scram-salt\0${user}`).subarray(0, 16),
-      iterations: this.options.fakeIterations ?? SCRAM_MIN_ITERATIONS,
+      salt: hmac(key, `scram-salt\0${user}`).subarray(0, SALT_BYTES),
+      iterations: this.options.fakeIterations ?? SCRAM_DEFAULT_ITERATIONS,
       storedKey: randomBytes(KEY_BYTES),
       serverKey: randomBytes(KEY_BYTES),
     };

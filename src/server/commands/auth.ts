@@ -54,7 +54,7 @@ export const auth: CommandSpec = {
         verifyBearer: (t, u) => (s.ctx.bearer ? s.ctx.bearer.verifyBearer(t, u) : Promise.resolve(null)),
         lookup: (u) => a.lookup(u),
       },
-      { hostname: s.ctx.hostname, fakeSaltKey: s.ctx.scramFakeSaltKey },
+      { hostname: s.ctx.hostname, fakeSaltKey: s.ctx.scramFakeSaltKey, fakeIterations: s.ctx.scramIterations },
     );
     if (!server) throw new Pop3Error(s.text.saslUnsupported);
     for (let round = 0; round < MAX_ROUNDS; round++) {
