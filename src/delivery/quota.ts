@@ -4,11 +4,12 @@
  * extra fields `quota_bytes=SIZE` and `quota_messages=N` (SIZE takes a K, M, G or T suffix, powers of 1024, as
  * Dovecot's quota rules do; 0 lifts the limit for that user).
  *
- * Enforced at delivery, in two steps: before the message is read (RCPT in LMTP: the mailbox is already full,
- * or the size the client declared with SIZE= will not fit), and while it streams (QuotaLimiter stops the copy
- * the moment it goes over, so an over-quota message is never written in full). Deliveries running at the same
- * moment each see the usage before the others, so a mailbox can end up over its limit by what they carried:
- * a soft limit, as with Dovecot's Maildir++ quota, and never a lost message.
+ * Enforced at delivery, in three steps: before the message is read (RCPT in LMTP: the mailbox is already full,
+ * or the size the client declared with SIZE= will not fit), while it streams (QuotaLimiter stops the copy the
+ * moment it goes over, so an over-quota message is never written in full), and by the store when it publishes
+ * the copy (DeliverOptions.quota): the Maildir store counts the usage and publishes under the mailbox's
+ * delivery lock, PostgreSQL in the inserting transaction. The first two see the usage before concurrent
+ * deliveries; the last one settles who fits, so the limit holds across recipients, processes and machines.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { SizeCounter } from '../mail/size.ts';

@@ -61,8 +61,9 @@ export interface DeliverOptions {
   /** Envelope sender, for stores that record it. */
   readonly sender?: string;
   /**
-   * The mailbox's quota (0: no limit), for stores that can enforce it in the same transaction as the insert
-   * (PostgreSQL); they refuse with QuotaExceededError. Other stores leave it to the delivery agent.
+   * The mailbox's quota (0: no limit), enforced by the store at the moment it publishes the message, atomically
+   * with concurrent deliveries (PostgreSQL: in the inserting transaction; Maildir: under the mailbox's delivery
+   * lock); they refuse with QuotaExceededError. The memory store leaves it to the delivery agent.
    */
   readonly quota?: { readonly bytes: number; readonly messages: number };
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { LOCK_FILE, lockHost, parseHeldName } from '../../src/storage/maildir/lock.ts';
 import { MaildirStore, type MaildirStoreOptions } from '../../src/storage/maildir/store.ts';
 import { isStorageError } from '../../src/storage/types.ts';
 import { deliverBytes, readAll, rejectsWith, runConformance } from './conformance.ts';
@@ -447,18 +448,34 @@ describe('maildir: snapshot and size cache', () => {
 describe('maildir: the session lock', () => {
   const fx = fixture();
   const lockFile = (md: string) => join(md, 'postern-pop3.lock');
+  const me = lockHost(hostname());
+  /** The held lock files of a Maildir: `postern-pop3.lock.<pid>.<token>.<host>`. */
+  const heldFiles = async (md: string) => (await readdir(md)).filter((n) => parseHeldName(LOCK_FILE, n) !== null);
+  /** Puts a held lock file of `pid` on `host` with the given age, as another process would have left it. */
+  const holder = async (md: string, pid: number, host: string, ageMs = 0) => {
+    const name = `${LOCK_FILE}.${pid}.${'ab'.repeat(8)}.${host}`;
+    await rm(lockFile(md), { force: true });
+    await writeFile(join(md, name), '');
+    const t = new Date(Date.now() - ageMs);
+    await utimes(join(md, name), t, t);
+    return name;
+  };
 
-  test('two stores in one process exclude each other; release frees; the lock file goes away', async () => {
+  test('two stores in one process exclude each other; release frees; the lock file is only renamed', async () => {
     const root = await fx.dir();
     const a = fx.store({ root });
     const b = fx.store({ root });
     const d = await a.openMaildrop('alice');
-    const lock = JSON.parse(await readFile(lockFile(a.maildirPath('alice')), 'utf8'));
-    assert.equal(lock.pid, process.pid);
-    assert.equal(lock.host, hostname());
+    const md = a.maildirPath('alice');
+    const [held] = await heldFiles(md);
+    assert.deepEqual(parseHeldName(LOCK_FILE, held), { pid: process.pid, token: held.split('.')[3], host: me });
+    await assert.rejects(stat(lockFile(md)), { code: 'ENOENT' });
+    const ino = (await stat(join(md, held))).ino;
     await rejectsWith(b.openMaildrop('alice'), 'inuse');
     await d.release();
-    await assert.rejects(stat(lockFile(a.maildirPath('alice'))), { code: 'ENOENT' });
+    assert.deepEqual(await heldFiles(md), []);
+    assert.equal((await stat(lockFile(md))).ino, ino, 'the same file, renamed back');
+    assert.equal((await stat(lockFile(md))).size, 0);
     const e = await b.openMaildrop('alice');
     await rejectsWith(a.openMaildrop('alice'), 'inuse');
     await e.release();
@@ -467,26 +484,27 @@ describe('maildir: the session lock', () => {
   test('a lock not refreshed for lockStaleMs is taken over; a fresh one from another host is respected', async () => {
     const root = await fx.dir();
     const md = await makeMaildir(root);
-    const foreign = JSON.stringify({ pid: 1, host: 'elsewhere', time: '', token: 'x' });
-    await writeFile(lockFile(md), foreign);
+    const name = await holder(md, 1, 'elsewhere');
     const store = fx.store({ root });
     await rejectsWith(store.openMaildrop('alice'), 'inuse');
     const old = new Date(Date.now() - 121_000);
-    await utimes(lockFile(md), old, old);
+    await utimes(join(md, name), old, old);
     const d = await store.openMaildrop('alice');
-    assert.equal(JSON.parse(await readFile(lockFile(md), 'utf8')).pid, process.pid);
+    const held = await heldFiles(md);
+    assert.equal(held.length, 1);
+    assert.equal(parseHeldName(LOCK_FILE, held[0])?.pid, process.pid);
+    assert.ok(Date.now() - (await stat(join(md, held[0]))).mtimeMs < 60_000, 'touched when taken over');
     await d.release();
   });
 
-  test('an empty or foreign lock file is judged by its age alone', async () => {
+  test('a Maildir without a lock file (made by another program) gets one; foreign files are left alone', async () => {
     const root = await fx.dir();
     const md = await makeMaildir(root);
-    await writeFile(lockFile(md), '');
-    const store = fx.store({ root, lockStaleMs: 300, lockRefreshMs: 100 });
-    await rejectsWith(store.openMaildrop('alice'), 'inuse');
-    const old = new Date(Date.now() - 1_000);
-    await utimes(lockFile(md), old, old);
+    await writeFile(join(md, `${LOCK_FILE}.notours`), 'x');
+    const store = fx.store({ root });
     await (await store.openMaildrop('alice')).release();
+    assert.equal((await stat(lockFile(md))).size, 0);
+    assert.equal(await readFile(join(md, `${LOCK_FILE}.notours`), 'utf8'), 'x');
   });
 
   test("the lock of a dead process on this host is taken over at once; a leftover with this process's pid too", async () => {
@@ -494,16 +512,13 @@ describe('maildir: the session lock', () => {
     const md = await makeMaildir(root);
     const child = spawn(process.execPath, ['-e', '0']);
     await once(child, 'exit');
-    await writeFile(lockFile(md), JSON.stringify({ pid: child.pid, host: hostname(), time: '', token: 'dead' }));
+    await holder(md, child.pid ?? 0, me);
     const store = fx.store({ root });
     await (await store.openMaildrop('alice')).release();
-    await writeFile(
-      lockFile(md),
-      JSON.stringify({ pid: process.pid, host: hostname(), time: '', token: 'before-restart' }),
-    );
+    await holder(md, process.pid, me);
     await (await store.openMaildrop('alice')).release();
     // A live process (our parent) on this host holds it: respected.
-    await writeFile(lockFile(md), JSON.stringify({ pid: process.ppid, host: hostname(), time: '', token: 'live' }));
+    await holder(md, process.ppid, me);
     await rejectsWith(store.openMaildrop('alice'), 'inuse');
   });
 
@@ -523,25 +538,38 @@ describe('maildir: the session lock', () => {
     const store = fx.store({ root });
     const d = await store.openMaildrop('alice');
     const md = store.maildirPath('alice');
-    const theirs = JSON.stringify({ pid: 1, host: 'elsewhere', time: '', token: 'theirs' });
-    await writeFile(join(md, 'other.lock'), theirs);
-    await rename(join(md, 'other.lock'), lockFile(md));
+    // Someone judged us stale and took over: our file now has their name.
+    const [ours] = await heldFiles(md);
+    const theirs = `${LOCK_FILE}.1.${'cd'.repeat(8)}.elsewhere`;
+    await rename(join(md, ours), join(md, theirs));
     await d.release();
-    assert.equal(await readFile(lockFile(md), 'utf8'), theirs);
+    assert.deepEqual(await heldFiles(md), [theirs]);
+    await assert.rejects(stat(lockFile(md)), { code: 'ENOENT' });
   });
 
-  test('racing takers of one stale lock: exactly one wins', async () => {
+  test('racing takers of one stale lock, and of a free one: exactly one wins', async () => {
     const root = await fx.dir();
     const md = await makeMaildir(root);
-    await writeFile(lockFile(md), JSON.stringify({ pid: 1, host: 'elsewhere', time: '', token: 'x' }));
-    const old = new Date(Date.now() - 200_000);
-    await utimes(lockFile(md), old, old);
-    const stores = Array.from({ length: 8 }, () => fx.store({ root }));
-    const results = await Promise.allSettled(stores.map((s) => s.openMaildrop('alice')));
-    const won = results.filter((r) => r.status === 'fulfilled');
-    assert.equal(won.length, 1);
-    for (const r of results) if (r.status === 'rejected') assert.ok(isStorageError(r.reason, 'inuse'));
-    for (const r of won) await r.value.release();
+    await holder(md, 1, 'elsewhere', 200_000);
+    for (let round = 0; round < 2; round++) {
+      const stores = Array.from({ length: 8 }, () => fx.store({ root }));
+      const results = await Promise.allSettled(stores.map((s) => s.openMaildrop('alice')));
+      const won = results.filter((r) => r.status === 'fulfilled');
+      assert.equal(won.length, 1);
+      for (const r of results) if (r.status === 'rejected') assert.ok(isStorageError(r.reason, 'inuse'));
+      assert.equal((await heldFiles(md)).length, 1);
+      for (const r of won) await r.value.release();
+    }
+  });
+
+  test('two lock files (a race with a program that made one): a newcomer gives way to the live holder', async () => {
+    const root = await fx.dir();
+    const md = await makeMaildir(root);
+    await holder(md, process.ppid, me);
+    await writeFile(lockFile(md), ''); // a free file beside a live holder's
+    const store = fx.store({ root });
+    await rejectsWith(store.openMaildrop('alice'), 'inuse');
+    assert.equal((await heldFiles(md)).length, 1, 'the newcomer removed its own file');
   });
 
   test('the lock holds across OS processes, and is taken over once the holder is killed', async () => {

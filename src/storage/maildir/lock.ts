@@ -1,111 +1,78 @@
 /**
- * The POP3 session lock of one Maildir (RFC 1939 §8: the server acquires an exclusive-access lock on the
- * maildrop after a successful login). It must hold across the worker processes of one machine and across
- * MaildirStore instances in one process, so it lives in the filesystem:
+ * Cross-process locks of one Maildir, kept in the file system so that they hold across the worker processes of
+ * one machine, across MaildirStore instances in one process, and between `postern serve` and `postern deliver`:
  *
- *   postern-pop3.lock          created with O_EXCL; holds {pid, host, time, token}; its mtime is refreshed
- *                              every `refreshMs` while held.
- *   postern-pop3.lock.takeover a short-lived O_EXCL mutex held only while removing a lock file (taking over a
- *                              stale lock, or releasing our own).
+ *   postern-pop3.lock      the POP3 session lock (RFC 1939 §8: exclusive access to the maildrop after login);
+ *   postern-deliver.lock   held for the instant a delivery under a quota checks the usage and publishes, so
+ *                          concurrent deliveries to one mailbox cannot each see room that only one of them has.
  *
- * A lock is stale when its mtime is older than `staleMs` (the holder stopped refreshing: crashed, hung, or on
- * another machine that died), or when it names a process on this host that no longer exists.
+ * A lock is one empty file, created with the Maildir and then only ever renamed, never written: taking it renames
+ * `NAME` (free) to `NAME.<pid>.<token>.<host>` (held), releasing renames it back. A rename needs no free disk space
+ * (no data block, no new inode), so a full disk still lets users log in and delete mail to free space; a lock
+ * that had to be written would refuse every login with ENOSPC. rename(2) is atomic: of two takers renaming the
+ * same name, one succeeds and the other gets ENOENT, so no separate mutex is needed.
  *
- * Why the takeover mutex: "check that it is stale, then remove it" is two steps. Two takers that both saw the
- * same stale file could otherwise interleave so that the slower one removes the *fresh* lock the faster one
- * just created, and both would think they hold the maildrop. Under the mutex, the remover re-checks that the
- * file is still the same stale inode before unlinking, and no one else unlinks meanwhile; creating a lock
- * stays a single O_EXCL call that can never clobber anything. The mutex is held for a few system calls; if a
- * process dies holding it, it is stale after GUARD_STALE_MS (or at once, if its pid is gone).
+ * The held file's mtime is refreshed every `refreshMs` while held. A lock is stale when its mtime is older than
+ * `staleMs` (the holder stopped refreshing: crashed, hung, or on another machine that died), or when its name
+ * gives a process on this host that no longer exists (then at once). A stale lock is taken over by renaming it
+ * to the taker's own held name. Every rename of a lock to a held name is preceded by a touch, so a held name is
+ * never seen with the previous holder's old mtime.
+ *
+ * Only a Maildir with no lock file at all (made by another program, or by a version before this scheme) gets
+ * one created (empty: an inode, no data). A taker that created one could race another that renamed an existing
+ * one it had not yet seen, so after every acquisition the holder lists the directory once more: if another live
+ * holder shows up, the newcomer removes its own file and reports the maildrop in use. That check is sound
+ * because the later of two acquisitions always lists after the earlier one's rename.
  *
  * The pid test assumes the hostname names one pid namespace: containers that share a Maildir volume must not
  * share a hostname.
  */
-import { randomUUID } from 'node:crypto';
-import { type FileHandle, open, stat, unlink, utimes } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StorageError } from '../types.ts';
 import { errnoCode, isNotFound, sleep, toStorageError } from './fsutil.ts';
 
 export const LOCK_FILE = 'postern-pop3.lock';
-const GUARD_SUFFIX = '.takeover';
-const GUARD_STALE_MS = 10_000;
+export const DELIVER_LOCK_FILE = 'postern-deliver.lock';
+/** Rounds of "rename, else inspect and take over" before giving up on a busy lock. */
 const ATTEMPTS = 50;
 
 export interface LockOptions {
   readonly staleMs: number;
   readonly refreshMs: number;
-  /** This machine's name as written in lock files (compared verbatim). */
+  /** This machine's name (compared after the same escaping as in lock file names). */
   readonly hostname: string;
+  /** Lock file name in the Maildir (default LOCK_FILE). */
+  readonly name?: string;
+  /** Wait up to this long for a live holder to let go, rather than failing with 'inuse' at once (default 0). */
+  readonly waitMs?: number;
 }
 
-interface Holder {
-  readonly dev: number;
-  readonly ino: number;
-  readonly mtimeMs: number;
-  readonly pid?: number;
-  readonly host?: string;
-  readonly token?: string;
+interface HeldName {
+  readonly pid: number;
+  readonly token: string;
+  readonly host: string;
 }
 
-/** Tokens of the lock files (and takeover mutexes) this process holds or is creating right now. */
+/** Tokens of the locks this process holds or is taking right now. */
 const liveTokens = new Set<string>();
 
-function contentFor(token: string, hostname: string): string {
-  return `${JSON.stringify({ pid: process.pid, host: hostname, time: new Date().toISOString(), token })}\n`;
+/** Host names go into file names: anything but letters, digits, '-' and '_' becomes '_' (dots separate fields). */
+export function lockHost(hostname: string): string {
+  return hostname.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64) || '_';
 }
 
-/** Creates `path` with O_EXCL. Returns its identity, or null when it already exists. */
-async function createExclusive(path: string, content: string): Promise<{ dev: number; ino: number } | null> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'wx', 0o600);
-  } catch (e) {
-    if (errnoCode(e) === 'EEXIST') return null;
-    throw e;
-  }
-  try {
-    await fh.writeFile(content);
-    const st = await fh.stat();
-    await fh.close();
-    return { dev: st.dev, ino: st.ino };
-  } catch (e) {
-    await fh.close().catch(() => {});
-    await unlink(path).catch(() => {});
-    throw e;
-  }
+function heldName(base: string, held: HeldName): string {
+  return `${base}.${held.pid}.${held.token}.${held.host}`;
 }
 
-/** Reads a lock file through one handle, so its identity, age and content belong to the same inode. */
-async function inspect(path: string): Promise<Holder | null> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    if (isNotFound(e)) return null;
-    throw e;
-  }
-  try {
-    const st = await fh.stat();
-    const text = (await fh.readFile({ encoding: 'utf8' })).slice(0, 4096);
-    let info: { pid?: unknown; host?: unknown; token?: unknown } = {};
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (typeof parsed === 'object' && parsed !== null) info = parsed;
-    } catch {
-      // Empty (its creator is between open and write) or foreign: judged by age alone.
-    }
-    return {
-      dev: st.dev,
-      ino: st.ino,
-      mtimeMs: st.mtimeMs,
-      pid: Number.isSafeInteger(info.pid) && (info.pid as number) > 0 ? (info.pid as number) : undefined,
-      host: typeof info.host === 'string' ? info.host : undefined,
-      token: typeof info.token === 'string' ? info.token : undefined,
-    };
-  } finally {
-    await fh.close();
-  }
+/** Parses `BASE.<pid>.<token>.<host>`; null for anything else (the free name, foreign files). */
+export function parseHeldName(base: string, name: string): HeldName | null {
+  if (!name.startsWith(`${base}.`)) return null;
+  const m = /^(\d{1,10})\.([0-9a-f]{16})\.([A-Za-z0-9_-]{1,64})$/.exec(name.slice(base.length + 1));
+  if (!m) return null;
+  return { pid: Number(m[1]), token: m[2], host: m[3] };
 }
 
 function processExists(pid: number): boolean {
@@ -118,94 +85,152 @@ function processExists(pid: number): boolean {
   }
 }
 
-function isStale(h: Holder, staleMs: number, hostname: string): boolean {
-  if (Date.now() - h.mtimeMs > staleMs) return true;
-  if (h.pid === undefined || h.host !== hostname) return false;
-  // Our own pid: live only if one of our stores holds it (a leftover from an earlier process that had the
-  // same pid — common for pid 1 in containers — is not).
-  if (h.pid === process.pid) return h.token === undefined || !liveTokens.has(h.token);
-  return !processExists(h.pid);
+function isStale(held: HeldName, mtimeMs: number, opts: LockOptions): boolean {
+  if (Date.now() - mtimeMs > opts.staleMs) return true;
+  if (held.host !== lockHost(opts.hostname)) return false;
+  // Our own pid: live only if this process holds it (a leftover from an earlier process that had the same pid —
+  // common for pid 1 in containers — is not).
+  if (held.pid === process.pid) return !liveTokens.has(held.token);
+  return !processExists(held.pid);
 }
 
-/** Runs fn while holding the takeover mutex. Returns false, without running fn, when someone else holds it. */
-async function withGuard(lockPath: string, opts: LockOptions, fn: () => Promise<void>): Promise<boolean> {
-  const guardPath = lockPath + GUARD_SUFFIX;
-  const token = randomUUID();
-  liveTokens.add(token);
+/** The held lock files in `dir` for `base`, by name. */
+async function listHeld(dir: string, base: string): Promise<{ names: Map<string, HeldName>; free: boolean }> {
+  const names = new Map<string, HeldName>();
+  let free = false;
+  for (const name of await readdir(dir)) {
+    if (name === base) free = true;
+    const h = parseHeldName(base, name);
+    if (h !== null) names.set(name, h);
+  }
+  return { names, free };
+}
+
+/** Touches then renames `from` to `to`; false when `from` is gone (someone else renamed it first). */
+async function touchAndRename(from: string, to: string): Promise<boolean> {
   try {
-    const created = await createExclusive(guardPath, contentFor(token, opts.hostname));
-    if (created === null) {
-      const g = await inspect(guardPath);
-      // A crash between creating and removing the mutex is the only way to leave one behind.
-      if (g !== null && isStale(g, Math.min(GUARD_STALE_MS, opts.staleMs), opts.hostname)) {
-        const again = await inspect(guardPath);
-        if (again !== null && again.ino === g.ino && again.dev === g.dev) await unlink(guardPath).catch(() => {});
-      }
-      return false;
-    }
-    try {
-      await fn();
-    } finally {
-      await unlink(guardPath).catch(() => {});
-    }
+    const now = new Date();
+    await utimes(from, now, now);
+    await rename(from, to);
     return true;
-  } finally {
-    liveTokens.delete(token);
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+}
+
+/** Creates the free lock file when there is none. An empty file: it needs an inode, no data block. */
+export async function createLockFile(dir: string, base: string): Promise<void> {
+  try {
+    await (await open(join(dir, base), 'wx', 0o600)).close();
+  } catch (e) {
+    if (errnoCode(e) !== 'EEXIST') throw e;
   }
 }
 
 export class MaildirLock {
   private timer: NodeJS.Timeout | undefined;
   private released = false;
-  /** Set when the refresh found our lock file gone or replaced (someone judged us stale). */
+  /** Set when the refresh found our lock file gone (someone judged us stale and took over). */
   lost = false;
 
   private constructor(
+    readonly dir: string,
+    readonly base: string,
+    /** Our held file. */
     readonly path: string,
     private readonly token: string,
-    private readonly dev: number,
-    private readonly ino: number,
     private readonly opts: LockOptions,
   ) {}
 
-  /** Takes the lock of the Maildir at `dir`, taking over a stale one. StorageError('inuse') if it is held. */
+  /**
+   * Takes the lock of the Maildir at `dir` (LOCK_FILE unless `opts.name` says otherwise), taking over a stale
+   * one. StorageError('inuse') if a live process holds it (after `opts.waitMs`, if given).
+   */
   static async acquire(dir: string, opts: LockOptions): Promise<MaildirLock> {
-    const path = join(dir, LOCK_FILE);
-    const token = randomUUID();
-    liveTokens.add(token);
+    const base = opts.name ?? LOCK_FILE;
+    const held: HeldName = { pid: process.pid, token: randomBytes(8).toString('hex'), host: lockHost(opts.hostname) };
+    const mine = join(dir, heldName(base, held));
+    const deadline = Date.now() + (opts.waitMs ?? 0);
+    liveTokens.add(held.token);
     try {
-      for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-        const created = await createExclusive(path, contentFor(token, opts.hostname));
-        if (created !== null) {
-          const lock = new MaildirLock(path, token, created.dev, created.ino, opts);
-          lock.startRefresh();
-          return lock;
-        }
-        const holder = await inspect(path);
-        if (holder === null) continue; // released between our two calls
-        if (!isStale(holder, opts.staleMs, opts.hostname)) {
-          throw new StorageError('inuse', 'maildrop is locked by another session');
-        }
-        const ran = await withGuard(path, opts, async () => {
-          const again = await inspect(path);
-          if (
-            again !== null &&
-            again.ino === holder.ino &&
-            again.dev === holder.dev &&
-            isStale(again, opts.staleMs, opts.hostname)
-          ) {
-            await unlink(path).catch((e: unknown) => {
-              if (!isNotFound(e)) throw e;
-            });
+      for (let attempt = 0; ; attempt++) {
+        if (await MaildirLock.tryOnce(dir, base, mine, opts)) {
+          if (await MaildirLock.aloneAfterTaking(dir, base, mine, held, opts)) {
+            const lock = new MaildirLock(dir, base, mine, held.token, opts);
+            lock.startRefresh();
+            return lock;
           }
-        });
-        if (!ran) await sleep(5 + Math.floor(Math.random() * 20));
+          await unlink(mine).catch(() => {});
+          if (Date.now() >= deadline) throw new StorageError('inuse', 'maildrop is locked by another session');
+        } else if (Date.now() >= deadline) {
+          if (attempt >= ATTEMPTS) throw new StorageError('temp', 'could not take the maildrop lock (contention)');
+          const busy = await MaildirLock.liveHolder(dir, base, opts);
+          if (busy) throw new StorageError('inuse', 'maildrop is locked by another session');
+        }
+        await sleep(5 + Math.floor(Math.random() * 20));
       }
-      throw new StorageError('temp', 'could not take the maildrop lock (contention)');
     } catch (e) {
-      liveTokens.delete(token);
+      liveTokens.delete(held.token);
       throw toStorageError(e, 'maildrop lock');
     }
+  }
+
+  /** One round: rename the free file to ours, else take over a stale holder. True when `mine` now exists. */
+  private static async tryOnce(dir: string, base: string, mine: string, opts: LockOptions): Promise<boolean> {
+    if (await touchAndRename(join(dir, base), mine)) return true;
+    const { names, free } = await listHeld(dir, base);
+    if (free) return false; // released meanwhile: the next round renames it
+    if (names.size === 0) {
+      // No lock file at all (a Maildir made by another program): make one. The check after taking it settles a
+      // race with a holder whose file this listing missed.
+      await createLockFile(dir, base);
+      return touchAndRename(join(dir, base), mine);
+    }
+    for (const [name, h] of names) {
+      let st: Awaited<ReturnType<typeof stat>>;
+      try {
+        st = await stat(join(dir, name));
+      } catch (e) {
+        if (isNotFound(e)) continue;
+        throw e;
+      }
+      if (isStale(h, st.mtimeMs, opts) && (await touchAndRename(join(dir, name), mine))) return true;
+    }
+    return false;
+  }
+
+  /** After taking: true unless another live holder's file exists too (then the newcomer gives way). */
+  private static async aloneAfterTaking(
+    dir: string,
+    base: string,
+    mine: string,
+    held: HeldName,
+    opts: LockOptions,
+  ): Promise<boolean> {
+    const { names } = await listHeld(dir, base);
+    for (const [name, h] of names) {
+      if (h.token === held.token) continue;
+      try {
+        if (!isStale(h, (await stat(join(dir, name))).mtimeMs, opts)) return false;
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+    }
+    return names.has(mine.slice(dir.length + 1));
+  }
+
+  /** True when a live process holds the lock now. */
+  private static async liveHolder(dir: string, base: string, opts: LockOptions): Promise<boolean> {
+    const { names } = await listHeld(dir, base);
+    for (const [name, h] of names) {
+      try {
+        if (!isStale(h, (await stat(join(dir, name))).mtimeMs, opts)) return true;
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+    }
+    return false;
   }
 
   private startRefresh(): void {
@@ -213,15 +238,10 @@ export class MaildirLock {
     this.timer.unref();
   }
 
-  /** Touches the lock file while it is still ours; notices (and stops) when it is not. */
+  /** Touches our lock file while it is still ours; notices (and stops) when it is not. Needs no disk space. */
   async refresh(): Promise<void> {
     if (this.released || this.lost) return;
     try {
-      const st = await stat(this.path);
-      if (st.ino !== this.ino || st.dev !== this.dev) {
-        this.markLost();
-        return;
-      }
       const now = new Date();
       await utimes(this.path, now, now);
     } catch (e) {
@@ -235,26 +255,17 @@ export class MaildirLock {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Stops refreshing and removes the lock file if it is still ours. Idempotent; never throws. */
+  /** Stops refreshing and renames our file back to the free name if it is still ours. Idempotent; never throws. */
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
     if (this.timer) clearInterval(this.timer);
-    const removeIfOurs = async (): Promise<void> => {
-      const h = await inspect(this.path);
-      if (h !== null && h.token === this.token && h.ino === this.ino && h.dev === this.dev) {
-        await unlink(this.path).catch(() => {});
-      }
-    };
     try {
-      for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-        if (await withGuard(this.path, this.opts, removeIfOurs)) return;
-        await sleep(5 + Math.floor(Math.random() * 20));
-      }
-      // The mutex stayed busy (a crashed taker): the small race it prevents is better than a lock left behind.
-      await removeIfOurs();
+      // A file taken over by someone else has another name now: the rename finds nothing and changes nothing.
+      await rename(this.path, join(this.dir, this.base));
     } catch {
-      // Left behind, the file goes stale: at once for this process, after staleMs for others.
+      // Gone (taken over), or an I/O error: left behind, our file is stale at once for this process (its token
+      // is no longer live) and after staleMs for others.
     } finally {
       liveTokens.delete(this.token);
     }

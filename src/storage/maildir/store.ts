@@ -20,10 +20,11 @@ import {
   type MailStore,
   type MessageInfo,
   type OpenOptions,
+  QuotaExceededError,
   StorageError,
 } from '../types.ts';
 import { errnoCode, forEachLimit, fsyncDir, isNotFound, toStorageError } from './fsutil.ts';
-import { MaildirLock } from './lock.ts';
+import { createLockFile, DELIVER_LOCK_FILE, LOCK_FILE, MaildirLock } from './lock.ts';
 import { newUniqueBase, sanitizeHostname } from './names.ts';
 import { type Location, locateAll, type ScannedMessage, scanMaildir } from './scan.ts';
 import { loadSizeCache, saveSizeCache } from './sizes.ts';
@@ -60,6 +61,12 @@ const DIR_MODE = 0o700;
 /** Maildir: a file in tmp/ untouched for 36 hours is a dead delivery and may be removed. */
 const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
 const FILE_MODE = 0o600;
+/**
+ * How long a delivery under a quota waits for the mailbox's delivery lock. It is held only while one delivery
+ * counts the usage and publishes (a directory listing and a rename), so a long wait means something is stuck:
+ * the delivery is then deferred (4xx), never lost.
+ */
+const DELIVER_LOCK_WAIT_MS = 30_000;
 
 export class MaildirStore implements MailStore {
   readonly root: string;
@@ -132,7 +139,7 @@ export class MaildirStore implements MailStore {
     }
   }
 
-  async deliver(mailboxId: string, message: Readable, _options?: DeliverOptions): Promise<DeliveryResult> {
+  async deliver(mailboxId: string, message: Readable, options?: DeliverOptions): Promise<DeliveryResult> {
     this.assertOpen();
     const dir = this.maildirPath(mailboxId);
     await ensureMaildir(dir, true);
@@ -189,7 +196,31 @@ export class MaildirStore implements MailStore {
     const size = counter.digest();
     let finalPath = '';
     let id = '';
+    const quota = options?.quota;
+    let quotaLock: MaildirLock | undefined;
     try {
+      if (quota !== undefined && (quota.bytes > 0 || quota.messages > 0)) {
+        // Under a quota, the usage is counted and the message published under the mailbox's delivery lock, in
+        // every process (LMTP, `postern deliver`, cluster workers): of concurrent deliveries, or the copies of
+        // one message for ten addresses of one mailbox, only what fits is published. The message is already
+        // written and fsynced in tmp/ by then, so the lock is held for a listing and a rename, not a transfer.
+        quotaLock = await MaildirLock.acquire(dir, {
+          name: DELIVER_LOCK_FILE,
+          waitMs: DELIVER_LOCK_WAIT_MS,
+          staleMs: this.lockStaleMs,
+          refreshMs: this.lockRefreshMs,
+          hostname: this.hostname,
+        });
+        const usage = await this.stats(mailboxId);
+        if (quota.messages > 0 && usage.messages + 1 > quota.messages) {
+          throw new QuotaExceededError(`mailbox is full (${usage.messages} of ${quota.messages} messages)`);
+        }
+        if (quota.bytes > 0 && usage.bytes + size > quota.bytes) {
+          throw new QuotaExceededError(
+            `message of ${size} octets does not fit (${usage.bytes} of ${quota.bytes} octets used)`,
+          );
+        }
+      }
       for (let attempt = 0; ; attempt++) {
         id = `${base},S=${physical},W=${size}`;
         finalPath = join(dir, 'new', id);
@@ -198,16 +229,21 @@ export class MaildirStore implements MailStore {
         base = newUniqueBase(this.nameHost);
       }
     } catch (e) {
+      await quotaLock?.release();
       await unlink(tmpPath).catch(() => {});
       throw toStorageError(e, 'cannot publish the message', true);
     }
-    await unlink(tmpPath).catch(() => {}); // after link(); a rename fallback already moved it
     try {
-      await fsyncDir(join(dir, 'new'));
-    } catch (e) {
-      // Not known to be durable, so not acknowledged; withdraw it so the sender's retry is not a duplicate.
-      await unlink(finalPath).catch(() => {});
-      throw toStorageError(e, 'cannot make the message durable', true);
+      await unlink(tmpPath).catch(() => {}); // after link(); a rename fallback already moved it
+      try {
+        await fsyncDir(join(dir, 'new'));
+      } catch (e) {
+        // Not known to be durable, so not acknowledged; withdraw it so the sender's retry is not a duplicate.
+        await unlink(finalPath).catch(() => {});
+        throw toStorageError(e, 'cannot make the message durable', true);
+      }
+    } finally {
+      await quotaLock?.release();
     }
     return { id, size };
   }
@@ -411,10 +447,18 @@ export class MaildirMaildrop implements Maildrop {
   }
 }
 
-/** Creates new/, cur/ and tmp/ (and the parents) when missing, private to the mail owner. */
+/**
+ * Creates new/, cur/ and tmp/ (and the parents) when missing, private to the mail owner, with the lock files
+ * (lock.ts): made once with the Maildir, then only renamed, so locking never needs disk space later.
+ */
 async function ensureMaildir(dir: string, forDelivery = false): Promise<void> {
   try {
-    await Promise.all(['new', 'cur', 'tmp'].map((f) => mkdir(join(dir, f), { recursive: true, mode: DIR_MODE })));
+    const made = await Promise.all(
+      ['new', 'cur', 'tmp'].map((f) => mkdir(join(dir, f), { recursive: true, mode: DIR_MODE })),
+    );
+    if (made.some((m) => m !== undefined)) {
+      await Promise.all([createLockFile(dir, LOCK_FILE), createLockFile(dir, DELIVER_LOCK_FILE)]);
+    }
   } catch (e) {
     throw toStorageError(e, 'cannot create the maildrop', forDelivery);
   }
