@@ -1,13 +1,34 @@
 #!/usr/bin/env node
-// Entry point of the `postern` command. The sources are TypeScript run through tsx's loader, so a fresh
-// clone needs no build step before `npm start`.
+// Entry point of the `postern` command.
+//
+// An installed package (npm pack, `npm install -g`) runs the compiled JavaScript in dist/: no compiler at
+// start-up. A git checkout (src/ beside bin/; the package does not ship src/) runs the TypeScript sources
+// through tsx instead, so a developer needs no build step and never runs a stale dist/ by accident.
+// POSTERN_DIST=1 runs dist/ in a checkout (after `npm run build`), e.g. to measure start-up.
 
 // libuv's thread pool runs file I/O and argon2 hashing. With the default 4 threads a burst of logins (argon2
 // takes tens of milliseconds each) would make every RETR wait for a thread. It must be set before anything
 // uses the pool, hence before the (dynamic) imports below.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
-const { register } = await import('tsx/esm/api');
-register();
-const { main } = await import('../src/cli/main.ts');
+import { existsSync } from 'node:fs';
+
+// `postern mailbox list alice | head`: when the reader goes away, stop quietly as Unix tools do, not with
+// an unhandled EPIPE stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
+const source = new URL('../src/cli/main.ts', import.meta.url);
+let main;
+if (process.env.POSTERN_DIST !== '1' && existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import(source.href));
+} else {
+  ({ main } = await import('../dist/cli/main.js'));
+}
 process.exitCode = await main(process.argv.slice(2));

@@ -99,6 +99,11 @@ export interface AddUserOptions {
   readonly apopSecret?: string;
   /** PBKDF2 iterations of the SCRAM keys (`auth.scram_iterations`; default SCRAM_DEFAULT_ITERATIONS). */
   readonly scramIterations?: number;
+  /**
+   * Owner of the file when this call creates it as root (the server's user, so that the service can read
+   * it); an existing file keeps its owner.
+   */
+  readonly newFileOwner?: { readonly uid: number; readonly gid: number };
 }
 
 /** Adds a user with an argon2id password. Creates the file (mode 0600) when missing. */
@@ -111,10 +116,14 @@ export async function addUser(path: string, name: string, password: string, opts
   const hash = await hashPassword(password);
   const extra = [scramField(password, opts.scramIterations)];
   if (opts.apopSecret !== undefined) extra.push(`apop_secret=${encodeSecret(opts.apopSecret)}`);
-  await modify(path, (parsed, lines) => {
-    if (parsed.users.has(name)) throw exists(name);
-    lines.push(formatUserLine(name, hash, extra));
-  });
+  await modify(
+    path,
+    (parsed, lines) => {
+      if (parsed.users.has(name)) throw exists(name);
+      lines.push(formatUserLine(name, hash, extra));
+    },
+    opts.newFileOwner,
+  );
 }
 
 export interface SetPasswordOptions {
@@ -214,14 +223,18 @@ async function readPasswd(path: string): Promise<{ parsed: ParsedPasswd; stats: 
  * Read-modify-write under the lock. `change` edits `lines` (the raw lines) in place, or throws. A line that is
  * not UTF-8 stays as its exact bytes (a Buffer), so no change ever rewrites a line it cannot read.
  */
-async function modify(path: string, change: (parsed: ParsedPasswd, lines: (string | Buffer)[]) => void): Promise<void> {
+async function modify(
+  path: string,
+  change: (parsed: ParsedPasswd, lines: (string | Buffer)[]) => void,
+  newFileOwner?: { readonly uid: number; readonly gid: number },
+): Promise<void> {
   try {
     await withLock(path, async () => {
       const { parsed, stats } = await readPasswd(path);
       const lines = parsed.lines.map((l) => l.bytes ?? l.raw);
       change(parsed, lines);
       const content = Buffer.concat(lines.flatMap((l) => [typeof l === 'string' ? Buffer.from(l) : l, NEWLINE]));
-      await writeAtomically(path, content, stats);
+      await writeAtomically(path, content, stats, newFileOwner);
     });
   } catch (err) {
     if (err instanceof PasswdFileError || !(err instanceof Error)) throw err;
@@ -238,14 +251,22 @@ async function modify(path: string, change: (parsed: ParsedPasswd, lines: (strin
  */
 const NEWLINE = Buffer.from('\n');
 
-async function writeAtomically(path: string, content: Buffer, old: Stats | null): Promise<void> {
+async function writeAtomically(
+  path: string,
+  content: Buffer,
+  old: Stats | null,
+  newFileOwner?: { readonly uid: number; readonly gid: number },
+): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const mode = old ? (old.mode & 0o660) | 0o600 : 0o600;
   let fh: FileHandle | null = await open(tmp, 'wx', mode);
   try {
     await fh.chmod(mode); // open()'s mode passes through the umask; set it exactly.
-    if (old && process.getuid?.() === 0) await fh.chown(old.uid, old.gid);
+    if (process.getuid?.() === 0) {
+      const owner = old ?? newFileOwner;
+      if (owner) await fh.chown(owner.uid, owner.gid);
+    }
     await fh.writeFile(content);
     await fh.sync();
     await fh.close();

@@ -2,17 +2,15 @@
  * The `postern` command. Each sub-command parses its own options with node:util parseArgs and answers
  * `--help`; exit codes: 0 ok, 1 failure, 64 usage error (sysexits EX_USAGE), 78 config error (EX_CONFIG).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { type PasswdIssue, parsePasswdBytes } from '../auth/passwd-format.ts';
-import { type Config, ConfigError, loadConfig, parseConfig } from '../config/config.ts';
-import { createLogger } from '../observability/log.ts';
-import { runDeliver } from './deliver.ts';
-import { devBanner, prepareDev } from './dev.ts';
-import { runMailboxCommand } from './mailbox.ts';
-import { serveForever } from './serve.ts';
-import { runUserCommand } from './user.ts';
+import type { Config } from '../config/config.ts';
+
+type ConfigModule = typeof import('../config/config.ts');
+const configModule = (): Promise<ConfigModule> => import('../config/config.ts');
+
+// Sub-commands are imported when they run, not here: `postern --version` loads nothing else, and
+// `postern fetch` never loads the server, the store, argon2 or selfsigned (test/ops/package.test.ts checks).
 
 export const EX_USAGE = 64;
 export const EX_CONFIG = 78;
@@ -45,12 +43,6 @@ finish; nothing is deleted for a session that did not QUIT). SIGHUP reloads the 
                       user are created on first start; listens on 127.0.0.1:1110 (STLS) and :1995 (TLS)
 `;
 
-const CHECK_HELP = `Usage: postern check-config [--config FILE]
-
-Validates the config (unknown keys and wrong types are errors naming the key and line) and prints the
-listeners, store and user file it sets up. Exit code 0 when valid, 78 when not.
-`;
-
 interface Io {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   stdout: NodeJS.WritableStream;
@@ -58,12 +50,14 @@ interface Io {
 }
 
 function version(): string {
+  // src/cli/main.ts and dist/cli/main.js are both two levels below the package root.
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
 /** The config named by --config, else ./postern.toml, else the built-in defaults (paths under ./var). */
-function resolveConfig(file: string | undefined): Config {
+function resolveConfig(file: string | undefined, cfg: ConfigModule): Config {
+  const { loadConfig, parseConfig } = cfg;
   if (file) return loadConfig(file);
   if (existsSync('postern.toml')) return loadConfig('postern.toml');
   return parseConfig('', 'postern.toml');
@@ -87,32 +81,42 @@ export async function main(argv: string[], io: Io = process): Promise<number> {
         return await serve(rest, io);
       case 'user': {
         const { config: file, args } = takeConfig(rest);
-        const config = resolveConfig(file);
+        const config = resolveConfig(file, await configModule());
+        const { runUserCommand } = await import('./user.ts');
         return await runUserCommand(args, {
           usersFile: config.auth.usersFile,
           scramIterations: config.auth.scramIterations,
+          newFileOwner: serverUser(config),
           ...io,
         });
       }
       case 'fetch':
         return await (await import('./fetch.ts')).runFetchCommand(rest, io);
       case 'check-config':
-        return await checkConfig(rest, io);
+        return await (await import('./check-config.ts')).runCheckConfig(rest, io, (file, cfg) =>
+          resolveConfig(file, cfg),
+        );
       case 'deliver': {
         const { config: file, args } = takeConfig(rest);
-        return await runDeliver(args, { ...io, config: () => resolveConfig(file) });
+        const { runDeliver } = await import('./deliver.ts');
+        const cfg = await configModule();
+        return await runDeliver(args, { ...io, config: () => resolveConfig(file, cfg) });
       }
       case 'mailbox': {
         const { config: file, args } = takeConfig(rest);
-        return await runMailboxCommand(args, { ...io, config: () => resolveConfig(file) });
+        const { runMailboxCommand } = await import('./mailbox.ts');
+        const cfg = await configModule();
+        return await runMailboxCommand(args, { ...io, config: () => resolveConfig(file, cfg) });
       }
       default:
         io.stderr.write(`postern: unknown command "${command}"\n\n${HELP}`);
         return EX_USAGE;
     }
   } catch (err) {
-    if (err instanceof ConfigError) {
-      io.stderr.write(`postern: config error: ${err.message}\n`);
+    const name = (err as Error).name;
+    if (name === 'ConfigError' || name === 'StartupError') {
+      const what = name === 'ConfigError' ? 'config error' : 'cannot start';
+      io.stderr.write(`postern: ${what}: ${(err as Error).message}\n`);
       return EX_CONFIG;
     }
     if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
@@ -121,6 +125,20 @@ export async function main(argv: string[], io: Io = process): Promise<number> {
     }
     io.stderr.write(`postern: ${(err as Error).message}\n`);
     return 1;
+  }
+}
+
+/**
+ * Run as root, `postern user add` creating the users file gives it to the owner of the mail root (the
+ * service user: contrib/postern.service's steps create /var/mail/postern for it), so the service can read it.
+ */
+function serverUser(config: Config): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    const st = statSync(config.storage.root);
+    return st.uid === 0 ? undefined : { uid: st.uid, gid: st.gid };
+  } catch {
+    return undefined;
   }
 }
 
@@ -150,61 +168,28 @@ async function serve(args: string[], io: Io): Promise<number> {
     io.stdout.write(SERVE_HELP);
     return 0;
   }
+  const cfg = await configModule();
   let config: Config;
   if (values.dev) {
-    if (values.config) throw new ConfigError('--dev and --config cannot be used together');
+    if (values.config) throw new cfg.ConfigError('--dev and --config cannot be used together');
+    const { devBanner, prepareDev } = await import('./dev.ts');
     const setup = await prepareDev();
     config = setup.config;
     io.stderr.write(devBanner(setup));
   } else {
-    config = resolveConfig(values.config);
+    config = resolveConfig(values.config, cfg);
     if (config.listen.length === 0) {
-      throw new ConfigError('no [[listen]] table: nothing to serve (try `postern serve --dev` for a local setup)');
+      throw new cfg.ConfigError('no [[listen]] table: nothing to serve (try `postern serve --dev` for a local setup)');
     }
   }
-  const logger = createLogger(config.log.level);
-  return serveForever(config, logger);
-}
-
-async function checkConfig(args: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    io.stdout.write(CHECK_HELP);
-    return 0;
-  }
-  const config = resolveConfig(values.config);
-  const users = await usersFileReport(config.auth.usersFile);
-  const lines = [
-    'config OK',
-    ...config.listen.map((l) => `  listen  ${l.address}:${l.port} (${l.tls})`),
-    `  store   ${config.storage.driver} ${config.storage.root}/${config.storage.layout}`,
-    `  users   ${config.auth.usersFile} (${users.summary})`,
-    `  tls     ${config.tls ? `${config.tls.cert} (min ${config.tls.minVersion})` : 'not configured'}`,
-    `  lmtp    ${config.lmtp ? (config.lmtp.socket ?? `${config.lmtp.address}:${config.lmtp.port}`) : 'off'}`,
-    `  metrics ${config.metrics.enabled ? `http://${config.metrics.address}:${config.metrics.port}/metrics` : 'off'}`,
-    `  sasl    ${config.auth.mechanisms.join(' ')}${config.oauth ? ` (oauth: ${config.oauth.kind})` : ''}`,
-  ];
-  io.stdout.write(`${lines.join('\n')}\n`);
-  // What the server will skip (and log) when it reads the users file: by line number, never the line's text.
-  for (const issue of users.issues) {
-    io.stdout.write(`  warning ${config.auth.usersFile}:${issue.lineNo}: ${issue.message}\n`);
-  }
-  return 0;
-}
-
-/** The users file as the server will read it: how many users, and the lines it skips or warns about. */
-async function usersFileReport(path: string): Promise<{ summary: string; issues: readonly PasswdIssue[] }> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    return { summary: missing ? 'missing: no user can log in' : `unreadable: ${(err as Error).message}`, issues: [] };
-  }
-  const { users, issues } = parsePasswdBytes(bytes);
-  const n = issues.length;
-  return { summary: `${users.size} users${n > 0 ? `; ${n} line${n === 1 ? '' : 's'} to check, below` : ''}`, issues };
+  // The same checks as check-config: a certificate, users file or mail root that cannot work stops the start
+  // here, naming the key and the path, instead of a bare ENOENT or -ERR at every login.
+  const { formatProblem, serveProblems } = await import('./preflight.ts');
+  const problems = serveProblems(config);
+  if (problems.length > 0) throw new cfg.ConfigError(problems.map(formatProblem).join('\n  '));
+  const [{ createLogger }, { serveForever }] = await Promise.all([
+    import('../observability/log.ts'),
+    import('./serve.ts'),
+  ]);
+  return serveForever(config, createLogger(config.log.level));
 }

@@ -39,6 +39,30 @@ function readTls(config: Config): TlsMaterial | undefined {
   };
 }
 
+/** A listener that could not start; `postern serve` exits 78 (EX_CONFIG) naming the config key. */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+const ERRNO_TEXT: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'address not available on this machine',
+  EACCES: 'permission denied',
+  ENOENT: 'no such directory',
+};
+
+async function starting<T>(key: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const text = code && ERRNO_TEXT[code] ? `${ERRNO_TEXT[code]} (${code})` : (err as Error).message;
+    const { address, port } = err as { address?: string; port?: number };
+    const where = port ? ` ${address}:${port}` : address ? ` ${address}` : '';
+    throw new StartupError(`${key}${where}: ${text}`, { cause: err });
+  }
+}
+
 /** Builds the store, the user database and the server from a validated config, and starts listening. */
 export async function startServer(config: Config, logger: Logger): Promise<Running> {
   const store = new MaildirStore({
@@ -75,13 +99,29 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       ? new ClusterCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs })
       : undefined,
   });
-  await server.listen(config.listen);
-  const lmtp = config.lmtp
-    ? await startLmtp({ ...config, lmtp: config.lmtp }, store, logger, metrics?.deliveryHooks)
-    : undefined;
-  const endpoint = metrics
-    ? await startMetricsEndpoint(config.metrics, metrics, { pop3: server, mailRoot: config.storage.root }, logger)
-    : undefined;
+  // Any listener, the LMTP socket or the metrics port that cannot start stops everything already started and
+  // fails the start (exit 78), so systemd sees the failure instead of a server half up.
+  let lmtp: Awaited<ReturnType<typeof startLmtp>> | undefined;
+  let endpoint: Awaited<ReturnType<typeof startMetricsEndpoint>> | undefined;
+  try {
+    await starting('[[listen]]', () => server.listen(config.listen));
+    const lmtpConfig = config.lmtp;
+    if (lmtpConfig) {
+      const key = lmtpConfig.socket !== undefined ? 'lmtp.socket' : 'lmtp.port';
+      lmtp = await starting(key, () =>
+        startLmtp({ ...config, lmtp: lmtpConfig }, store, logger, metrics?.deliveryHooks),
+      );
+    }
+    if (metrics) {
+      endpoint = await starting('metrics.port', () =>
+        startMetricsEndpoint(config.metrics, metrics, { pop3: server, mailRoot: config.storage.root }, logger),
+      );
+    }
+  } catch (err) {
+    await Promise.allSettled([server.close(0), lmtp?.close(), endpoint?.close()]);
+    await store.close().catch(() => {});
+    throw err;
+  }
   return {
     server,
     store,

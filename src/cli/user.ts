@@ -15,6 +15,8 @@ export interface UserCommandContext {
   readonly usersFile: string;
   /** `auth.scram_iterations`: PBKDF2 iterations of the SCRAM keys written with a password. */
   readonly scramIterations?: number;
+  /** Owner for a users file that `add` creates as root: the server's user (see main.ts). */
+  readonly newFileOwner?: { readonly uid: number; readonly gid: number };
   readonly stdin: SecretInputStream;
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WritableStream;
@@ -160,7 +162,11 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
         }
         const password = await askPassword(ctx, name);
         const apopSecret = values.apop ? password : undefined;
-        await addUser(ctx.usersFile, name, password, { apopSecret, scramIterations: ctx.scramIterations });
+        await addUser(ctx.usersFile, name, password, {
+          apopSecret,
+          scramIterations: ctx.scramIterations,
+          newFileOwner: ctx.newFileOwner,
+        });
         ctx.stdout.write(`added user '${name}'${values.apop ? ' with an APOP/CRAM-MD5 shared secret' : ''}\n`);
         return EXIT_OK;
       }

@@ -138,7 +138,7 @@ export class Pop3Client {
   /** Connects, reads the greeting, does STLS when asked, reads CAPA, and logs in when `auth` is given. */
   static async connect(options: ConnectOptions): Promise<Pop3Client> {
     if (options.tls !== 'implicit' && options.tls !== 'starttls' && options.tls !== 'none') {
-      throw new TypeError("tls must be 'implicit', 'starttls' or 'none'");
+      throw new Pop3ClientError(Pop3ErrorCode.Options, "the tls option is required: 'implicit', 'starttls' or 'none'");
     }
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const port = options.port ?? (options.tls === 'implicit' ? 995 : 110);

@@ -24,6 +24,8 @@ export const Pop3ErrorCode = {
   State: 'POP3_ERR_STATE',
   /** The AbortSignal fired. The connection was closed without QUIT, so nothing was deleted. */
   Aborted: 'POP3_ERR_ABORTED',
+  /** connect() was given an invalid or missing option (e.g. no `tls`); nothing was sent. */
+  Options: 'POP3_ERR_OPTIONS',
 } as const;
 export type Pop3ErrorCode = (typeof Pop3ErrorCode)[keyof typeof Pop3ErrorCode];
 

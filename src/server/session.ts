@@ -20,6 +20,7 @@ import type { ServerContext, SessionHandle } from './context.ts';
 import { errorReply } from './errors.ts';
 import { type Catalogue, catalogues, DEFAULT_LANG } from './messages.ts';
 import { type UserPolicy, userPolicy } from './policy.ts';
+import { saslOffered } from './saslOffer.ts';
 import { certificateUser } from './tls-identity.ts';
 
 export type { SessionState } from './commands/types.ts';
@@ -95,23 +96,12 @@ export class Session implements CommandSession, SessionHandle {
    */
   saslOffered(): string[] {
     const a = this.ctx.authenticator;
-    return this.ctx.saslMechanisms.filter((m) => {
-      switch (m) {
-        case 'PLAIN':
-        case 'LOGIN':
-          return this.plaintextAllowed;
-        case 'CRAM-MD5':
-          return a.hasSharedSecrets();
-        case 'SCRAM-SHA-256':
-          return a.scramCredentials !== undefined;
-        case 'OAUTHBEARER':
-        case 'XOAUTH2':
-          return this.ctx.bearer !== undefined && this.plaintextAllowed;
-        case 'EXTERNAL':
-          return this.certificateUser() !== undefined;
-        default:
-          return false;
-      }
+    return saslOffered(this.ctx.saslMechanisms, {
+      plaintextAllowed: this.plaintextAllowed,
+      sharedSecrets: a.hasSharedSecrets(),
+      scram: a.scramCredentials !== undefined,
+      bearer: this.ctx.bearer !== undefined,
+      clientCertificate: this.certificateUser() !== undefined,
     });
   }
 

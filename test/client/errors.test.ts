@@ -34,6 +34,17 @@ function codeOf(err: unknown): string | undefined {
 }
 
 describe('client errors', () => {
+  it('a missing or wrong tls option is a POP3_ERR_OPTIONS error, thrown before any I/O', async () => {
+    for (const tls of [undefined, 'ssl']) {
+      const fake = new FakeServer([]);
+      const options = { host: 'x', socket: fake, tls } as unknown as Parameters<typeof Pop3Client.connect>[0];
+      const err = await Pop3Client.connect(options).catch((e: unknown) => e);
+      assert.equal(codeOf(err), Pop3ErrorCode.Options, String(tls));
+      assert.match((err as Error).message, /tls option/);
+      assert.deepEqual(fake.received, []);
+    }
+  });
+
   it('response codes are surfaced as typed errors', async () => {
     const { client } = await connect([
       ...LOGIN,

@@ -55,10 +55,11 @@ test('check-config reports the users-file lines the server skips, by number, nev
   assert.deepEqual(await auth.verifyPassword('bob', 'pw'), { user: 'bob', mailboxId: 'bob' });
 });
 
-test('check-config says when the users file is missing', async () => {
+test('check-config says when the users file is missing, and fails as serve would (issue 8)', async () => {
   const config = join(dir, 'missing.toml');
   await writeFile(config, `[auth]\nusers_file = "${join(dir, 'nope')}"\n`);
   const { code, out } = await checkConfig(config);
-  assert.equal(code, 0);
+  assert.equal(code, 78);
+  assert.match(out, /problem auth\.users_file = "\S+nope": does not exist/);
   assert.match(out, /users {3}\S+nope \(missing: no user can log in\)/);
 });
