@@ -31,12 +31,19 @@ export class LineReader {
   private consumed = 0;
   /** Stream offsets (as `consumed` counts them) where a too-long line was dropped, in order. */
   private readonly tooLongAt: number[] = [];
+  /** Report a too-long line once its end has arrived, not as soon as it is known to be too long. */
+  private readonly reportAtEnd: boolean;
 
-  constructor(opts: { maxLine: number }) {
+  /**
+   * `tooLong: 'at-end'` reports a too-long line only once its LF has arrived (a server answers one -ERR per
+   * line, after the line, as for any other bad command); the default reports it as soon as it is known.
+   */
+  constructor(opts: { maxLine: number; tooLong?: 'early' | 'at-end' }) {
     if (!Number.isSafeInteger(opts.maxLine) || opts.maxLine < 0) {
       throw new RangeError(`maxLine must be a non-negative integer, got ${opts.maxLine}`);
     }
     this.maxLine = opts.maxLine;
+    this.reportAtEnd = opts.tooLong === 'at-end';
   }
 
   /** Bytes held and not yet returned by next() or takeRest(). */
@@ -50,6 +57,8 @@ export class LineReader {
       const lf = c.indexOf(LF);
       if (lf === -1) return;
       this.discarding = false;
+      // Nothing was kept while discarding, so the line's place in the kept stream is still the buffer's end.
+      if (this.reportAtEnd) this.tooLongAt.push(this.consumed + this.end - this.start);
       c = c.subarray(lf + 1);
     }
     const n = c.length;
@@ -61,7 +70,7 @@ export class LineReader {
       if (lastLf === -1) this.end -= this.tail;
       else this.append(c.subarray(0, lastLf + 1));
       this.tail = 0;
-      this.tooLongAt.push(this.consumed + this.end - this.start);
+      if (!this.reportAtEnd) this.tooLongAt.push(this.consumed + this.end - this.start);
       this.discarding = true;
       if (this.start === this.end) this.clear();
       return;
@@ -73,7 +82,8 @@ export class LineReader {
   /**
    * Next complete line without its line ending (a bare LF also ends a line; a CR right before the LF is
    * stripped, any other CR is data), or null when no complete line is buffered. A line longer than maxLine
-   * yields {kind:'toolong'} exactly once, as soon as it is known to be too long, even before its LF arrives.
+   * yields {kind:'toolong'} exactly once: as soon as it is known to be too long, even before its LF arrives,
+   * or (`tooLong: 'at-end'`) once its LF has arrived.
    * The returned line is a copy the caller may keep.
    */
   next(): LineResult | null {

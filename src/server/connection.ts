@@ -65,7 +65,8 @@ export class Connection {
     private readonly handler: ConnectionHandler,
   ) {
     this.socket = socket;
-    this.reader = new LineReader({ maxLine });
+    // One -ERR per overlong line, when its end arrives (issue 13 #1), like any other bad command.
+    this.reader = new LineReader({ maxLine, tooLong: 'at-end' });
   }
 
   get secure(): boolean {
@@ -132,10 +133,7 @@ export class Connection {
     if (r) return Promise.resolve(r);
     if (this.closed) return Promise.resolve(null);
     this.flush();
-    if (this.paused) {
-      this.paused = false;
-      this.socket.resume();
-    }
+    if (this.paused) this.resumeReading();
     return new Promise((resolve) => {
       this.continuation = resolve;
     });
@@ -153,11 +151,12 @@ export class Connection {
           this.flush();
           await this.drain();
         }
-        if (this.paused && this.reader.buffered < INPUT_HIGH_WATER / 2) {
-          this.paused = false;
-          this.socket.resume();
-        }
+        if (this.paused && this.reader.buffered < INPUT_HIGH_WATER / 2) this.resumeReading();
       }
+      // No complete line is buffered now, only the start of one (at most maxLine + 1 bytes): reading must go
+      // on, or its end would never arrive and neither would a hang-up (issue 13 #1: a backlog that ended in a
+      // 32 KiB unfinished line left the socket paused for good, the session silent and the maildrop locked).
+      if (this.paused) this.resumeReading();
     } catch (err) {
       this.log.error({ err }, 'session failure');
       this.destroy('internal error');
@@ -165,6 +164,11 @@ export class Connection {
       this.busy = false;
       this.flush();
     }
+  }
+
+  private resumeReading(): void {
+    this.paused = false;
+    this.socket.resume();
   }
 
   // ----- output --------------------------------------------------------------------------------------------

@@ -128,6 +128,46 @@ describe('LineReader', () => {
     assert.equal(r.next(), null);
   });
 
+  it("with tooLong: 'at-end', reports a too-long line once its LF arrives, in its place among the lines", () => {
+    const r = new LineReader({ maxLine: 8, tooLong: 'at-end' });
+    r.push(b('NOOP\r\n'));
+    r.push(b('x'.repeat(20)));
+    assert.equal(r.buffered, 6, 'the too-long tail is dropped at once all the same');
+    assert.deepEqual(r.next(), { kind: 'line', line: b('NOOP') });
+    assert.equal(r.next(), null, 'no report before the end of the line');
+    r.push(b('y'.repeat(100)));
+    assert.equal(r.next(), null);
+    assert.equal(r.buffered, 0);
+    r.push(b('zz\r\nSTAT\r\n'));
+    assert.deepEqual(r.next(), { kind: 'toolong' });
+    assert.deepEqual(r.next(), { kind: 'line', line: b('STAT') });
+    assert.equal(r.next(), null);
+  });
+
+  it("with tooLong: 'at-end', gives the same lines at every split point as the eager reader on complete input", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.constant('ok'), fc.constant('x'.repeat(30)), fc.constant('')), { maxLength: 8 }),
+        fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 10 }),
+        (lines, cuts) => {
+          const input = b(lines.map((l) => `${l}\r\n`).join(''));
+          const r = new LineReader({ maxLine: 8, tooLong: 'at-end' });
+          const out: string[] = [];
+          let at = 0;
+          for (const c of [...cuts, input.length]) {
+            const end = Math.min(input.length, at + c);
+            r.push(input.subarray(at, end));
+            drain(r, out);
+            at = end;
+          }
+          r.push(input.subarray(at));
+          drain(r, out);
+          assert.deepEqual(out, reference(input.toString('latin1'), 8).lines);
+        },
+      ),
+    );
+  });
+
   it('reports two consecutive too-long lines twice', () => {
     const { lines } = feed([b('x'.repeat(20) + '\n' + 'y'.repeat(20)), b('\nok\n')], 8, false);
     assert.deepEqual(lines, [TOOLONG, TOOLONG, 'ok']);
