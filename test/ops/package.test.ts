@@ -39,7 +39,12 @@ function run(script: string, args: string[], cwd = ROOT) {
 }
 
 /** Modules a command that is not `serve` must never load. */
-const SERVER_ONLY = [/\/server\//, /\/storage\//, /\/delivery\//, /\/node_modules\/(argon2|selfsigned|smtp-server|pg)\//];
+const SERVER_ONLY = [
+  /\/server\//,
+  /\/storage\//,
+  /\/delivery\//,
+  /\/node_modules\/(argon2|selfsigned|smtp-server|pg)\//,
+];
 
 function loadedAny(imports: string[], patterns: RegExp[]): string[] {
   return imports.filter((u) => patterns.some((p) => p.test(u)));
