@@ -11,12 +11,10 @@
  * milliseconds.
  */
 
-import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { type FileHandle, link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { writeFileAtomic } from '../durable/files.ts';
+import { LockBusyError, LockFile } from '../durable/lockfile.ts';
 import { userNameProblem } from './names.ts';
 import {
   encodeSecret,
@@ -243,129 +241,42 @@ async function modify(
   }
 }
 
+const NEWLINE = Buffer.from('\n');
+
 /**
  * Writes `content` to `path` through a temporary file and a rename. A new file gets mode 0600; an existing
  * one keeps its owner's and group's permission bits but never gains world access (a Dovecot setup may rely on
  * `0640 root:dovecot`). Run as root, the owner and group are kept too, so that `sudo postern user add` does
  * not leave a file the server's user can no longer read.
  */
-const NEWLINE = Buffer.from('\n');
-
 async function writeAtomically(
   path: string,
   content: Buffer,
   old: Stats | null,
   newFileOwner?: { readonly uid: number; readonly gid: number },
 ): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const mode = old ? (old.mode & 0o660) | 0o600 : 0o600;
-  let fh: FileHandle | null = await open(tmp, 'wx', mode);
-  try {
-    await fh.chmod(mode); // open()'s mode passes through the umask; set it exactly.
-    if (process.getuid?.() === 0) {
-      const owner = old ?? newFileOwner;
-      if (owner) await fh.chown(owner.uid, owner.gid);
-    }
-    await fh.writeFile(content);
-    await fh.sync();
-    await fh.close();
-    fh = null;
-    await rename(tmp, path);
-  } catch (err) {
-    await fh?.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await syncDir(dir);
-}
-
-/** Makes the rename durable. Some platforms cannot fsync a directory; the rename is then as durable as it gets. */
-async function syncDir(dir: string): Promise<void> {
-  let fh: FileHandle | null = null;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // EISDIR/EINVAL/EPERM on platforms without directory fsync.
-  } finally {
-    await fh?.close().catch(() => {});
-  }
+  const owner = process.getuid?.() === 0 ? (old ?? newFileOwner) : undefined;
+  await writeFileAtomic(path, content, { mode, owner: owner && { uid: owner.uid, gid: owner.gid } });
 }
 
 /**
- * Runs `fn` holding `<path>.lock`. The lock file holds `pid host token`; a lock whose process is gone (same
- * host) or that is older than LOCK_STALE_MS is taken over, so a killed command does not block the next one
- * forever.
+ * Runs `fn` holding `<path>.lock` (durable/lockfile.ts): a lock whose process is gone (same host) or that is
+ * older than LOCK_STALE_MS is taken over, so a killed command does not block the next one forever.
  */
 async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const lockPath = `${path}.lock`;
-  const token = `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
-  const deadline = Date.now() + LOCK_TIMEOUT_MS;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fh = await open(lockPath, 'wx', 0o600);
-      try {
-        await fh.writeFile(token, 'utf8');
-      } finally {
-        await fh.close();
-      }
-      break;
-    } catch (err) {
-      if (errno(err) !== 'EEXIST') throw err;
-    }
-    if (await breakStaleLock(lockPath)) continue;
-    if (Date.now() > deadline) {
-      throw new PasswdFileError('LOCKED', `${path} is locked by another change (${lockPath}); try again later`);
-    }
-    await sleep(Math.min(5 * 2 ** attempt, 100) + Math.random() * 10);
+  let lock: LockFile;
+  try {
+    lock = await LockFile.acquire(lockPath, { waitMs: LOCK_TIMEOUT_MS, staleMs: LOCK_STALE_MS });
+  } catch (err) {
+    if (!(err instanceof LockBusyError)) throw err;
+    throw new PasswdFileError('LOCKED', `${path} is locked by another change (${lockPath}); try again later`);
   }
   try {
     return await fn();
   } finally {
-    // Remove the lock only if it is still ours (it could have been taken over as stale in a pathological case).
-    const content = await readFile(lockPath, 'utf8').catch(() => null);
-    if (content === token) await unlink(lockPath).catch(() => {});
-  }
-}
-
-/** Removes `lockPath` if it is stale; true when it did (the caller then retries at once). */
-async function breakStaleLock(lockPath: string): Promise<boolean> {
-  let content: string;
-  let age: number;
-  try {
-    [content, age] = await Promise.all([
-      readFile(lockPath, 'utf8'),
-      stat(lockPath).then((s) => Date.now() - s.mtimeMs),
-    ]);
-  } catch (err) {
-    return errno(err) === 'ENOENT'; // released meanwhile: retry now
-  }
-  const [pidText, host] = content.trim().split(' ');
-  const pid = Number(pidText);
-  const ownerGone = host === hostname() && Number.isInteger(pid) && pid > 0 && !processAlive(pid);
-  // A lock being written right now is empty for an instant; only age can make an empty lock stale.
-  if (!(ownerGone || age > LOCK_STALE_MS)) return false;
-  // Move the stale lock aside and check that what we moved is what we judged; if another process replaced it
-  // in between, put theirs back.
-  const aside = `${lockPath}.${process.pid}.${randomBytes(6).toString('hex')}.stale`;
-  try {
-    await rename(lockPath, aside);
-  } catch {
-    return false;
-  }
-  const moved = await readFile(aside, 'utf8').catch(() => null);
-  if (moved !== content) await link(aside, lockPath).catch(() => {});
-  await unlink(aside).catch(() => {});
-  return moved === content;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errno(err) === 'EPERM'; // exists, owned by someone else
+    await lock.release();
   }
 }
 

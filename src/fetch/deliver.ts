@@ -12,14 +12,16 @@
  *   message twice (at least once, never lost), as with fetchmail and mpop.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { constants, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { type FileHandle, open, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { fsyncDir } from '../durable/files.ts';
+import { LockBusyError, LockFile } from '../durable/lockfile.ts';
 import { CrlfToLf, MboxrdQuote } from '../mail/transforms.ts';
+import { newUniqueBase, sanitizeHostname } from '../storage/maildir/names.ts';
 
 export type DeliveryTarget =
   | { kind: 'maildir'; path: string }
@@ -58,15 +60,6 @@ export function createDelivery(target: DeliveryTarget): Delivery {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await open(dir, constants.O_RDONLY);
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
 /**
  * Writes `source` through `transforms` into an open file handle, with backpressure (each write is awaited).
  * The sink is an async function rather than handle.createWriteStream(), whose autoClose: false stream never
@@ -82,18 +75,6 @@ async function writeTo(h: FileHandle, source: Readable, ...transforms: NodeJS.Re
 
 // --- Maildir ---------------------------------------------------------------------------------------------------
 
-let seq = 0;
-
-/** The Maildir unique name (cr.yp.to/proto/maildir.html, with Dovecot's extensions being optional). */
-function maildirName(): string {
-  const now = Date.now();
-  const sec = Math.floor(now / 1000);
-  const usec = (now % 1000) * 1000;
-  // '/' and ':' cannot appear in a Maildir name; Dovecot encodes them as \057 and \072.
-  const host = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
-  return `${sec}.M${usec}P${process.pid}Q${++seq}R${randomBytes(6).toString('hex')}.${host}`;
-}
-
 class MaildirDelivery implements Delivery {
   constructor(readonly target: { kind: 'maildir'; path: string }) {}
 
@@ -108,7 +89,7 @@ class MaildirDelivery implements Delivery {
 
   async deliver(message: Readable, _meta: DeliveryMeta, journal: (intent: Intent) => Promise<void>): Promise<void> {
     this.ensure();
-    const name = maildirName();
+    const name = newUniqueBase(sanitizeHostname(hostname()));
     await journal({ file: name });
     const tmp = join(this.target.path, 'tmp', name);
     const h = await open(tmp, 'wx', 0o600);
@@ -146,29 +127,23 @@ const MBOX_LOCK_STALE_MS = 5 * 60_000;
 
 /** A dot-lock (`FILE.lock`, created with O_EXCL), the one locking scheme every mbox program understands. */
 async function withDotLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  const lock = `${file}.lock`;
-  const deadline = Date.now() + MBOX_LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      const h = await open(lock, 'wx', 0o600);
-      await h.writeFile(`${process.pid}\n`);
-      await h.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const st = await stat(lock).catch(() => undefined);
-      if (st && Date.now() - st.mtimeMs > MBOX_LOCK_STALE_MS) {
-        await unlink(lock).catch(() => {});
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`mbox ${file} is locked (${lock} exists)`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  const lockPath = `${file}.lock`;
+  let lock: LockFile;
+  try {
+    // Other mail programs write these too, so the content is not ours to judge: only age makes one stale.
+    lock = await LockFile.acquire(lockPath, {
+      waitMs: MBOX_LOCK_WAIT_MS,
+      staleMs: MBOX_LOCK_STALE_MS,
+      checkPid: false,
+    });
+  } catch (err) {
+    if (err instanceof LockBusyError) throw new Error(`mbox ${file} is locked (${lockPath} exists)`);
+    throw err;
   }
   try {
     return await fn();
   } finally {
-    await unlink(lock).catch(() => {});
+    await lock.release();
   }
 }
 

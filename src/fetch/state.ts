@@ -7,18 +7,10 @@
  * because a record is acted on only after its append was fsynced. At the end of a run the journal is folded
  * into a new snapshot and removed. A lock file keeps two runs of the same account apart.
  */
-import {
-  closeSync,
-  constants,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { writeFileAtomicSync } from '../durable/files.ts';
+import { LockBusyError, LockFile } from '../durable/lockfile.ts';
 import type { Intent } from './deliver.ts';
 
 type JournalRecord =
@@ -35,9 +27,6 @@ interface Snapshot {
   pending?: Record<string, Intent>;
 }
 
-/** Lock files held by this process (a pid check cannot tell two opens in one process apart). */
-const heldLocks = new Set<string>();
-
 export class StateLockedError extends Error {
   override name = 'StateLockedError';
 }
@@ -47,7 +36,7 @@ export class UidlState {
   /** Deliveries journaled as begun but not confirmed: recover() must settle them before fetching. */
   readonly pending = new Map<string, Intent>();
   private journalFd: number | undefined;
-  private lockHeld = false;
+  private lockFile: LockFile | undefined;
 
   private constructor(
     readonly file: string,
@@ -112,16 +101,7 @@ export class UidlState {
       seen: Object.fromEntries(this.seen),
       pending: Object.fromEntries(this.pending),
     };
-    const tmp = `${this.file}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(snap, null, 1)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
-    fsyncDir(dirname(this.file));
+    writeFileAtomicSync(this.file, `${JSON.stringify(snap, null, 1)}\n`);
     this.closeJournal();
     try {
       unlinkSync(this.journalPath);
@@ -196,61 +176,20 @@ export class UidlState {
 
   /** A lock file holding our pid; taken over when its process is gone (a killed run must not block the next). */
   private lock(): void {
-    if (heldLocks.has(this.lockPath)) throw new StateLockedError(`the state of ${this.account} is already open`);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const fd = openSync(this.lockPath, 'wx', 0o600);
-        writeSync(fd, `${process.pid}\n`);
-        closeSync(fd);
-        this.lockHeld = true;
-        heldLocks.add(this.lockPath);
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const pid = Number.parseInt(readFileSafe(this.lockPath), 10);
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-          throw new StateLockedError(`another postern fetch (pid ${pid}) is running for ${this.account}`);
-        }
-        try {
-          unlinkSync(this.lockPath);
-        } catch {}
-      }
+    try {
+      this.lockFile = LockFile.acquireSync(this.lockPath, { ownPidLeftovers: true });
+    } catch (err) {
+      if (!(err instanceof LockBusyError)) throw err;
+      const pid = err.holder?.pid;
+      if (pid === process.pid) throw new StateLockedError(`the state of ${this.account} is already open`);
+      if (pid !== undefined)
+        throw new StateLockedError(`another postern fetch (pid ${pid}) is running for ${this.account}`);
+      throw new StateLockedError(`cannot lock ${this.lockPath}`);
     }
-    throw new StateLockedError(`cannot lock ${this.lockPath}`);
   }
 
   private unlock(): void {
-    if (!this.lockHeld) return;
-    this.lockHeld = false;
-    heldLocks.delete(this.lockPath);
-    try {
-      unlinkSync(this.lockPath);
-    } catch {}
-  }
-}
-
-function readFileSafe(p: string): string {
-  try {
-    return readFileSync(p, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    this.lockFile?.releaseSync();
+    this.lockFile = undefined;
   }
 }

@@ -1,5 +1,3 @@
-/** Small filesystem helpers shared by the Maildir modules: error mapping, directory fsync, bounded concurrency. */
-import { open } from 'node:fs/promises';
 import { StorageError, type StorageErrorKind } from '../types.ts';
 
 export function errnoCode(e: unknown): string | undefined {
@@ -42,22 +40,6 @@ export function toStorageError(e: unknown, what: string, forDelivery = false): S
 export function isNotFound(e: unknown): boolean {
   const code = errnoCode(e);
   return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
-/**
- * Makes a directory entry change (create, rename, unlink) durable. Some filesystems refuse fsync on a directory
- * (EINVAL) while already making directory operations synchronous; that is not an error.
- */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } catch (e) {
-    const code = errnoCode(e);
-    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Runs fn over items with at most `limit` calls in flight; rejects with the first error after all settle. */

@@ -1,18 +1,7 @@
-/**
- * Transmitted sizes of messages whose names do not carry `,W=` (Postfix, qmail, procmail, …). Counting means
- * reading the whole file, so each result is kept in `postern-sizes` beside the Maildir's folders:
- *
- *   postern-sizes 1
- *   <base> <physical size> <mtime ms> <transmitted size>
- *
- * An entry is valid while the file's size and mtime match (Maildir files are not rewritten in place, but a
- * careless tool could). The cache is a cache: unreadable lines are ignored, it is replaced atomically
- * (tmp + rename) and never fsynced, and losing it costs one re-read of each message.
- */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../durable/files.ts';
 import { SizeCounter } from '../../mail/size.ts';
 import { isNotFound } from './fsutil.ts';
 
@@ -77,15 +66,8 @@ export async function saveSizeCache(maildir: string, map: ReadonlyMap<string, Si
     if (cacheable(base)) parts.push(`${base} ${e.physical} ${e.mtimeMs} ${e.size}`);
   }
   parts.push('');
-  const target = join(maildir, SIZE_CACHE_FILE);
-  const tmp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, parts.join('\n'), { mode: 0o600 });
-    await rename(tmp, target);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
+  // A cache: losing it costs one re-read of each message, so it is replaced atomically but not fsynced.
+  await writeFileAtomic(join(maildir, SIZE_CACHE_FILE), parts.join('\n'), { durable: false });
 }
 
 /**

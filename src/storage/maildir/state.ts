@@ -3,11 +3,11 @@
  * written only by the holder of the maildrop lock, replaced atomically (temporary file, fsync, rename, fsync
  * of the directory) so a crash leaves the old or the new version, never half of one.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../durable/files.ts';
 import type { MaildropState } from '../types.ts';
-import { fsyncDir, isNotFound, toStorageError } from './fsutil.ts';
+import { isNotFound, toStorageError } from './fsutil.ts';
 
 export const STATE_FILE = 'postern-state.json';
 
@@ -38,20 +38,9 @@ export async function readState(maildir: string): Promise<MaildropState> {
 }
 
 export async function writeState(maildir: string, state: MaildropState): Promise<void> {
-  const target = join(maildir, STATE_FILE);
-  const tmp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(state));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, target);
-    await fsyncDir(maildir);
+    await writeFileAtomic(join(maildir, STATE_FILE), JSON.stringify(state));
   } catch (e) {
-    await unlink(tmp).catch(() => {});
     throw toStorageError(e, 'cannot write the maildrop state');
   }
 }

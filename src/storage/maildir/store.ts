@@ -9,6 +9,7 @@ import { type FileHandle, link, lstat, mkdir, open, readdir, rename, unlink } fr
 import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { fsyncDir } from '../../durable/files.ts';
 import { SizeCounter } from '../../mail/size.ts';
 import {
   assertMailboxId,
@@ -23,7 +24,7 @@ import {
   QuotaExceededError,
   StorageError,
 } from '../types.ts';
-import { errnoCode, forEachLimit, fsyncDir, isNotFound, toStorageError } from './fsutil.ts';
+import { errnoCode, forEachLimit, isNotFound, toStorageError } from './fsutil.ts';
 import { createLockFile, DELIVER_LOCK_FILE, LOCK_FILE, MaildirLock } from './lock.ts';
 import { newUniqueBase, sanitizeHostname } from './names.ts';
 import { type Location, locateAll, type ScannedMessage, scanMaildir } from './scan.ts';

@@ -1,0 +1,121 @@
+/**
+ * Durable file writes, the one copy every writer uses (Maildir state and size cache, the users file, fetch's
+ * state snapshot and Maildir sink). A new or replaced file survives a crash only when its data and the
+ * directory entry naming it are both on disk: so write a temporary file in the same directory, fsync it,
+ * rename it over the target (atomic: readers see the old file or the new one, never a mix), then fsync the
+ * directory (design.md §5).
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/** errno codes that mean "this platform or file system cannot fsync a directory" (it then orders entries itself). */
+const NO_DIR_FSYNC = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EPERM']);
+
+function cannotFsyncDir(e: unknown): boolean {
+  return NO_DIR_FSYNC.has((e as NodeJS.ErrnoException | undefined)?.code ?? '');
+}
+
+/**
+ * Makes a directory entry change (create, rename, unlink) durable. Some file systems refuse fsync on a
+ * directory (EINVAL) while already making directory operations synchronous; that is not an error.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh: FileHandle;
+  try {
+    fh = await open(dir, 'r');
+  } catch (e) {
+    if (cannotFsyncDir(e)) return;
+    throw e;
+  }
+  try {
+    await fh.sync();
+  } catch (e) {
+    if (!cannotFsyncDir(e)) throw e;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsyncDir for the synchronous writers (fetch's state journal). */
+export function fsyncDirSync(dir: string): void {
+  let fd: number;
+  try {
+    fd = openSync(dir, 'r');
+  } catch (e) {
+    if (cannotFsyncDir(e)) return;
+    throw e;
+  }
+  try {
+    fsyncSync(fd);
+  } catch (e) {
+    if (!cannotFsyncDir(e)) throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A temporary name next to `path`, unique across processes and calls, hidden from directory listings. */
+export function temporaryPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+export interface AtomicWriteOptions {
+  /** Permission bits of the new file, set exactly (not through the umask). Default 0600. */
+  readonly mode?: number;
+  /** Owner and group to give the new file (needs root). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
+  /**
+   * false for caches whose loss costs only a recomputation: no fsync of the file or the directory, just the
+   * atomic rename. Default true.
+   */
+  readonly durable?: boolean;
+}
+
+/** Replaces `path` with `data` atomically and (by default) durably: temporary, fsync, rename, fsync dir. */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
+  const mode = opts.mode ?? 0o600;
+  const durable = opts.durable ?? true;
+  const tmp = temporaryPath(path);
+  let fh: FileHandle | null = await open(tmp, 'wx', mode);
+  try {
+    await fh.chmod(mode); // open()'s mode passes through the umask; set it exactly.
+    if (opts.owner) await fh.chown(opts.owner.uid, opts.owner.gid);
+    await fh.writeFile(data);
+    if (durable) await fh.sync();
+    await fh.close();
+    fh = null;
+    await rename(tmp, path);
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  if (durable) await fsyncDir(dirname(path));
+}
+
+/** writeFileAtomic for the synchronous writers. */
+export function writeFileAtomicSync(path: string, data: string, mode = 0o600): void {
+  const tmp = temporaryPath(path);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      unlinkSync(tmp);
+    } catch {}
+    throw err;
+  }
+  fsyncDirSync(dirname(path));
+}
