@@ -1,6 +1,6 @@
 /**
  * State that must be shared by every process serving the same users: connection counts per client address
- * and the failed-login penalty. One process keeps it in memory (LocalCoordinator); with `server.workers` > 1
+ * and the failed-login penalty (per address and per user, gating the next verification: throttle.ts). One process keeps it in memory (LocalCoordinator); with `server.workers` > 1
  * the cluster primary keeps it and workers ask over IPC (ClusterCoordinator), so a client cannot multiply
  * its connection allowance or reset its penalty by landing on another worker.
  *
@@ -14,9 +14,14 @@ export interface Coordinator {
   /** Counts a new connection from `address`; false (and nothing counted) when over `limit`. */
   acquire(address: string, limit: number): Promise<boolean>;
   release(address: string): void;
+  /**
+   * How long a verification from `address` (for `user`, when known) must wait first: the failed-login
+   * penalty gates the next verification, whatever the client did since (throttle.ts).
+   */
+  gate(address: string, user?: string): Promise<number>;
   /** Records a failed login and returns the delay to apply before answering it. */
-  fail(address: string): Promise<number>;
-  succeed(address: string): void;
+  fail(address: string, user?: string): Promise<number>;
+  succeed(address: string, user?: string): void;
 }
 
 export interface ThrottleSettings {
@@ -50,20 +55,25 @@ export class LocalCoordinator implements Coordinator {
     else this.counts.set(address, n);
   }
 
-  async fail(address: string): Promise<number> {
-    return this.throttle.fail(address);
+  async gate(address: string, user?: string): Promise<number> {
+    return this.throttle.wait(address, user);
   }
 
-  succeed(address: string): void {
-    this.throttle.succeed(address);
+  async fail(address: string, user?: string): Promise<number> {
+    return this.throttle.fail(address, user);
+  }
+
+  succeed(address: string, user?: string): void {
+    this.throttle.succeed(address, user);
   }
 }
 
 type Request =
   | { postern: 'coord'; id: number; op: 'acquire'; address: string; limit: number }
   | { postern: 'coord'; id: number; op: 'release'; address: string }
-  | { postern: 'coord'; id: number; op: 'fail'; address: string }
-  | { postern: 'coord'; id: number; op: 'succeed'; address: string };
+  | { postern: 'coord'; id: number; op: 'gate'; address: string; user?: string }
+  | { postern: 'coord'; id: number; op: 'fail'; address: string; user?: string }
+  | { postern: 'coord'; id: number; op: 'succeed'; address: string; user?: string };
 /** Omit over each member of a union. */
 type DistOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 type Reply = { postern: 'coord-reply'; id: number; value: boolean | number };
@@ -110,12 +120,17 @@ export class ClusterCoordinator implements Coordinator {
     process.send?.({ op: 'release', address, id: 0, postern: 'coord' });
   }
 
-  async fail(address: string): Promise<number> {
-    return Number(await this.ask({ op: 'fail', address }, this.fallback.maxMs));
+  /** Without an answer from the primary, a verification waits the base penalty (neither free nor locked out). */
+  async gate(address: string, user?: string): Promise<number> {
+    return Number(await this.ask({ op: 'gate', address, user }, this.fallback.baseMs));
   }
 
-  succeed(address: string): void {
-    process.send?.({ op: 'succeed', address, id: 0, postern: 'coord' });
+  async fail(address: string, user?: string): Promise<number> {
+    return Number(await this.ask({ op: 'fail', address, user }, this.fallback.maxMs));
+  }
+
+  succeed(address: string, user?: string): void {
+    process.send?.({ op: 'succeed', address, user, id: 0, postern: 'coord' });
   }
 }
 
@@ -145,11 +160,14 @@ export function serveCoordinator(settings: ThrottleSettings): void {
         }
         break;
       }
+      case 'gate':
+        void local.gate(r.address, r.user).then(reply);
+        break;
       case 'fail':
-        void local.fail(r.address).then(reply);
+        void local.fail(r.address, r.user).then(reply);
         break;
       case 'succeed':
-        local.succeed(r.address);
+        local.succeed(r.address, r.user);
         break;
     }
   };

@@ -1,7 +1,9 @@
 /**
  * The steps every login method shares (USER/PASS, APOP, AUTH): on success, take the maildrop lock, apply
  * LOGIN-DELAY (RFC 2449 §6.5) and enter TRANSACTION; on failure, the same penalty delay, reply and log line
- * whatever the reason, so neither replies nor timing tell an unknown user from a wrong password.
+ * whatever the reason, so neither replies nor timing tell an unknown user from a wrong password. Before any
+ * verification, the penalty of earlier failures from the address (and for the user) is waited out
+ * (awaitPenalty), so hanging up gains an attacker nothing.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Principal } from '../auth/passwd.ts';
@@ -9,6 +11,21 @@ import { Pop3Error, RespCode } from '../protocol/errors.ts';
 import type { Maildrop } from '../storage/types.ts';
 import { isStorageError } from '../storage/types.ts';
 import type { CommandSession } from './commands/types.ts';
+
+/**
+ * Waits out the failed-login penalty of the client's address and of `user` (when the attempt names one)
+ * before a credential is verified (issue 13 #2). Every login method calls this right before it verifies,
+ * whether the password will turn out right or wrong. Replies already queued (the +OK to a USER that came in
+ * one packet with its PASS) go out first. Throws when the client hangs up meanwhile: nothing is verified.
+ */
+export async function awaitPenalty(s: CommandSession, user: string | undefined): Promise<void> {
+  const wait = await s.ctx.coordinator.gate(s.remoteAddress, user);
+  if (wait <= 0) return;
+  s.flush();
+  s.log.debug({ user, waitMs: wait }, 'verification waits for the failed-login penalty');
+  await sleep(wait);
+  if (s.isClosed) throw new Pop3Error(s.text.authFailed, RespCode.Auth);
+}
 
 /** Called once the principal is verified: takes the maildrop lock, then enters TRANSACTION. */
 export async function enterTransaction(s: CommandSession, principal: Principal, mechanism: string): Promise<void> {
@@ -49,7 +66,7 @@ export async function enterTransaction(s: CommandSession, principal: Principal, 
   s.principal = principal;
   s.state = 'TRANSACTION';
   s.pendingUser = undefined;
-  s.ctx.coordinator.succeed(s.remoteAddress);
+  s.ctx.coordinator.succeed(s.remoteAddress, principal.user);
   s.resetIdle();
   const [n, size] = s.totals();
   s.log.info({ user: principal.user, mechanism, messages: n, octets: size }, 'login');
@@ -66,11 +83,14 @@ export async function loginFailed(
 ): Promise<void> {
   s.authFailures++;
   s.pendingUser = undefined;
-  const delay = await s.ctx.coordinator.fail(s.remoteAddress);
+  const delay = await s.ctx.coordinator.fail(s.remoteAddress, user);
   // fail2ban: match `"msg":"authentication failed"` with `"remote":"<HOST>"`.
   s.log.warn({ user, mechanism, reason, delayMs: delay }, 'authentication failed');
   s.ctx.onLogin?.(mechanism, 'fail');
-  if (delay > 0) await sleep(delay);
+  if (delay > 0) {
+    s.flush(); // replies queued before this one (a pipelined USER's +OK) are not held back by the delay
+    await sleep(delay);
+  }
   if (s.isClosed) return;
   s.replyError(new Pop3Error(s.text.authFailed, RespCode.Auth));
   if (s.authFailures >= s.ctx.limits.maxAuthFailures) {

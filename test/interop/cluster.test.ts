@@ -84,4 +84,23 @@ describe('two worker processes', () => {
       w.destroy();
     }
   });
+
+  test('hanging up gains nothing: the next verification on any worker waits out the penalty', async () => {
+    // A wrong guess, and the client leaves without waiting for the -ERR (issue 13 #2).
+    const bad = await Wire.connect(s.port);
+    await bad.line();
+    bad.send('USER erin\r\nPASS wrong\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    bad.destroy();
+    // The next connection (the other worker, by the cluster's round robin) verifies only after the penalty,
+    // even with the right password (answered with LOGIN-DELAY here, which comes after the verification).
+    const w = await Wire.connect(s.port);
+    await w.line();
+    await w.cmd('USER erin');
+    const t0 = Date.now();
+    assert.match(await w.cmd('PASS pw'), /^-ERR \[LOGIN-DELAY\]/);
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 250, `the right password was verified after ${waited} ms, within the 0.4 s penalty`);
+    w.destroy();
+  });
 });

@@ -4,7 +4,7 @@
  */
 import { verifyApop } from '../../auth/apop.ts';
 import { Pop3Error } from '../../protocol/errors.ts';
-import { enterTransaction, loginFailed } from '../login.ts';
+import { awaitPenalty, enterTransaction, loginFailed } from '../login.ts';
 import { AUTHORIZATION, type CommandSpec } from './types.ts';
 
 export const apop: CommandSpec = {
@@ -16,6 +16,7 @@ export const apop: CommandSpec = {
     const name = sp > 0 ? cmd.rest.slice(0, sp) : '';
     const digest = sp > 0 ? cmd.rest.slice(sp + 1) : '';
     if (name.length === 0 || !/^[0-9a-fA-F]{32}$/.test(digest)) throw new Pop3Error(s.text.usageApop);
+    await awaitPenalty(s, name);
     const secret = await s.ctx.authenticator.sharedSecret(name);
     const ok = secret !== null && verifyApop(secret, timestamp, digest.toLowerCase());
     const principal = ok ? await s.ctx.authenticator.lookup(name) : null;

@@ -6,7 +6,7 @@
  */
 import { createSaslServer, type ServerStep } from '../../auth/sasl/index.ts';
 import { Pop3Error, RespCode } from '../../protocol/errors.ts';
-import { enterTransaction, loginFailed } from '../login.ts';
+import { awaitPenalty, enterTransaction, loginFailed } from '../login.ts';
 import { AUTHORIZATION, type CommandSession, type CommandSpec } from './types.ts';
 
 /** A SASL exchange longer than this many challenges is broken (SCRAM needs two). */
@@ -45,13 +45,22 @@ export const auth: CommandSpec = {
     }
     const a = s.ctx.authenticator;
     if (mechanism === 'EXTERNAL') return external(s, response);
+    // Each way a mechanism checks a credential first waits out the failed-login penalty (login.ts), with the
+    // user it names; that user is also the one a failure is counted against.
+    let named: string | undefined;
+    const gated = async <T>(user: string | undefined, check: () => Promise<T>): Promise<T> => {
+      named = user;
+      await awaitPenalty(s, user);
+      return check();
+    };
     const server = createSaslServer(
       mechanism,
       {
-        verifyPassword: (u, p) => a.verifyPassword(u, p),
-        sharedSecret: (u) => a.sharedSecret(u),
-        scramCredentials: (u) => (a.scramCredentials ? a.scramCredentials(u) : Promise.resolve(null)),
-        verifyBearer: (t, u) => (s.ctx.bearer ? s.ctx.bearer.verifyBearer(t, u) : Promise.resolve(null)),
+        verifyPassword: (u, p) => gated(u, () => a.verifyPassword(u, p)),
+        sharedSecret: (u) => gated(u, () => a.sharedSecret(u)),
+        scramCredentials: (u) => gated(u, () => (a.scramCredentials ? a.scramCredentials(u) : Promise.resolve(null))),
+        verifyBearer: (t, u) =>
+          gated(u, () => (s.ctx.bearer ? s.ctx.bearer.verifyBearer(t, u) : Promise.resolve(null))),
         lookup: (u) => a.lookup(u),
       },
       { hostname: s.ctx.hostname, fakeSaltKey: s.ctx.scramFakeSaltKey, fakeIterations: s.ctx.scramIterations },
@@ -66,7 +75,7 @@ export const auth: CommandSpec = {
       if (step.kind === 'failure') {
         // OAUTHBEARER/XOAUTH2 send an error document the client must acknowledge before the -ERR.
         if (step.challenge) await challenge(s, step.challenge).catch(() => undefined);
-        return loginFailed(s, undefined, mechanism, step.reason);
+        return loginFailed(s, named, mechanism, step.reason);
       }
       // Success with additional data (SCRAM's server signature) goes out as a last challenge (RFC 5034 §4).
       if (step.data && step.data.length > 0) {
@@ -75,7 +84,7 @@ export const auth: CommandSpec = {
       }
       return enterTransaction(s, step.principal, mechanism);
     }
-    return loginFailed(s, undefined, mechanism, 'too many SASL rounds');
+    return loginFailed(s, named, mechanism, 'too many SASL rounds');
   },
 };
 
@@ -84,6 +93,7 @@ async function runStep(s: CommandSession, step: () => Promise<ServerStep>): Prom
   try {
     return await step();
   } catch (err) {
+    if (err instanceof Pop3Error) throw err; // the client hung up while the penalty was waited out
     s.log.error({ err: (err as Error).message }, 'SASL verifier failed');
     throw new Pop3Error(s.text.authTemp, RespCode.SysTemp);
   }
@@ -99,6 +109,7 @@ async function external(s: CommandSession, initial: Buffer | null): Promise<void
   if (certUser === undefined || (authzid !== '' && authzid !== certUser)) {
     return loginFailed(s, certUser, 'EXTERNAL', certUser === undefined ? 'no certificate' : 'authzid mismatch');
   }
+  await awaitPenalty(s, certUser);
   const principal = await s.ctx.authenticator.lookup(certUser);
   if (!principal) return loginFailed(s, certUser, 'EXTERNAL', 'certificate names an unknown user');
   return enterTransaction(s, principal, 'EXTERNAL');
