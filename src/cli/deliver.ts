@@ -9,9 +9,9 @@ import { parseArgs } from 'node:util';
 import type { Config } from '../config/config.ts';
 import { DeliveryAgent } from '../delivery/agent.ts';
 import { EX_CANTCREAT, EX_NOUSER, EX_OK, EX_TEMPFAIL, EX_USAGE } from '../delivery/sysexits.ts';
-import { UsersFile } from '../delivery/users.ts';
 import { createLogger } from '../observability/log.ts';
-import { MaildirStore } from '../storage/maildir/store.ts';
+import type { MailStore } from '../storage/types.ts';
+import { Databases, openDeliveryUsers, openMailStore } from './backends.ts';
 
 export const DELIVER_HELP = `Usage: postern deliver -u USER [-f SENDER] [-a ADDRESS] [--no-headers] [--config FILE]
 
@@ -80,8 +80,17 @@ export async function runDeliver(args: string[], io: DeliverIo): Promise<number>
   }
   // Logs go to stderr: stdout of a delivery command is not read, stderr ends up in the MTA's log or bounce.
   const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, process.stderr);
-  const users = new UsersFile(config.auth.usersFile, config.quota, (m) => logger.warn(m));
-  const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
+  const dbs = new Databases(logger);
+  let store: MailStore;
+  let users: Awaited<ReturnType<typeof openDeliveryUsers>>;
+  try {
+    store = await openMailStore(config, dbs);
+    users = await openDeliveryUsers(config, dbs, (m) => logger.warn(m));
+  } catch (err) {
+    await dbs.close();
+    logger.flush();
+    return fail(EX_TEMPFAIL, `cannot open the store: ${(err as Error).message}`);
+  }
   const agent = new DeliveryAgent({
     store,
     users,
@@ -117,6 +126,7 @@ export async function runDeliver(args: string[], io: DeliverIo): Promise<number>
     return fail(EX_TEMPFAIL, `temporary failure: ${(err as Error).message}`);
   } finally {
     await store.close();
+    await dbs.close();
     logger.flush();
   }
 }

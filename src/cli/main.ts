@@ -24,6 +24,8 @@ Commands:
   user           Manage users: add, passwd, del, list
   deliver        Deliver one message from stdin to a user (for an MTA; sysexits exit codes)
   mailbox        Look into and fill mailboxes: stats, list, import
+  db             PostgreSQL schema: migrate, version
+  store          Move every mailbox between stores: migrate --from maildir:ROOT --to postgres:URL
   check-config   Validate a config file and print what it sets up
   fetch          Download mail from POP3 accounts (postern fetch --help)
 
@@ -83,12 +85,32 @@ export async function main(argv: string[], io: Io = process): Promise<number> {
         const { config: file, args } = takeConfig(rest);
         const config = resolveConfig(file, await configModule());
         const { runUserCommand } = await import('./user.ts');
-        return await runUserCommand(args, {
+        const context = {
           usersFile: config.auth.usersFile,
           scramIterations: config.auth.scramIterations,
           newFileOwner: serverUser(config),
           ...io,
-        });
+        };
+        if (config.auth.driver !== 'postgres') return await runUserCommand(args, context);
+        const { Databases, openUserAdmin } = await import('./backends.ts');
+        const dbs = new Databases();
+        try {
+          return await runUserCommand(args, { ...context, admin: await openUserAdmin(config, dbs) });
+        } finally {
+          await dbs.close();
+        }
+      }
+      case 'db': {
+        const { config: file, args } = takeConfig(rest);
+        const { runDbCommand } = await import('./db.ts');
+        const cfg = await configModule();
+        return await runDbCommand(args, { ...io, config: () => resolveConfig(file, cfg) });
+      }
+      case 'store': {
+        const { config: file, args } = takeConfig(rest);
+        const { runStoreCommand } = await import('./store-migrate.ts');
+        const cfg = await configModule();
+        return await runStoreCommand(args, { ...io, config: () => resolveConfig(file, cfg) });
       }
       case 'fetch':
         return await (await import('./fetch.ts')).runFetchCommand(rest, io);

@@ -88,7 +88,7 @@ export function serveProblems(config: Config): Problem[] {
     file(`certificate[${i + 1}].cert`, c.cert);
     file(`certificate[${i + 1}].key`, c.key);
   });
-  file('auth.users_file', config.auth.usersFile);
+  if (config.auth.driver !== 'postgres') file('auth.users_file', config.auth.usersFile);
   if (config.storage.driver === 'maildir') {
     const problem = writableDir(config.storage.root, true);
     if (problem) out.push({ key: 'storage.root', path: config.storage.root, problem });

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import type { Logger } from 'pino';
-import { PasswdFileAuthenticator } from '../auth/passwd.ts';
 import { createCommandBearerVerifier } from '../auth/sasl/bearer-command.ts';
 import { type BearerVerifier, createJwtBearerVerifier } from '../auth/sasl/jwt.ts';
 import type { Config } from '../config/config.ts';
@@ -16,12 +15,13 @@ import {
 } from '../observability/metrics.ts';
 import { ClusterCoordinator, serveCoordinator } from '../server/coordinator.ts';
 import { Pop3Server, type TlsMaterial } from '../server/server.ts';
-import { MaildirStore } from '../storage/maildir/store.ts';
+import type { MailStore } from '../storage/types.ts';
+import { Databases, openDeliveryUsers, openMailStore, openUserDatabase, type UserDatabase } from './backends.ts';
 
 export interface Running {
   readonly server: Pop3Server;
-  readonly store: MaildirStore;
-  readonly authenticator: PasswdFileAuthenticator;
+  readonly store: MailStore;
+  readonly authenticator: UserDatabase;
   /** Re-reads the certificate and the user file (SIGHUP); open sessions are not touched. */
   reload(): Promise<void>;
   stop(graceMs?: number): Promise<void>;
@@ -65,18 +65,23 @@ async function starting<T>(key: string, start: () => Promise<T>): Promise<T> {
 
 /** Builds the store, the user database and the server from a validated config, and starts listening. */
 export async function startServer(config: Config, logger: Logger): Promise<Running> {
-  const store = new MaildirStore({
-    root: config.storage.root,
-    layout: config.storage.layout,
-    syncSmallReads: config.storage.syncSmallReads,
-  });
+  const dbs = new Databases(logger);
+  let store: MailStore;
+  let authenticator: UserDatabase;
   const metrics = config.metrics.enabled ? new Metrics({ processMetrics: config.metrics.processMetrics }) : undefined;
-  const authenticator = await PasswdFileAuthenticator.load(config.auth.usersFile, {
-    logger,
-    cache: { maxEntries: config.auth.cacheSize, ttlMs: config.auth.cacheTtlMs },
-    scramIterations: config.auth.scramIterations,
-    onCacheLookup: metrics ? (result) => metrics.credentialCache.inc({ result }) : undefined,
-  });
+  try {
+    // A PostgreSQL store or user database is checked here: a schema this program does not know stops it.
+    store = await openMailStore(config, dbs);
+    authenticator = await openUserDatabase(
+      config,
+      dbs,
+      logger,
+      metrics ? (result) => metrics.credentialCache.inc({ result }) : undefined,
+    );
+  } catch (e) {
+    await dbs.close();
+    throw e;
+  }
   const server = new Pop3Server({
     store: metrics ? instrumentStore(store, metrics) : store,
     authenticator,
@@ -109,7 +114,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     if (lmtpConfig) {
       const key = lmtpConfig.socket !== undefined ? 'lmtp.socket' : 'lmtp.port';
       lmtp = await starting(key, () =>
-        startLmtp({ ...config, lmtp: lmtpConfig }, store, logger, metrics?.deliveryHooks),
+        startLmtp(
+          { ...config, lmtp: lmtpConfig },
+          store,
+          logger,
+          metrics?.deliveryHooks,
+          await openDeliveryUsers(config, dbs, (msg) => logger.warn(msg)),
+        ),
       );
     }
     if (metrics) {
@@ -120,6 +131,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   } catch (err) {
     await Promise.allSettled([server.close(0), lmtp?.close(), endpoint?.close()]);
     await store.close().catch(() => {});
+    await dbs.close();
     throw err;
   }
   return {
@@ -135,6 +147,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     async stop(graceMs) {
       await Promise.all([server.close(graceMs), lmtp?.close(), endpoint?.close()]);
       await store.close();
+      (authenticator as { close?(): void }).close?.();
+      await dbs.close();
     },
   };
 }
@@ -215,7 +229,7 @@ function runPrimary(config: Config, logger: Logger): Promise<number> {
 }
 
 /** The OAUTHBEARER/XOAUTH2 token check from [oauth], if any. */
-function bearerOf(config: Config, users: PasswdFileAuthenticator, logger: Logger): BearerVerifier | undefined {
+function bearerOf(config: Config, users: UserDatabase, logger: Logger): BearerVerifier | undefined {
   const o = config.oauth;
   if (!o) return undefined;
   const lookup = (user: string) => users.lookup(user);

@@ -6,8 +6,9 @@
  * error message.
  */
 import { parseArgs } from 'node:util';
+import { passwdFileAdmin, type UserAdmin } from '../auth/admin.ts';
 import { userNameProblem } from '../auth/names.ts';
-import { addUser, deleteUser, listUsers, PasswdFileError, passwordProblem, setPassword } from '../auth/passwd.ts';
+import { PasswdFileError, passwordProblem } from '../auth/passwd.ts';
 import { readSecret, SecretInputError, type SecretInputStream } from './prompt.ts';
 
 export interface UserCommandContext {
@@ -17,6 +18,8 @@ export interface UserCommandContext {
   readonly scramIterations?: number;
   /** Owner for a users file that `add` creates as root: the server's user (see main.ts). */
   readonly newFileOwner?: { readonly uid: number; readonly gid: number };
+  /** The user database to manage instead of the passwd file ([auth] driver = "postgres"). */
+  readonly admin?: UserAdmin;
   readonly stdin: SecretInputStream;
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WritableStream;
@@ -135,10 +138,11 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
     return EXIT_OK;
   }
 
+  const admin = ctx.admin ?? passwdFileAdmin(ctx.usersFile);
   try {
     if (command === 'list') {
       if (positionals.length > 0) return usageError('list takes no arguments');
-      await list(ctx, values.long === true);
+      await list(ctx, admin, values.long === true);
       return EXIT_OK;
     }
 
@@ -153,7 +157,7 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
 
     // Check the user's presence before asking for a password, so a typo does not cost a password entry.
     // The change itself checks again under the file lock.
-    const exists = (await listUsers(ctx.usersFile)).some((u) => u.name === name);
+    const exists = (await admin.listUsers()).some((u) => u.name === name);
     switch (command) {
       case 'add': {
         if (exists) {
@@ -161,9 +165,8 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
           return EXIT_FAILURE;
         }
         const password = await askPassword(ctx, name);
-        const apopSecret = values.apop ? password : undefined;
-        await addUser(ctx.usersFile, name, password, {
-          apopSecret,
+        await admin.addUser(name, password, {
+          apopSecret: values.apop ? password : undefined,
           scramIterations: ctx.scramIterations,
           newFileOwner: ctx.newFileOwner,
         });
@@ -177,7 +180,7 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
         }
         const password = await askPassword(ctx, name);
         const apopSecret = values.apop ? password : values['no-apop'] ? null : undefined;
-        await setPassword(ctx.usersFile, name, password, { apopSecret, scramIterations: ctx.scramIterations });
+        await admin.setPassword(name, password, { apopSecret, scramIterations: ctx.scramIterations });
         ctx.stdout.write(`changed the password of '${name}'\n`);
         return EXIT_OK;
       }
@@ -186,7 +189,7 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
           say(`no user '${name}'`);
           return EXIT_FAILURE;
         }
-        await deleteUser(ctx.usersFile, name);
+        await admin.deleteUser(name);
         ctx.stdout.write(`deleted user '${name}' (the mailbox was not touched)\n`);
         return EXIT_OK;
       }
@@ -227,8 +230,8 @@ async function askPassword(ctx: UserCommandContext, name: string): Promise<strin
   return password;
 }
 
-async function list(ctx: UserCommandContext, long: boolean): Promise<void> {
-  const users = await listUsers(ctx.usersFile);
+async function list(ctx: UserCommandContext, admin: UserAdmin, long: boolean): Promise<void> {
+  const users = await admin.listUsers();
   if (!long) {
     for (const u of users) ctx.stdout.write(`${u.name}\n`);
     return;

@@ -32,12 +32,17 @@ export interface Config {
     readonly clientCertUser: 'CN' | 'emailAddress';
   };
   readonly storage: {
-    readonly driver: 'maildir';
+    readonly driver: 'maildir' | 'postgres';
     readonly root: string;
     readonly layout: string;
     readonly syncSmallReads: boolean;
+    /** Connection and lock settings of the PostgreSQL store (also used by [auth] driver = "postgres"). */
+    readonly postgres: PostgresConfig;
   };
   readonly auth: {
+    readonly driver: 'passwd-file' | 'postgres';
+    /** The user database's PostgreSQL connection when driver = "postgres" (url defaults to storage.url). */
+    readonly postgres: PostgresConfig;
     readonly usersFile: string;
     readonly mechanisms: readonly string[];
     readonly apop: boolean;
@@ -79,6 +84,14 @@ export interface Config {
   readonly lmtp?: LmtpConfig;
   readonly quota: QuotaConfig;
   readonly metrics: MetricsConfig;
+}
+
+export interface PostgresConfig {
+  /** Unset: the libpq PG* environment variables. */
+  readonly url?: string;
+  readonly poolSize: number;
+  readonly statementTimeoutMs: number;
+  readonly leaseMs: number;
 }
 
 export type RecipientLookup = 'address-then-localpart' | 'address' | 'localpart';
@@ -262,6 +275,17 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
   }
   const st = t.storage as Raw;
   if (!(st.layout as string).includes('%u')) throw new ConfigError(`${file}: storage.layout must contain %u`);
+  const pgOf = (url: string | undefined): PostgresConfig => {
+    if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
+      throw new ConfigError(`${file}: a PostgreSQL url must start with postgres:// or postgresql://`);
+    }
+    return {
+      url,
+      poolSize: st.pool_size as number,
+      statementTimeoutMs: Math.round((st.statement_timeout as number) * 1000),
+      leaseMs: Math.round((st.lease as number) * 1000),
+    };
+  };
   const lim = t.limits as Raw;
   const px = t.proxy as Raw;
   for (const cidr of px.trusted as string[]) {
@@ -307,12 +331,15 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
     listen,
     tls,
     storage: {
-      driver: 'maildir',
+      driver: st.driver as 'maildir' | 'postgres',
+      postgres: pgOf(st.url as string | undefined),
       root: path(st.root as string),
       layout: st.layout as string,
       syncSmallReads: st.sync_small_reads as boolean,
     },
     auth: {
+      driver: (t.auth as Raw).driver as 'passwd-file' | 'postgres',
+      postgres: pgOf(((t.auth as Raw).url as string | undefined) ?? (st.url as string | undefined)),
       usersFile: path((t.auth as Raw).users_file as string),
       mechanisms: checkMechanisms((t.auth as Raw).mechanisms as string[], file),
       apop: (t.auth as Raw).apop as boolean,

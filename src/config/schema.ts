@@ -153,8 +153,36 @@ export const schema = {
     kind: 'table',
     doc: 'Where mail is kept.',
     fields: {
-      driver: { type: 'string', default: 'maildir', enum: ['maildir'], doc: 'Store driver.' },
+      driver: {
+        type: 'string',
+        default: 'maildir',
+        enum: ['maildir', 'postgres'],
+        doc: '"maildir" (one machine) or "postgres" (any number of servers sharing one database; run `postern db migrate` first).',
+      },
       root: { type: 'string', default: './var/mail', doc: 'Root folder of the Maildirs.' },
+      url: {
+        type: 'string',
+        doc: 'PostgreSQL connection URL (postgres://user:password@host:5432/db); unset: the PGHOST, PGUSER, PGPASSWORD, PGDATABASE… environment variables.',
+      },
+      pool_size: {
+        type: 'integer',
+        default: 10,
+        min: 1,
+        max: 1000,
+        doc: 'PostgreSQL connections per server process (sessions hold none between commands).',
+      },
+      statement_timeout: {
+        type: 'number',
+        default: 30,
+        min: 0.1,
+        doc: 'Seconds a PostgreSQL statement may take before it fails with -ERR [SYS/TEMP].',
+      },
+      lease: {
+        type: 'number',
+        default: 60,
+        min: 1,
+        doc: 'Seconds of the PostgreSQL maildrop lock lease, renewed every third of it; after a crash the mailbox is free again this long after the last renewal.',
+      },
       layout: {
         type: 'string',
         default: '%u/Maildir',
@@ -171,10 +199,20 @@ export const schema = {
     kind: 'table',
     doc: 'User database.',
     fields: {
+      driver: {
+        type: 'string',
+        default: 'passwd-file',
+        enum: ['passwd-file', 'postgres'],
+        doc: '"passwd-file" (users_file) or "postgres" (the users table of the database at storage.url, or auth.url).',
+      },
       users_file: {
         type: 'string',
         default: './var/users',
         doc: 'passwd-style user file (Dovecot passwd-file compatible).',
+      },
+      url: {
+        type: 'string',
+        doc: 'PostgreSQL URL of the user database when it is not the store’s (default: storage.url, else the PG* variables).',
       },
       mechanisms: {
         type: 'string[]',

@@ -26,9 +26,11 @@ import {
   type SMTPServerDataStream,
   type SMTPServerSession,
 } from 'smtp-server';
+import type { Authenticator } from '../auth/types.ts';
 import type { Config, LmtpConfig } from '../config/config.ts';
 import type { MailStore } from '../storage/types.ts';
 import { DeliveryAgent, type DeliveryHooks, type DeliveryOutcome, type Recipient } from './agent.ts';
+import type { QuotaSource } from './quota.ts';
 import { UsersFile } from './users.ts';
 
 export interface LmtpListenerOptions {
@@ -221,8 +223,11 @@ export async function startLmtp(
   store: MailStore,
   logger: Logger,
   hooks?: DeliveryHooks,
+  /** Who exists and their quotas, when not the users file (e.g. the PostgreSQL user database). */
+  users: Pick<Authenticator, 'lookup'> & QuotaSource = new UsersFile(config.auth.usersFile, config.quota, (msg) =>
+    logger.warn(msg),
+  ),
 ): Promise<LmtpListener> {
-  const users = new UsersFile(config.auth.usersFile, config.quota, (msg) => logger.warn(msg));
   const agent = new DeliveryAgent({
     store,
     users,

@@ -66,6 +66,11 @@ export interface DeliverOptions {
    * lock); they refuse with QuotaExceededError. The memory store leaves it to the delivery agent.
    */
   readonly quota?: { readonly bytes: number; readonly messages: number };
+  /**
+   * Keep this UIDL instead of making one (moving mail between stores, `postern store migrate`). A store
+   * refuses with StorageError('perm') a UIDL it cannot keep or one the mailbox already has.
+   */
+  readonly uidl?: string;
 }
 
 export interface DeliveryResult {

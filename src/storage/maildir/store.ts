@@ -69,6 +69,9 @@ const FILE_MODE = 0o600;
  */
 const DELIVER_LOCK_WAIT_MS = 30_000;
 
+/** UIDLs that can be a Maildir base name as they are (no ',', ':', '/', no leading dot). */
+const KEEPABLE_UIDL = /^[A-Za-z0-9_=+-][A-Za-z0-9._=+-]{0,69}$/;
+
 export class MaildirStore implements MailStore {
   readonly root: string;
   readonly layout: string;
@@ -143,6 +146,11 @@ export class MaildirStore implements MailStore {
   async deliver(mailboxId: string, message: Readable, options?: DeliverOptions): Promise<DeliveryResult> {
     this.assertOpen();
     const dir = this.maildirPath(mailboxId);
+    // A kept UIDL becomes the unique part of the file name, which is what a Maildir's UIDL is (names.ts).
+    const keptUidl = options?.uidl;
+    if (keptUidl !== undefined && !KEEPABLE_UIDL.test(keptUidl)) {
+      throw new StorageError('perm', `UIDL ${JSON.stringify(keptUidl)} cannot be a Maildir file name`);
+    }
     await ensureMaildir(dir, true);
 
     // tmp/: a unique name, created exclusively (a leftover with the same name is never overwritten).
@@ -150,7 +158,7 @@ export class MaildirStore implements MailStore {
     let tmpPath = '';
     let fh: FileHandle | undefined;
     for (let attempt = 0; fh === undefined; attempt++) {
-      base = newUniqueBase(this.nameHost);
+      base = keptUidl ?? newUniqueBase(this.nameHost);
       tmpPath = join(dir, 'tmp', base);
       try {
         fh = await open(tmpPath, 'wx', FILE_MODE);
@@ -226,6 +234,7 @@ export class MaildirStore implements MailStore {
         id = `${base},S=${physical},W=${size}`;
         finalPath = join(dir, 'new', id);
         if (await publish(tmpPath, finalPath)) break;
+        if (keptUidl !== undefined) throw new StorageError('perm', `UIDL ${keptUidl} exists in this mailbox`);
         if (attempt >= 5) throw new StorageError('temp', 'cannot find a unique message name');
         base = newUniqueBase(this.nameHost);
       }

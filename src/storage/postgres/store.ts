@@ -181,7 +181,8 @@ export class PostgresStore implements MailStore {
           );
         }
       }
-      const uidl = `${BigInt(id).toString(36)}.${randomBytes(4).toString('hex')}`;
+      const uidl = options?.uidl ?? `${BigInt(id).toString(36)}.${randomBytes(4).toString('hex')}`;
+      if (!/^[\x21-\x7e]{1,70}$/.test(uidl)) throw new StorageError('perm', `invalid UIDL ${JSON.stringify(uidl)}`);
       await c.query(
         `insert into messages (mailbox_id, message_id, ord, uidl, size, raw_size, chunks)
          values ($1, $2, $3, $4, $5, $6, $7)`,
@@ -189,6 +190,9 @@ export class PostgresStore implements MailStore {
       );
       return { id, size };
     }).catch((e: unknown) => {
+      if ((e as StorageError).cause && ((e as StorageError).cause as { code?: string }).code === '23505') {
+        throw new StorageError('perm', `UIDL ${options?.uidl} exists in this mailbox`, { cause: e });
+      }
       if (streamFailed !== undefined && !(streamFailed instanceof StorageError)) {
         throw new StorageError('temp', 'message stream failed', { cause: streamFailed });
       }
@@ -209,6 +213,18 @@ export class PostgresStore implements MailStore {
       return row ? { messages: Number(row.messages), bytes: Number(row.bytes) } : { messages: 0, bytes: 0 };
     } catch (e) {
       throw pgError(e, 'stats');
+    }
+  }
+
+  /** Every mailbox that has mail or session state (for `postern store migrate`). */
+  async listMailboxes(): Promise<string[]> {
+    try {
+      const r = await this.pool.query<{ mailbox_id: string }>(
+        'select mailbox_id from mailboxes union select distinct mailbox_id from messages order by 1',
+      );
+      return r.rows.map((x) => x.mailbox_id);
+    } catch (e) {
+      throw pgError(e, 'mailbox list');
     }
   }
 
