@@ -35,6 +35,8 @@ export interface StoreIo {
   readonly config: () => Config;
 }
 
+class EndpointError extends Error {}
+
 type Endpoint = { store: MailStore; list(): Promise<string[]>; label: string };
 
 async function endpointOf(spec: string, config: Config): Promise<Endpoint> {
@@ -71,7 +73,7 @@ async function endpointOf(spec: string, config: Config): Promise<Endpoint> {
     const store = await PostgresStore.open({ url: where, poolSize: 4 });
     return { store, label: 'postgres', list: () => store.listMailboxes() };
   }
-  throw new Error(`"${spec}" is not maildir:ROOT or postgres:postgres://…`);
+  throw new EndpointError(`"${spec}" is not maildir:ROOT or postgres:postgres://…`);
 }
 
 export interface MigrateCounts {
@@ -190,7 +192,7 @@ export async function runStoreCommand(args: string[], io: StoreIo): Promise<numb
     return c.failed > 0 ? 1 : c.busy > 0 ? 75 : 0;
   } catch (e) {
     io.stderr.write(`postern store migrate: ${(e as Error).message}\n`);
-    return isStorageError(e, 'perm') ? 1 : 75;
+    return e instanceof EndpointError ? 64 : isStorageError(e, 'perm') ? 1 : 75;
   } finally {
     await from?.store.close();
     await to?.store.close();
