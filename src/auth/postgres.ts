@@ -19,7 +19,12 @@ import { CredentialCache, type CredentialCacheOptions } from './credential-cache
 import { userNameProblem } from './names.ts';
 import { CREDENTIAL_CACHE_DEFAULTS } from './passwd.ts';
 import { PasswdFileError, passwordProblem, type UserSummary } from './passwd-edit.ts';
-import { encodeScramCredentials, makeScramCredentials, parseScramCredentials } from './sasl/scram.ts';
+import {
+  encodeScramCredentials,
+  makeScramCredentials,
+  parseScramCredentials,
+  SCRAM_DEFAULT_ITERATIONS,
+} from './sasl/scram.ts';
 import type { ScramCredentials } from './sasl/types.ts';
 import {
   type Argon2Verify,
@@ -209,7 +214,7 @@ export class PostgresUserDb implements Authenticator, QuotaSource {
   async addUser(
     name: string,
     password: string,
-    opts: { apopSecret?: string; mailboxId?: string; quota?: Partial<Quota> } = {},
+    opts: { apopSecret?: string; mailboxId?: string; quota?: Partial<Quota>; scramIterations?: number } = {},
   ): Promise<void> {
     checkName(name);
     checkPassword(password);
@@ -223,7 +228,7 @@ export class PostgresUserDb implements Authenticator, QuotaSource {
         name,
         mailboxId,
         hash,
-        scramOf(password),
+        scramOf(password, opts.scramIterations),
         opts.apopSecret ?? null,
         opts.quota?.bytes ?? null,
         opts.quota?.messages ?? null,
@@ -233,7 +238,11 @@ export class PostgresUserDb implements Authenticator, QuotaSource {
   }
 
   /** New password; the APOP secret follows it (omitted: replaced only if there was one; null: removed). */
-  async setPassword(name: string, password: string, opts: { apopSecret?: string | null } = {}): Promise<void> {
+  async setPassword(
+    name: string,
+    password: string,
+    opts: { apopSecret?: string | null; scramIterations?: number } = {},
+  ): Promise<void> {
     checkName(name);
     checkPassword(password);
     const hash = await hashPassword(password);
@@ -241,7 +250,14 @@ export class PostgresUserDb implements Authenticator, QuotaSource {
       `update users set password = $2, scram_sha256 = $3,
          apop_secret = case when $4 then $5 when apop_secret is null then null else $6 end
        where name = $1`,
-      [name, hash, scramOf(password), opts.apopSecret !== undefined, opts.apopSecret ?? null, password],
+      [
+        name,
+        hash,
+        scramOf(password, opts.scramIterations),
+        opts.apopSecret !== undefined,
+        opts.apopSecret ?? null,
+        password,
+      ],
     );
     if (r.rowCount !== 1) throw new PasswdFileError('NO_SUCH_USER', `no user ${JSON.stringify(name)}`);
   }
@@ -263,8 +279,8 @@ function principalOf(row: UserRow): Principal {
   return Object.keys(settings).length > 0 ? { ...principal, settings } : principal;
 }
 
-function scramOf(password: string): string {
-  return encodeScramCredentials(makeScramCredentials(password, { iterations: 10_000 }));
+function scramOf(password: string, iterations = SCRAM_DEFAULT_ITERATIONS): string {
+  return encodeScramCredentials(makeScramCredentials(password, { iterations }));
 }
 
 function checkName(name: string): void {

@@ -57,8 +57,12 @@ export async function runCheckConfig(
     ...problems.map((p) => `  problem ${p}`),
     ...warnings.map((w) => `  warning ${w}`),
     ...config.listen.map((l) => `  listen  ${l.address}:${l.port} (${l.tls})`),
-    `  store   ${config.storage.driver} ${config.storage.root}/${config.storage.layout}`,
-    `  users   ${config.auth.usersFile} (${users.summary})`,
+    config.storage.driver === 'postgres'
+      ? `  store   postgres ${redactUrl(config.storage.postgres.url)} (pool ${config.storage.postgres.poolSize}, lease ${config.storage.postgres.leaseMs / 1000} s)`
+      : `  store   ${config.storage.driver} ${config.storage.root}/${config.storage.layout}`,
+    config.auth.driver === 'postgres'
+      ? `  users   postgres ${redactUrl(config.auth.postgres.url)}`
+      : `  users   ${config.auth.usersFile} (${users.summary})`,
     `  tls     ${config.tls ? `${config.tls.cert} (min ${config.tls.minVersion})` : 'not configured'}`,
     `  lmtp    ${config.lmtp ? (config.lmtp.socket ?? `${config.lmtp.address}:${config.lmtp.port}`) : 'off'}`,
     `  metrics ${config.metrics.enabled ? `http://${config.metrics.address}:${config.metrics.port}/metrics` : 'off'}`,
@@ -67,7 +71,45 @@ export async function runCheckConfig(
     ...users.issues.map((issue) => `  warning ${config.auth.usersFile}:${issue.lineNo}: ${issue.message}`),
   ];
   (problems.length === 0 ? io.stdout : io.stderr).write(`${lines.join('\n')}\n`);
-  return problems.length === 0 ? 0 : EX_CONFIG;
+  if (problems.length > 0) return EX_CONFIG;
+  if (config.storage.driver !== 'postgres' && config.auth.driver !== 'postgres') return 0;
+  return (await databaseReport(config, io)) ? 0 : EX_CONFIG;
+}
+
+/** Connects to the PostgreSQL store or user database and compares its schema version with ours. */
+async function databaseReport(config: Config, io: Io): Promise<boolean> {
+  const [{ createPgPool }, { SCHEMA_VERSION, schemaVersion }, { postgresOf }] = await Promise.all([
+    import('../storage/postgres/pool.ts'),
+    import('../storage/postgres/schema.ts'),
+    import('./db.ts'),
+  ]);
+  const pool = createPgPool({ ...postgresOf(config), poolSize: 1, connectTimeoutMs: 5_000 });
+  try {
+    const v = await schemaVersion(pool);
+    io.stdout.write(
+      `  database schema ${v === null ? 'none' : `version ${v}`} (this Postern needs ${SCHEMA_VERSION})\n`,
+    );
+    if (v === SCHEMA_VERSION) return true;
+    io.stderr.write('  problem the database schema does not match: run `postern db migrate`\n');
+    return false;
+  } catch (e) {
+    io.stderr.write(`  problem cannot reach the database: ${(e as Error).message}\n`);
+    return false;
+  } finally {
+    await pool.end().catch(() => {});
+  }
+}
+
+/** A connection URL without its password, for output. */
+function redactUrl(url: string | undefined): string {
+  if (url === undefined) return '(PG* environment variables)';
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable url)';
+  }
 }
 
 /** What CAPA will list under SASL, on a TLS connection and on a cleartext one, and why the rest is off. */

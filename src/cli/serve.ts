@@ -112,15 +112,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await starting('[[listen]]', () => server.listen(config.listen));
     const lmtpConfig = config.lmtp;
     if (lmtpConfig) {
+      const deliveryUsers = await openDeliveryUsers(config, dbs, (msg) => logger.warn(msg));
       const key = lmtpConfig.socket !== undefined ? 'lmtp.socket' : 'lmtp.port';
       lmtp = await starting(key, () =>
-        startLmtp(
-          { ...config, lmtp: lmtpConfig },
-          store,
-          logger,
-          metrics?.deliveryHooks,
-          await openDeliveryUsers(config, dbs, (msg) => logger.warn(msg)),
-        ),
+        startLmtp({ ...config, lmtp: lmtpConfig }, store, logger, metrics?.deliveryHooks, deliveryUsers),
       );
     }
     if (metrics) {
