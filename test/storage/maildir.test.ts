@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LOCK_FILE, lockHost, parseHeldName } from '../../src/storage/maildir/lock.ts';
+import { sanitizeHostname } from '../../src/storage/maildir/names.ts';
 import { MaildirStore, type MaildirStoreOptions } from '../../src/storage/maildir/store.ts';
 import { isStorageError } from '../../src/storage/types.ts';
 import { deliverBytes, readAll, rejectsWith, runConformance } from './conformance.ts';
@@ -335,18 +336,6 @@ describe('maildir: delivery', () => {
     await d.release();
   });
 
-  test('a locked open removes dead deliveries (older than 36 h) from tmp/ and nothing else', async () => {
-    const root = await fx.dir();
-    const md = await makeMaildir(root);
-    await writeFile(join(md, 'tmp', 'dead'), 'partial');
-    await writeFile(join(md, 'tmp', 'busy'), 'partial');
-    const old = new Date(Date.now() - 37 * 3600 * 1000);
-    await utimes(join(md, 'tmp', 'dead'), old, old);
-    const d = await fx.store({ root }).openMaildrop('alice');
-    await d.release();
-    assert.deepEqual(await readdir(join(md, 'tmp')), ['busy']);
-  });
-
   test('id layout: %d/%n, and ids that would escape are refused', async () => {
     const root = await fx.dir();
     const store = fx.store({ root, layout: '%d/%n/Maildir' });
@@ -442,6 +431,76 @@ describe('maildir: snapshot and size cache', () => {
     assert.deepEqual(await store.stats('alice'), { messages: 1, bytes: 3 });
     assert.deepEqual(await store.stats('nobody'), { messages: 0, bytes: 0 });
     await assert.rejects(stat(join(root, 'nobody')), { code: 'ENOENT' });
+  });
+});
+
+describe('maildir: leftovers of crashed writers (tmp/ and our own temporary files)', () => {
+  const fx = fixture();
+  const host = sanitizeHostname(hostname());
+  const hours = (h: number) => new Date(Date.now() - h * 3600 * 1000);
+  async function put(path: string, mtime?: Date): Promise<void> {
+    await writeFile(path, 'partial');
+    if (mtime) await utimes(path, mtime, mtime);
+  }
+  async function deadPid(): Promise<number> {
+    const child = spawn(process.execPath, ['-e', '0']);
+    await once(child, 'exit');
+    return child.pid ?? 0;
+  }
+
+  test('the first open sweeps; only files whose writer cannot still be writing go', async () => {
+    const root = await fx.dir();
+    const md = await makeMaildir(root);
+    const dead = await deadPid();
+    const tmp = (n: string) => join(md, 'tmp', n);
+    await put(tmp(`1700000000.M1P${dead}Q1.${host}`)); // ours, writer gone: at once
+    await put(tmp(`1700000000.M2P${process.ppid}Q1.${host}`)); // ours, writer alive: kept
+    await put(tmp(`1700000000.M3P${process.pid}Q1.${host}`)); // this process's (in flight): kept
+    await put(tmp(`1700000000.M4P${dead}Q1.elsewhere`)); // another host's, young: kept
+    await put(tmp('1700000000.V801I2M3.postfix'), hours(37)); // another program's, 37 h: gone
+    await put(tmp('1700000000.V801I2M4.postfix'), hours(35)); // 35 h: kept
+    await put(join(md, `.postern-sizes.${dead}.a1b2c3d4e5f6.tmp`)); // our temporary, writer gone
+    await put(join(md, `postern-sizes.${dead}.a1b2c3d4e5f7.tmp`)); // the same, as named before src/durable
+    await put(join(md, `postern-state.json.${process.ppid}.a1b2c3d4e5f6.tmp`)); // live writer, young: kept
+    await put(join(md, `postern-listing.${process.ppid}.0a0b0c0d0e0f.tmp`), hours(1)); // live pid, 1 h old: gone
+    await put(join(md, 'postern-pop3.lock.takeover'), hours(1)); // the old lock scheme's mutex
+    await put(join(md, 'notes.tmp'), hours(100)); // not ours: kept
+    const store = fx.store({ root });
+    await (await store.openMaildrop('alice')).release();
+    assert.deepEqual((await readdir(join(md, 'tmp'))).sort(), [
+      `1700000000.M2P${process.ppid}Q1.${host}`,
+      `1700000000.M3P${process.pid}Q1.${host}`,
+      `1700000000.M4P${dead}Q1.elsewhere`,
+      '1700000000.V801I2M4.postfix',
+    ]);
+    const rest = (await readdir(md)).filter((n) => n.endsWith('.tmp') || n.includes('takeover'));
+    assert.deepEqual(rest.sort(), ['notes.tmp', `postern-state.json.${process.ppid}.a1b2c3d4e5f6.tmp`].sort());
+  });
+
+  test('then at most every leftoverSweepMs, at open and at delivery', async () => {
+    const root = await fx.dir();
+    const md = await makeMaildir(root);
+    const interval = 3_000;
+    const store = fx.store({ root, leftoverSweepMs: interval });
+    const leftover = join(md, 'tmp', `1700000000.M1P${await deadPid()}Q1.${host}`);
+    const first = Date.now();
+    await (await store.openMaildrop('alice')).release(); // the first sweep
+    await put(leftover);
+    await (await store.openMaildrop('alice')).release();
+    assert.ok(Date.now() - first < interval, 'the machine is too slow for this test');
+    assert.ok((await readdir(join(md, 'tmp'))).length === 1, 'not swept again within the interval');
+    await new Promise((r) => setTimeout(r, interval - (Date.now() - first) + 50));
+    await deliverBytes(store, 'alice', 'x\r\n');
+    await assert.rejects(stat(leftover), { code: 'ENOENT' });
+  });
+
+  test('a delivering process sweeps a mailbox nobody logs into', async () => {
+    const root = await fx.dir();
+    const md = await makeMaildir(root);
+    const leftover = join(md, 'tmp', `1700000000.M1P${await deadPid()}Q1.${host}`);
+    await put(leftover);
+    await deliverBytes(fx.store({ root }), 'alice', 'x\r\n');
+    assert.deepEqual(await readdir(join(md, 'tmp')), []);
   });
 });
 

@@ -68,6 +68,16 @@ export async function forEachLimit<T>(
   if (failed) throw firstError;
 }
 
+/** Whether a process with this pid exists on this host (EPERM: it does, and belongs to someone else). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errnoCode(e) !== 'ESRCH';
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

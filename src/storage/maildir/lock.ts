@@ -31,7 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StorageError } from '../types.ts';
-import { errnoCode, isNotFound, sleep, toStorageError } from './fsutil.ts';
+import { errnoCode, isNotFound, processExists, sleep, toStorageError } from './fsutil.ts';
 
 export const LOCK_FILE = 'postern-pop3.lock';
 export const DELIVER_LOCK_FILE = 'postern-deliver.lock';
@@ -73,16 +73,6 @@ export function parseHeldName(base: string, name: string): HeldName | null {
   const m = /^(\d{1,10})\.([0-9a-f]{16})\.([A-Za-z0-9_-]{1,64})$/.exec(name.slice(base.length + 1));
   if (!m) return null;
   return { pid: Number(m[1]), token: m[2], host: m[3] };
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists but belongs to someone else.
-    return errnoCode(e) !== 'ESRCH';
-  }
 }
 
 function isStale(held: HeldName, mtimeMs: number, opts: LockOptions): boolean {

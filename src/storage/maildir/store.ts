@@ -5,7 +5,7 @@
  */
 
 import fs from 'node:fs';
-import { type FileHandle, link, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, link, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -25,6 +25,7 @@ import {
   StorageError,
 } from '../types.ts';
 import { errnoCode, forEachLimit, isNotFound, toStorageError } from './fsutil.ts';
+import { LeftoverSweeper, SWEEP_INTERVAL_MS } from './leftovers.ts';
 import { createLockFile, DELIVER_LOCK_FILE, LOCK_FILE, MaildirLock } from './lock.ts';
 import { newUniqueBase, sanitizeHostname } from './names.ts';
 import { type Location, locateAll, type ScannedMessage, scanMaildir } from './scan.ts';
@@ -52,6 +53,11 @@ export interface MaildirStoreOptions {
    * where one read can stall for long, turn it off: every session of the process would wait.
    */
   readonly syncSmallReads?: boolean;
+  /**
+   * How often one Maildir is swept for what crashed writers left (leftovers.ts): dead deliveries in tmp/ and
+   * our own temporary files. The first open or delivery in a process always sweeps. Default one hour.
+   */
+  readonly leftoverSweepMs?: number;
 }
 
 /** Read size when streaming large messages: fewer, larger writes to the socket. */
@@ -59,8 +65,6 @@ const READ_HIGH_WATER_MARK = 256 * 1024;
 const WRITE_BATCH = 64 * 1024;
 const UNLINK_CONCURRENCY = 16;
 const DIR_MODE = 0o700;
-/** Maildir: a file in tmp/ untouched for 36 hours is a dead delivery and may be removed. */
-const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
 const FILE_MODE = 0o600;
 /**
  * How long a delivery under a quota waits for the mailbox's delivery lock. It is held only while one delivery
@@ -82,6 +86,7 @@ export class MaildirStore implements MailStore {
   /** The host name as written in message file names (Maildir-escaped). */
   private readonly nameHost: string;
   private readonly syncSmallReads: boolean;
+  private readonly sweeper: LeftoverSweeper;
   private readonly drops = new Set<MaildirMaildrop>();
   private closed = false;
 
@@ -98,6 +103,10 @@ export class MaildirStore implements MailStore {
     this.hostname = options.hostname ?? osHostname();
     this.nameHost = sanitizeHostname(this.hostname);
     this.syncSmallReads = options.syncSmallReads ?? true;
+    this.sweeper = new LeftoverSweeper({
+      nameHost: this.nameHost,
+      intervalMs: options.leftoverSweepMs ?? SWEEP_INTERVAL_MS,
+    });
   }
 
   /** The Maildir directory of a mailbox (validated; always inside root). */
@@ -132,7 +141,7 @@ export class MaildirStore implements MailStore {
             hostname: this.hostname,
           });
     try {
-      if (lock !== null) await removeOldTmpFiles(dir);
+      if (lock !== null) await this.sweeper.maybeSweep(dir);
       const scanned = await scanMaildir(dir, { uidls: true });
       const drop = new MaildirMaildrop(mailboxId, dir, scanned, lock, (d) => this.drops.delete(d), this.syncSmallReads);
       this.drops.add(drop);
@@ -152,6 +161,8 @@ export class MaildirStore implements MailStore {
       throw new StorageError('perm', `UIDL ${JSON.stringify(keptUidl)} cannot be a Maildir file name`);
     }
     await ensureMaildir(dir, true);
+    // Deliveries are where dead tmp/ files come from, and a mailbox nobody logs into is swept here.
+    await this.sweeper.maybeSweep(dir);
 
     // tmp/: a unique name, created exclusively (a leftover with the same name is never overwritten).
     let base = '';
@@ -472,24 +483,6 @@ async function ensureMaildir(dir: string, forDelivery = false): Promise<void> {
   } catch (e) {
     throw toStorageError(e, 'cannot create the maildrop', forDelivery);
   }
-}
-
-/** Removes dead deliveries from tmp/ (a crash between create and publish leaves them). Best effort. */
-async function removeOldTmpFiles(dir: string): Promise<void> {
-  const tmp = join(dir, 'tmp');
-  let names: string[];
-  try {
-    names = await readdir(tmp);
-  } catch {
-    return;
-  }
-  const cutoff = Date.now() - TMP_MAX_AGE_MS;
-  await forEachLimit(names, 8, async (name) => {
-    try {
-      const st = await lstat(join(tmp, name));
-      if (st.isFile() && st.mtimeMs < cutoff) await unlink(join(tmp, name));
-    } catch {}
-  });
 }
 
 async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
