@@ -75,6 +75,8 @@ export interface Config {
     readonly failedLoginDelayMs: number;
     readonly failedLoginMaxDelayMs: number;
     readonly shutdownGraceMs: number;
+    /** TLS handshake time allowed, the same after STLS and on implicit-TLS listeners. */
+    readonly tlsHandshakeTimeoutMs: number;
   };
   readonly policy: { readonly loginDelaySeconds: number; readonly expireDays: number | 'never' };
   readonly certificates: readonly { readonly names: readonly string[]; readonly cert: string; readonly key: string }[];
@@ -360,6 +362,7 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       failedLoginDelayMs: sec('failed_login_delay'),
       failedLoginMaxDelayMs: sec('failed_login_max_delay'),
       shutdownGraceMs: sec('shutdown_grace'),
+      tlsHandshakeTimeoutMs: sec('tls_handshake_timeout'),
     },
     policy: {
       loginDelaySeconds: (t.policy as Raw).login_delay as number,

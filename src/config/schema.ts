@@ -324,6 +324,12 @@ export const schema = {
         min: 0,
         doc: 'Cap on the failed-login delay, in seconds.',
       },
+      tls_handshake_timeout: {
+        type: 'number',
+        default: 30,
+        min: 0.1,
+        doc: 'Seconds a TLS handshake may take, after STLS and on implicit-TLS listeners alike; then the connection is closed.',
+      },
       shutdown_grace: {
         type: 'number',
         default: 10,

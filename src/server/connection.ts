@@ -15,8 +15,6 @@ const INPUT_HIGH_WATER = 64 * 1024;
 const LISTING_CHUNK = 64 * 1024;
 /** Replies of a pipelined batch are gathered up to about this size before one write. */
 const OUTPUT_BATCH = 256 * 1024;
-/** Time allowed for the TLS handshake after STLS (RFC 2595). */
-const STLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 /** A client that never reads must not keep the socket (and the maildrop lock) forever after a close. */
 const CLOSE_LINGER_MS = 5_000;
 
@@ -37,6 +35,8 @@ export interface TlsUpgrade {
   readonly secureContext: SecureContext;
   readonly sniCallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
   readonly requestCert: boolean;
+  /** limits.tls_handshake_timeout: the same limit as on implicit-TLS listeners (server.ts). */
+  readonly handshakeTimeoutMs: number;
 }
 
 export class Connection {
@@ -271,7 +271,7 @@ export class Connection {
     const timer = setTimeout(() => {
       this.log.info('STLS handshake timeout');
       tls.destroy();
-    }, STLS_HANDSHAKE_TIMEOUT_MS);
+    }, upgrade.handshakeTimeoutMs);
     timer.unref();
     this.socket = tls;
     // A TLSSocket emits no data before its handshake completes, so no command can run in between.

@@ -75,8 +75,6 @@ export interface ServerOptions extends SessionSettings {
   readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs: number };
 }
 
-/** Time allowed for an implicit-TLS handshake before the connection is dropped. */
-const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 
 export interface BoundListener {
   readonly config: ListenerConfig;
@@ -281,7 +279,11 @@ export class Pop3Server {
       requestCert: this.clientCerts !== undefined,
       rejectUnauthorized: false,
     });
-    const timer = setTimeout(() => tls.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
+    // limits.tls_handshake_timeout, the same limit as after STLS (connection.ts).
+    const timer = setTimeout(() => {
+      this.options.logger.info({ remote: address }, 'TLS handshake timeout');
+      tls.destroy();
+    }, limits.tlsHandshakeTimeoutMs);
     timer.unref();
     let settled = false;
     const fail = (err?: Error) => {

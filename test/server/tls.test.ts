@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
+import { parseConfig } from '../../src/config/config.ts';
 import type { Pop3Server } from '../../src/server/server.ts';
-import { makeServer, testCert } from '../helpers/server.ts';
+import { defaultLimits, makeServer, testCert } from '../helpers/server.ts';
 import { Wire } from '../helpers/wire.ts';
 
 async function cert(cn: string) {
@@ -61,5 +62,42 @@ describe('certificates', () => {
     assert.match(await w.cmd('PASS wonderland'), /^\+OK/);
     await w.cmd('QUIT');
     server.setTls({ ...base });
+  });
+});
+
+describe('TLS handshake timeout (limits.tls_handshake_timeout)', () => {
+  test('one named limit, the same after STLS and on the implicit-TLS listener', async () => {
+    assert.equal(parseConfig('').limits.tlsHandshakeTimeoutMs, 30_000);
+    assert.equal(parseConfig('[limits]\ntls_handshake_timeout = 0.5\n').limits.tlsHandshakeTimeoutMs, 500);
+    const server = await makeServer({ limits: { ...defaultLimits, tlsHandshakeTimeoutMs: 500 } });
+    const [plain, implicit] = await server.listen([
+      { address: '127.0.0.1', port: 0, tls: 'starttls' },
+      { address: '127.0.0.1', port: 0, tls: 'implicit' },
+    ]);
+    try {
+      /** Milliseconds from `t0` until the server closes `w`. */
+      const closedAfter = async (w: Wire, t0: number) => {
+        await w.closed(5_000);
+        return Date.now() - t0;
+      };
+      // Implicit TLS: a client that connects and never sends a ClientHello.
+      const silent = await Wire.connect(implicit.port);
+      const implicitMs = await closedAfter(silent, Date.now());
+      // STLS: the +OK, then the start of a TLS record that never completes (issue 13 #6).
+      const w = await Wire.connect(plain.port);
+      await w.line();
+      assert.match(await w.cmd('STLS'), /^\+OK/);
+      const t0 = Date.now();
+      w.send(Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01]));
+      const stlsMs = await closedAfter(w, t0);
+      for (const [where, ms] of [
+        ['implicit TLS', implicitMs],
+        ['STLS', stlsMs],
+      ] as const) {
+        assert.ok(ms >= 400 && ms < 2_500, `${where}: closed after ${ms} ms with a 500 ms limit`);
+      }
+    } finally {
+      await server.close(0);
+    }
   });
 });

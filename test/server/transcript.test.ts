@@ -330,7 +330,7 @@ describe('CAPA, STLS and TLS', () => {
   });
   after(() => t.close());
 
-  test('CAPA in AUTHORIZATION lists STLS and USER; after login, neither', async () => {
+  test('CAPA lists STLS, USER and SASL before login, and the same after (RFC 2449 §5)', async () => {
     const w = await Wire.connect(t.port);
     await w.line();
     assert.match(await w.cmd('CAPA'), /^\+OK/);
@@ -343,7 +343,12 @@ describe('CAPA, STLS and TLS', () => {
     await w.cmd('PASS wonderland');
     await w.cmd('CAPA');
     const caps2 = await w.lines();
-    assert.ok(!caps2.includes('STLS') && !caps2.includes('USER') && caps2.includes('TOP'));
+    // "Capabilities available in the AUTHORIZATION state MUST be announced in both states" (issue 13 #7).
+    const authorization = (list: string[]) =>
+      list.filter((c) => c === 'USER' || c === 'STLS' || c.startsWith('SASL ')).sort();
+    assert.equal(authorization(caps).length, 3, `${caps}`);
+    assert.deepEqual(authorization(caps2), authorization(caps));
+    assert.ok(caps2.includes('TOP'));
     await w.cmd('QUIT');
   });
 

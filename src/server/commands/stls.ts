@@ -20,6 +20,7 @@ export const stls: CommandSpec = {
       sniCallback: s.ctx.sniCallback,
       // Asked for, never required: a client without a certificate logs in some other way.
       requestCert: s.ctx.clientCertUser !== undefined,
+      handshakeTimeoutMs: s.ctx.limits.tlsHandshakeTimeoutMs,
     });
   },
 };
