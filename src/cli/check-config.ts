@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { listUsers } from '../auth/passwd-edit.ts';
 import { type PasswdIssue, parsePasswdBytes } from '../auth/passwd-format.ts';
 import type { Config } from '../config/config.ts';
-import { SERVER_SASL_MECHANISMS } from '../config/schema.ts';
+import { SERVER_SASL_MECHANISMS } from '../server/options.ts';
 import { type SaslFacts, saslOffered, saslUnavailable } from '../server/saslOffer.ts';
 import { formatProblem, rootOnlyUsersFile, serveProblems } from './preflight.ts';
 

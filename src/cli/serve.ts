@@ -14,7 +14,7 @@ import {
   startMetricsEndpoint,
 } from '../observability/metrics.ts';
 import { ClusterCoordinator, serveCoordinator } from '../server/coordinator.ts';
-import { Pop3Server, type TlsMaterial } from '../server/server.ts';
+import { HOOK_LABELS, Pop3Server, type TlsMaterial } from '../server/server.ts';
 import type { MailStore } from '../storage/types.ts';
 import { Databases, openDeliveryUsers, openMailStore, openUserDatabase, type UserDatabase } from './backends.ts';
 
@@ -68,7 +68,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const dbs = new Databases(logger);
   let store: MailStore;
   let authenticator: UserDatabase;
-  const metrics = config.metrics.enabled ? new Metrics({ processMetrics: config.metrics.processMetrics }) : undefined;
+  const metrics = config.metrics.enabled
+    ? new Metrics({ processMetrics: config.metrics.processMetrics, labels: HOOK_LABELS })
+    : undefined;
   try {
     // A PostgreSQL store or user database is checked here: a schema this program does not know stops it.
     store = await openMailStore(config, dbs);

@@ -1,18 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
+import { parseCidr } from '../server/address.ts';
+import type { Limits, ListenerConfig, ListenerTls, Policy } from '../server/options.ts';
+import { parseExpireDays } from '../server/policy.ts';
 import { type Field, SERVER_SASL_MECHANISMS, schema } from './schema.ts';
 
-export type ListenerTls = 'starttls' | 'implicit' | 'none';
-
-export interface ListenerConfig {
-  readonly address: string;
-  readonly port: number;
-  readonly tls: ListenerTls;
-  /** Expect a PROXY protocol header first (only from `proxy.trusted`). */
-  readonly proxyProtocol?: boolean;
-}
+export { parseCidr } from '../server/address.ts';
+export type { ListenerConfig, ListenerTls } from '../server/options.ts';
 
 export interface Config {
   readonly server: {
@@ -63,22 +58,8 @@ export interface Config {
         readonly stripDomain: boolean;
       }
     | { readonly kind: 'command'; readonly command: readonly string[] };
-  readonly limits: {
-    readonly maxLineLength: number;
-    readonly maxAuthLineLength: number;
-    readonly idleTimeoutAuthMs: number;
-    readonly idleTimeoutMs: number;
-    readonly maxBadCommands: number;
-    readonly maxConnections: number;
-    readonly maxConnectionsPerAddress: number;
-    readonly maxAuthFailures: number;
-    readonly failedLoginDelayMs: number;
-    readonly failedLoginMaxDelayMs: number;
-    readonly shutdownGraceMs: number;
-    /** TLS handshake time allowed, the same after STLS and on implicit-TLS listeners. */
-    readonly tlsHandshakeTimeoutMs: number;
-  };
-  readonly policy: { readonly loginDelaySeconds: number; readonly expireDays: number | 'never' };
+  readonly limits: Limits;
+  readonly policy: Policy;
   readonly certificates: readonly { readonly names: readonly string[]; readonly cert: string; readonly key: string }[];
   readonly proxy: { readonly trusted: readonly string[]; readonly timeoutMs: number };
   readonly log: { readonly level: string };
@@ -397,21 +378,10 @@ export function loadConfig(file: string): Config {
   return parseConfig(text, file);
 }
 
-/** Parses "addr/prefix" (or a bare address) into a BlockList-ready form; undefined when malformed. */
-export function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address, p] = cidr.split('/');
-  const v = isIP(address);
-  if (v === 0) return undefined;
-  const max = v === 4 ? 32 : 128;
-  const prefix = p === undefined ? max : /^\d{1,3}$/.test(p) ? Number(p) : -1;
-  if (prefix < 0 || prefix > max) return undefined;
-  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
-}
-
 /** `expire`: "never" or a whole number of days. */
 export function parseExpire(v: string, where = 'expire'): number | 'never' {
-  if (v.toLowerCase() === 'never') return 'never';
-  if (/^\d{1,5}$/.test(v)) return Number(v);
+  const days = parseExpireDays(v);
+  if (days !== undefined) return days;
   throw new ConfigError(`${where}: policy.expire must be "never" or a number of days, got "${v}"`);
 }
 

@@ -3,6 +3,14 @@
  * an unknown key or a wrong type is an error that names the key and its line in the file, because a typo in
  * a mail server's config should stop it at start, not silently run it with a default.
  */
+import {
+  MIN_AUTH_LINE_LENGTH,
+  MIN_IDLE_TIMEOUT_MS,
+  MIN_LINE_LENGTH,
+  SERVER_SASL_MECHANISMS,
+} from '../server/options.ts';
+
+export { SERVER_SASL_MECHANISMS };
 
 export type Field =
   | { type: 'string'; default?: string; enum?: readonly string[]; doc: string }
@@ -21,17 +29,6 @@ export interface TableArray {
   readonly fields: Readonly<Record<string, Field>>;
   readonly doc: string;
 }
-
-/** Every SASL mechanism the server implements, in the order CAPA lists them. */
-export const SERVER_SASL_MECHANISMS: readonly string[] = [
-  'EXTERNAL',
-  'SCRAM-SHA-256',
-  'PLAIN',
-  'LOGIN',
-  'CRAM-MD5',
-  'OAUTHBEARER',
-  'XOAUTH2',
-];
 
 export const schema = {
   server: {
@@ -270,14 +267,14 @@ export const schema = {
       max_line_length: {
         type: 'integer',
         default: 1024,
-        min: 255,
+        min: MIN_LINE_LENGTH,
         max: 65536,
         doc: 'Longest command line in octets (RFC 2449 §4 allows 255; longer passwords need more).',
       },
       max_auth_line_length: {
         type: 'integer',
         default: 32768,
-        min: 16384,
+        min: MIN_AUTH_LINE_LENGTH,
         max: 1048576,
         doc: 'Longest SASL continuation line (RFC 5034); OAuth tokens are large.',
       },
@@ -290,7 +287,7 @@ export const schema = {
       idle_timeout: {
         type: 'number',
         default: 600,
-        min: 600,
+        min: MIN_IDLE_TIMEOUT_MS / 1000,
         doc: 'Seconds of inactivity after login (RFC 1939 §3: at least 10 minutes).',
       },
       max_bad_commands: {

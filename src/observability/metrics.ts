@@ -23,9 +23,6 @@ import { access, constants } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { MetricsConfig } from '../config/config.ts';
-import { SERVER_SASL_MECHANISMS } from '../config/schema.ts';
-import { commands } from '../server/commands/index.ts';
 import type { Maildrop, MailStore, OpenOptions } from '../storage/types.ts';
 import { isStorageError } from '../storage/types.ts';
 
@@ -37,11 +34,18 @@ export interface SessionSummary {
   readonly deleted: number;
 }
 
-/** Label values are the server's own verbs and mechanisms (anything else is "OTHER"), from their one source. */
-const KNOWN_VERBS: ReadonlySet<string> = new Set(Object.keys(commands));
-const KNOWN_MECHANISMS: ReadonlySet<string> = new Set(['USER', 'APOP', ...SERVER_SASL_MECHANISMS]);
+/** Where the endpoint listens. */
+export interface MetricsEndpointAddress {
+  readonly address: string;
+  readonly port: number;
+}
 
 export interface MetricsOptions {
+  /**
+   * The label values the server's hooks can report, handed over by whoever builds the server (the server's
+   * own verb table and mechanism list); anything else is counted as "OTHER".
+   */
+  readonly labels?: { readonly verbs: readonly string[]; readonly mechanisms: readonly string[] };
   /** Node process metrics (CPU, memory, event loop, handles). Default true. */
   readonly processMetrics?: boolean;
   /** Registry to fill (default: a new one, so tests and several servers in one process stay apart). */
@@ -63,9 +67,13 @@ export class Metrics {
   readonly deliveredBytes: Counter;
   readonly credentialCache: Counter<'result'>;
   private active = 0;
+  private readonly knownVerbs: ReadonlySet<string>;
+  private readonly knownMechanisms: ReadonlySet<string>;
 
   constructor(options: MetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
+    this.knownVerbs = new Set(options.labels?.verbs);
+    this.knownMechanisms = new Set(options.labels?.mechanisms);
     const registers = [this.registry];
     this.connections = new Counter({
       name: 'postern_connections_total',
@@ -149,11 +157,11 @@ export class Metrics {
       onSessionEnd: (summary) => this.sessionEnded(summary),
       onCommand: (verb, result) => {
         const v = verb.toUpperCase();
-        this.commands.inc({ verb: KNOWN_VERBS.has(v) ? v : 'OTHER', result });
+        this.commands.inc({ verb: this.knownVerbs.has(v) ? v : 'OTHER', result });
       },
       onLogin: (mechanism, result) => {
         const m = mechanism.toUpperCase();
-        this.logins.inc({ mechanism: KNOWN_MECHANISMS.has(m) ? m : 'OTHER', result });
+        this.logins.inc({ mechanism: this.knownMechanisms.has(m) ? m : 'OTHER', result });
       },
     };
   }
@@ -334,7 +342,7 @@ export function clusterMetricsSource(): () => Promise<string> {
  * registry to the primary (see startClusterMetricsEndpoint), since workers share ports.
  */
 export async function startMetricsEndpoint(
-  config: MetricsConfig,
+  config: MetricsEndpointAddress,
   metrics: Metrics,
   state: { readonly pop3: { readonly listeners: readonly unknown[] }; readonly mailRoot: string },
   logger: Logger,
@@ -365,7 +373,7 @@ export async function startMetricsEndpoint(
 }
 
 /** The cluster primary's endpoint: the sum over all workers; healthy while at least one worker runs. */
-export function startClusterMetricsEndpoint(config: MetricsConfig, logger: Logger): void {
+export function startClusterMetricsEndpoint(config: MetricsEndpointAddress, logger: Logger): void {
   const server = new MetricsServer({
     address: config.address,
     port: config.port,

@@ -13,3 +13,14 @@ export function isLoopback(address: string): boolean {
   if (isIP(a) === 4) return a.startsWith('127.');
   return a === '::1';
 }
+
+/** Parses "addr/prefix" (or a bare address) into a BlockList-ready form; undefined when malformed. */
+export function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address, p] = cidr.split('/');
+  const v = isIP(address);
+  if (v === 0) return undefined;
+  const max = v === 4 ? 32 : 128;
+  const prefix = p === undefined ? max : /^\d{1,3}$/.test(p) ? Number(p) : -1;
+  if (prefix < 0 || prefix > max) return undefined;
+  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
+}

@@ -3,12 +3,12 @@ import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/passwd.ts';
 import type { BearerVerifier } from '../auth/sasl/jwt.ts';
-import type { Config } from '../config/config.ts';
 import type { MailStore } from '../storage/types.ts';
 import type { Coordinator } from './coordinator.ts';
 
-export type Limits = Config['limits'];
-export type Policy = Config['policy'];
+import type { Limits, Policy } from './options.ts';
+
+export type { Limits, Policy } from './options.ts';
 
 /** What every session shares, given as is by whoever builds the server (ServerOptions). */
 export interface SessionSettings {

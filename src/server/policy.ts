@@ -2,8 +2,8 @@
  * RFC 2449 LOGIN-DELAY and EXPIRE as plain functions, shared by the session (enforced at login and QUIT) and
  * `postern mailbox expire` (a cleanup for users who do not come back).
  */
-import { type Config, parseExpire } from '../config/config.ts';
 import type { MaildropState, MessageInfo } from '../storage/types.ts';
+import type { Policy } from './options.ts';
 
 export interface UserPolicy {
   /** Minimum seconds between two logins; 0 for none. */
@@ -14,9 +14,16 @@ export interface UserPolicy {
 
 const DAY_MS = 86_400_000;
 
+/** An EXPIRE value (RFC 2449 §6.7): "never" or a whole number of days; undefined when malformed. */
+export function parseExpireDays(v: string): number | 'never' | undefined {
+  if (v.toLowerCase() === 'never') return 'never';
+  if (/^\d{1,5}$/.test(v)) return Number(v);
+  return undefined;
+}
+
 /** The policy for a user: the server's defaults, overridden by `login_delay=` and `expire=` user fields. */
 export function userPolicy(
-  defaults: Config['policy'],
+  defaults: Policy,
   settings: Readonly<Record<string, string>> | undefined,
   onMalformed?: (field: string) => void,
 ): UserPolicy {
@@ -28,11 +35,9 @@ export function userPolicy(
     else onMalformed?.('login_delay');
   }
   if (s.expire !== undefined) {
-    try {
-      expire = parseExpire(s.expire);
-    } catch {
-      onMalformed?.('expire');
-    }
+    const days = parseExpireDays(s.expire);
+    if (days !== undefined) expire = days;
+    else onMalformed?.('expire');
   }
   return { loginDelay, expire };
 }

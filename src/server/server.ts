@@ -9,12 +9,12 @@ import { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { BearerVerifier } from '../auth/sasl/jwt.ts';
 import { SCRAM_DEFAULT_ITERATIONS } from '../auth/sasl/scram.ts';
-import { type ListenerConfig, parseCidr } from '../config/config.ts';
-import { SERVER_SASL_MECHANISMS } from '../config/schema.ts';
 import { RespCode } from '../protocol/errors.ts';
-import { normalizeAddress } from './address.ts';
+import { normalizeAddress, parseCidr } from './address.ts';
+import { commands } from './commands/index.ts';
 import type { Policy, ServerContext, ServerHooks, SessionHandle, SessionSettings } from './context.ts';
 import { type Coordinator, LocalCoordinator } from './coordinator.ts';
+import { type ListenerConfig, SERVER_SASL_MECHANISMS } from './options.ts';
 import { parseProxyHeader, V2_MAX } from './proxy.ts';
 import { Session } from './session.ts';
 
@@ -55,6 +55,12 @@ function secureContextOf(
   });
 }
 
+/** Every value the hooks report as a verb or a login mechanism: bounded label sets for metrics. */
+export const HOOK_LABELS: { readonly verbs: readonly string[]; readonly mechanisms: readonly string[] } = {
+  verbs: Object.keys(commands),
+  mechanisms: ['USER', 'APOP', ...SERVER_SASL_MECHANISMS],
+};
+
 export interface ServerOptions extends SessionSettings {
   readonly tls?: TlsMaterial;
   readonly hooks?: ServerHooks;
@@ -74,7 +80,6 @@ export interface ServerOptions extends SessionSettings {
   /** PROXY protocol: peers allowed to send the header, and how long to wait for it. */
   readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs: number };
 }
-
 
 export interface BoundListener {
   readonly config: ListenerConfig;
