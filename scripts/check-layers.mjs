@@ -15,7 +15,8 @@ const RULES = {
   durable: { may: [], nodeOnly: true, why: 'durable/ is the leaf of durable file operations: node:* only' },
   // The wire codec, shared by server and client.
   protocol: { may: ['mail'], why: 'protocol/ imports nothing of ours but mail/' },
-  auth: { may: ['protocol', 'mail', 'durable'], why: 'auth/ sits below server and client' },
+  // The PostgreSQL user database shares the store's pool and answers delivery's quota questions.
+  auth: { may: ['protocol', 'mail', 'durable', 'storage', 'delivery'], why: 'auth/ sits below server and client' },
   storage: { may: ['mail', 'durable'], why: 'storage/ never imports protocol, server or anything above it' },
   server: { may: ['protocol', 'auth', 'storage', 'mail', 'durable'], why: 'server/ never imports client or config' },
   client: { may: ['protocol', 'auth', 'mail'], why: 'client/ never imports server, storage or config' },
