@@ -58,7 +58,7 @@ export class Databases {
 export async function openMailStore(
   config: Config,
   dbs: Databases,
-  options: { syncSmallReads?: boolean } = {},
+  options: { syncSmallReads?: boolean; warn?: (fields: Record<string, unknown>, msg: string) => void } = {},
 ): Promise<MailStore> {
   const st = config.storage;
   if (st.driver === 'postgres') {
@@ -68,6 +68,7 @@ export async function openMailStore(
     root: st.root,
     layout: st.layout,
     syncSmallReads: options.syncSmallReads ?? st.syncSmallReads,
+    warn: options.warn,
   });
 }
 

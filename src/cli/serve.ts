@@ -73,7 +73,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     : undefined;
   try {
     // A PostgreSQL store or user database is checked here: a schema this program does not know stops it.
-    store = await openMailStore(config, dbs);
+    store = await openMailStore(config, dbs, { warn: (fields, msg) => logger.warn(fields, msg) });
     authenticator = await openUserDatabase(
       config,
       dbs,

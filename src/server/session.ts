@@ -250,6 +250,9 @@ export class Session implements CommandSession, SessionHandle {
   }
 
   totals(): [number, number] {
+    // Nothing deleted yet: the store's totals, without building 100 000 message objects for a STAT.
+    const pre = this.deleted.size === 0 ? this.maildrop?.prebuilt : undefined;
+    if (pre !== undefined) return [pre.count, pre.octets];
     let n = 0;
     let size = 0;
     for (const { info } of this.live()) {

@@ -13,6 +13,8 @@ export interface MessageInfo {
   readonly id: string;
   readonly uidl: string;
   readonly size: number;
+  /** The size is a lower bound (the file could not be read to count it): RETR counts the real one. */
+  readonly sizeEstimated?: boolean;
 }
 
 /** One user's mailbox as opened by one session: a snapshot taken at login, holding the exclusive lock. */
@@ -28,6 +30,24 @@ export interface Maildrop {
    */
   readSmall?(id: string, maxBytes: number): Promise<Buffer | null>;
   /**
+   * Optional: the whole snapshot's totals and its LIST and UIDL replies ("msn size\r\n"…, "msn uidl\r\n"…,
+   * without the terminator), built once, so a session with nothing deleted answers STAT, LIST and UIDL of a
+   * large mailbox without walking its messages.
+   */
+  readonly prebuilt?: {
+    readonly count: number;
+    readonly octets: number;
+    readonly listBody: Buffer;
+    readonly uidlBody: Buffer;
+  };
+  /**
+   * Optional: a message's transmitted size proved to be `size`, not what the snapshot said (a wrong `,W=` in
+   * a file name). The store lists the true size from now on, in this session and later ones.
+   */
+  correctSize?(id: string, size: number): Promise<void>;
+  /** Optional: the message as an open file, for the server's own read loop (RETR of large messages). */
+  openFile?(id: string): Promise<MessageFile>;
+  /**
    * Removes exactly these messages durably, then resolves (Maildir: unlink + fsync of the directory).
    * Only the UPDATE state (after QUIT) calls it. A message already gone counts as removed.
    */
@@ -38,6 +58,15 @@ export interface Maildrop {
   readState(): Promise<MaildropState>;
   /** Replaces the bookkeeping durably (Maildir: temporary file, fsync, rename). */
   writeState(state: MaildropState): Promise<void>;
+}
+
+/** A message opened for reading: its stored size, and positioned reads into the caller's buffers. */
+export interface MessageFile {
+  /** Stored (physical) size in octets, from the open file. */
+  readonly physical: number;
+  /** Reads up to `length` bytes at `position` into `buf` at `offset`; resolves with the count (0 at the end). */
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
 }
 
 /**

@@ -3,7 +3,7 @@
  * config, user file, Maildir tree and certificate, for interop tests with clients nobody here wrote.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,7 +45,13 @@ export function postern(args: string[], input = '', timeoutMs = 30_000) {
 }
 
 export async function startRealServer(
-  opts: { extraConfig?: string; server?: string; limits?: string } = {},
+  opts: {
+    extraConfig?: string;
+    server?: string;
+    limits?: string;
+    /** Run the server process as this user (the test runs as root); its whole directory is chowned to it. */
+    runAs?: { uid: number; gid: number };
+  } = {},
 ): Promise<RealServer> {
   const dir = mkdtempSync(join(tmpdir(), 'postern-real-'));
   mkdirSync(join(dir, 'tls'));
@@ -121,7 +127,15 @@ ${opts.extraConfig ?? ''}
   return self;
 
   async function start(): Promise<void> {
-    const c = spawn(process.execPath, [BIN, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (opts.runAs) {
+      chmodSync(dir, 0o755);
+      const r = spawnSync('chown', ['-R', `${opts.runAs.uid}:${opts.runAs.gid}`, dir]);
+      if (r.status !== 0) throw new Error(`chown failed: ${r.stderr}`);
+    }
+    const c = spawn(process.execPath, [BIN, 'serve', '--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(opts.runAs ?? {}),
+    });
     child = c;
     c.stdout?.on('data', (d) => {
       out += d;

@@ -1,10 +1,17 @@
 /** RFC 1939 §5 RETR msg: the whole message, streamed and dot-stuffed. */
+import { SizeCounter } from '../../mail/size.ts';
 import { DotEncoder } from '../../protocol/dot.ts';
-import type { MessageInfo } from '../../storage/types.ts';
+import type { Maildrop, MessageFile, MessageInfo } from '../../storage/types.ts';
 import { type CommandSession, type CommandSpec, TRANSACTION } from './types.ts';
 
 /** Messages up to this transmitted size are read in one call and answered in one write with their +OK. */
 const SMALL_MESSAGE = 128 * 1024;
+/**
+ * Larger messages are read in pieces of this size and each piece goes out in one write: few system calls and
+ * few trips through the thread pool, while memory per connection stays bounded (one piece being encoded, one
+ * being read ahead, and what the socket holds until it drains).
+ */
+const LARGE_READ = 1024 * 1024;
 
 export const retr: CommandSpec = {
   states: TRANSACTION,
@@ -17,28 +24,58 @@ export const retr: CommandSpec = {
 };
 
 /**
- * Sends one message (RETR) or its top (TOP, RFC 1939 §7): the file is read in chunks and passed once through
- * the dot encoder (CRLF repair, dot-stuffing, TOP cut), and reading waits whenever the socket is full, so
- * memory stays bounded whatever the message size (design.md §6).
+ * Can `size` be the transmitted size of a file of `physical` octets? Every LF may gain a CR and a missing final
+ * line ending adds at most two octets, so physical ≤ size ≤ 2·physical + 2. A `,W=` in a file name outside
+ * that range is a lie (issue 13, defect 16), caught here where the physical size costs nothing.
+ */
+export function plausibleSize(physical: number, size: number): boolean {
+  return physical <= size && size <= 2 * physical + 2;
+}
+
+/**
+ * Sends one message (RETR) or its top (TOP, RFC 1939 §7): the file is read in large pieces and passed once
+ * through the dot encoder (CRLF repair, dot-stuffing, TOP cut), and reading waits whenever the socket is full,
+ * so memory stays bounded whatever the message size (design.md §6). The size announced is checked against the
+ * file first: when the listed one cannot be right, the true one is counted, announced, and recorded.
  */
 export async function sendMessage(s: CommandSession, info: MessageInfo, topLines?: number): Promise<void> {
   const md = s.requireMaildrop();
-  const okLine = topLines === undefined ? `+OK ${info.size} octets` : `+OK ${s.text.topFollows}`;
+  const okLine = (size: number) => (topLines === undefined ? `+OK ${size} octets` : `+OK ${s.text.topFollows}`);
+  const encoder = () => new DotEncoder(topLines === undefined ? {} : { topLines });
   if (info.size <= SMALL_MESSAGE && md.readSmall) {
     // Most mail is small: one read, one encoding pass, and the reply joins the batch's single write.
     const whole = await md.readSmall(info.id, info.size);
     if (whole !== null) {
-      const enc = new DotEncoder(topLines === undefined ? {} : { topLines });
-      s.reply(okLine);
+      let size = info.size;
+      if (info.sizeEstimated || !plausibleSize(whole.length, size)) {
+        size = await correctSize(s, md, info, new SizeCounter().update(whole).digest(), whole.length);
+      }
+      const enc = encoder();
+      s.reply(okLine(size));
       s.queue(enc.write(whole));
       s.queue(enc.end());
       return;
     }
   }
+  if (md.openFile) {
+    const file = await md.openFile(info.id);
+    try {
+      let size = info.size;
+      if (info.sizeEstimated || !plausibleSize(file.physical, size)) {
+        size = await correctSize(s, md, info, await countSize(file), file.physical);
+      }
+      s.reply(okLine(size));
+      s.flush();
+      await streamFile(s, info, file, encoder());
+    } finally {
+      await file.close().catch(() => {});
+    }
+    return;
+  }
   const stream = await md.open(info.id);
-  s.reply(okLine);
+  s.reply(okLine(info.size));
   s.flush();
-  const enc = new DotEncoder(topLines === undefined ? {} : { topLines });
+  const enc = encoder();
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       if (s.isClosed) return;
@@ -54,4 +91,66 @@ export async function sendMessage(s: CommandSession, info: MessageInfo, topLines
   } finally {
     stream.destroy();
   }
+}
+
+/**
+ * The read loop of a large message: the next piece is read (in the thread pool) while the current one is
+ * encoded and handed to the socket; each piece is one write. No streams, no per-chunk promises beyond the
+ * read itself, no strings.
+ */
+async function streamFile(s: CommandSession, info: MessageInfo, file: MessageFile, enc: DotEncoder): Promise<void> {
+  let pos = 0;
+  const readAt = (at: number) => {
+    const buf = Buffer.allocUnsafe(LARGE_READ);
+    return file.read(buf, 0, LARGE_READ, at).then((n) => buf.subarray(0, n));
+  };
+  try {
+    let next = readAt(0);
+    for (;;) {
+      const chunk = await next;
+      if (chunk.length === 0 || s.isClosed) break;
+      pos += chunk.length;
+      next = readAt(pos);
+      next.catch(() => {}); // handled when awaited; do not let an early close leave it unobserved
+      await s.write(enc.write(chunk));
+      if (enc.finished) break;
+    }
+    if (!s.isClosed) await s.write(enc.end());
+  } catch (err) {
+    // The +OK is already out, so no -ERR can follow: the only honest answer is to close the connection.
+    // Nothing is deleted, since the session never reaches UPDATE.
+    s.log.error({ err, uidl: info.uidl }, 'message read failed mid-stream');
+    s.destroy('read failure');
+  }
+}
+
+/** Reads the whole file once and counts its transmitted size. */
+async function countSize(file: MessageFile): Promise<number> {
+  const counter = new SizeCounter();
+  const buf = Buffer.allocUnsafe(LARGE_READ);
+  for (let pos = 0; ; ) {
+    const n = await file.read(buf, 0, buf.length, pos);
+    if (n === 0) break;
+    counter.update(buf.subarray(0, n));
+    pos += n;
+  }
+  return counter.digest();
+}
+
+/** Logs a listed size that was wrong and has the store list the true one from now on. */
+async function correctSize(
+  s: CommandSession,
+  md: Maildrop,
+  info: MessageInfo,
+  size: number,
+  physical: number,
+): Promise<number> {
+  if (size !== info.size) {
+    s.log.warn(
+      { uidl: info.uidl, listed: info.size, physical, size, estimated: info.sizeEstimated === true },
+      'listed message size was wrong; sending the true octet count',
+    );
+  }
+  await md.correctSize?.(info.id, size);
+  return size;
 }

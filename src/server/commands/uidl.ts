@@ -1,4 +1,5 @@
 /** RFC 1939 §7 UIDL [msg]: "msn uidl"; deleted messages are left out. */
+import { prebuiltFor, sendPrebuilt } from './list.ts';
 import { type CommandSpec, TRANSACTION } from './types.ts';
 
 export const uidl: CommandSpec = {
@@ -9,6 +10,8 @@ export const uidl: CommandSpec = {
       s.reply(`+OK ${msn} ${info.uidl}`);
       return;
     }
+    const pre = prebuiltFor(s);
+    if (pre !== undefined) return sendPrebuilt(s, `+OK ${s.text.uidlFollows}`, pre.uidlBody);
     return s.sendLines(
       `+OK ${s.text.uidlFollows}`,
       (function* () {

@@ -27,6 +27,8 @@ export interface ScannedMessage extends Location {
   uidl: string;
   /** True when the size came from postern-sizes (so a deletion should drop the entry). */
   cached: boolean;
+  /** The file could not be read to count its size: `size` is its stored size from stat, a lower bound. */
+  estimated?: boolean;
 }
 
 /** Synchronous stats per event-loop turn when validating the size cache (see sizeMessages). */
@@ -66,6 +68,12 @@ export async function locateAll(maildir: string): Promise<Map<string, Location>>
 export interface ScanOptions {
   /** Work out UIDLs (not needed for stats). */
   readonly uidls: boolean;
+  /**
+   * Told about a message file that exists but cannot be read (mode 000, EIO): it is listed with its stored
+   * size from stat and flagged `estimated`, or left out when even stat fails, so one bad file never keeps the
+   * rest of the mailbox from being served.
+   */
+  readonly onUnreadable?: (name: string, err: unknown, listed: boolean) => void;
 }
 
 /** The snapshot of a Maildir, oldest first. Messages that vanish while it is being taken are left out. */
@@ -89,7 +97,7 @@ export async function scanMaildir(maildir: string, options: ScanOptions): Promis
   let uidlist: Map<string, UidlistEntry> | null | undefined;
   if (unsized.length > 0 || options.uidls) uidlist = await loadUidlist(maildir);
   if (unsized.length > 0) {
-    const gone = await sizeMessages(maildir, unsized, located, uidlist ?? null);
+    const gone = await sizeMessages(maildir, unsized, located, uidlist ?? null, options.onUnreadable);
     if (gone.size > 0) messages = messages.filter((m) => !gone.has(m));
   }
   if (options.uidls) assignUidls(messages, uidlist ?? null);
@@ -102,6 +110,7 @@ async function sizeMessages(
   unsized: ScannedMessage[],
   located: ReadonlyMap<string, Location>,
   uidlist: ReadonlyMap<string, UidlistEntry> | null,
+  onUnreadable?: ScanOptions['onUnreadable'],
 ): Promise<Set<ScannedMessage>> {
   const cache = await loadSizeCache(maildir);
   let dirty = false;
@@ -153,9 +162,11 @@ async function sizeMessages(
     }
   }
 
+  const unreadable = new Set<ScannedMessage>();
   const measure = async (m: ScannedMessage): Promise<boolean> => {
+    const path = join(maildir, m.folder, m.name);
     try {
-      const entry = await measureFile(join(maildir, m.folder, m.name));
+      const entry = await measureFile(path);
       m.size = entry.size;
       if (cacheable(m.parsed.base)) {
         cache.set(m.parsed.base, entry);
@@ -164,8 +175,21 @@ async function sizeMessages(
       }
       return true;
     } catch (e) {
-      if (!isNotFound(e)) throw e;
-      return false;
+      if (isNotFound(e)) return false;
+      // Unreadable (EACCES, EIO, …): list it with the size stat gives rather than fail the whole mailbox.
+      let st: fs.Stats | undefined;
+      try {
+        st = fs.statSync(path);
+      } catch (e2) {
+        if (isNotFound(e2)) return false;
+      }
+      if (st === undefined) unreadable.add(m);
+      else {
+        m.size = st.size;
+        m.estimated = true;
+      }
+      onUnreadable?.(m.name, e, st !== undefined);
+      return true;
     }
   };
   await forEachLimit(toRead, READ_CONCURRENCY, async (m) => {
@@ -187,6 +211,7 @@ async function sizeMessages(
     });
   }
 
+  for (const m of unreadable) gone.add(m);
   for (const base of cache.keys()) {
     if (!located.has(base)) {
       cache.delete(base);

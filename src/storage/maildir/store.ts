@@ -19,6 +19,7 @@ import {
   type Maildrop,
   type MaildropState,
   type MailStore,
+  type MessageFile,
   type MessageInfo,
   type OpenOptions,
   QuotaExceededError,
@@ -26,9 +27,18 @@ import {
 } from '../types.ts';
 import { errnoCode, forEachLimit, isNotFound, toStorageError } from './fsutil.ts';
 import { LeftoverSweeper, SWEEP_INTERVAL_MS } from './leftovers.ts';
+import {
+  currentStamps,
+  Listing,
+  type ListingRecord,
+  readListing,
+  type Stamps,
+  sameStamps,
+  writeListing,
+} from './listing.ts';
 import { createLockFile, DELIVER_LOCK_FILE, LOCK_FILE, MaildirLock } from './lock.ts';
-import { newUniqueBase, sanitizeHostname } from './names.ts';
-import { type Location, locateAll, type ScannedMessage, scanMaildir } from './scan.ts';
+import { baseOf, newUniqueBase, parseBase, sanitizeHostname } from './names.ts';
+import { type Location, locateAll, scanMaildir } from './scan.ts';
 import { loadSizeCache, saveSizeCache } from './sizes.ts';
 import { readState, writeState } from './state.ts';
 
@@ -58,6 +68,8 @@ export interface MaildirStoreOptions {
    * our own temporary files. The first open or delivery in a process always sweeps. Default one hour.
    */
   readonly leftoverSweepMs?: number;
+  /** Where warnings go (an unreadable message file, a wrong size in a file name). */
+  readonly warn?: (fields: Record<string, unknown>, msg: string) => void;
 }
 
 /** Read size when streaming large messages: fewer, larger writes to the socket. */
@@ -87,6 +99,7 @@ export class MaildirStore implements MailStore {
   private readonly nameHost: string;
   private readonly syncSmallReads: boolean;
   private readonly sweeper: LeftoverSweeper;
+  private readonly warn: (fields: Record<string, unknown>, msg: string) => void;
   private readonly drops = new Set<MaildirMaildrop>();
   private closed = false;
 
@@ -107,6 +120,7 @@ export class MaildirStore implements MailStore {
       nameHost: this.nameHost,
       intervalMs: options.leftoverSweepMs ?? SWEEP_INTERVAL_MS,
     });
+    this.warn = options.warn ?? (() => {});
   }
 
   /** The Maildir directory of a mailbox (validated; always inside root). */
@@ -142,14 +156,58 @@ export class MaildirStore implements MailStore {
           });
     try {
       if (lock !== null) await this.sweeper.maybeSweep(dir);
-      const scanned = await scanMaildir(dir, { uidls: true });
-      const drop = new MaildirMaildrop(mailboxId, dir, scanned, lock, (d) => this.drops.delete(d), this.syncSmallReads);
+      const snap = await this.snapshot(mailboxId, dir, lock !== null);
+      const drop = new MaildirMaildrop(mailboxId, dir, snap, lock, (d) => this.drops.delete(d), {
+        syncReads: this.syncSmallReads,
+        warn: this.warn,
+      });
       this.drops.add(drop);
       return drop;
     } catch (e) {
       await lock?.release();
       throw toStorageError(e, 'cannot read the maildrop');
     }
+  }
+
+  /**
+   * The snapshot of a Maildir: from the persistent listing when new/, cur/ and dovecot-uidlist are as it
+   * recorded (no readdir, no name parsing), else from a scan, which then replaces the listing (only a session
+   * holding the lock writes it). Sizes found wrong by earlier RETRs (`fix` lines) survive the rescan.
+   */
+  private async snapshot(mailboxId: string, dir: string, write: boolean): Promise<Snapshot> {
+    const { stamps, racy } = currentStamps(dir);
+    const stored = await readListing(dir).catch(() => null);
+    if (stored?.trusted && sameStamps(stored.stamps, stamps)) {
+      return { listing: stored.listing, stamps, trusted: true };
+    }
+    const scanned = await scanMaildir(dir, {
+      uidls: true,
+      onUnreadable: (name, err, listed) =>
+        this.warn(
+          { mailbox: mailboxId, file: name, err: errnoCode(err) ?? String(err) },
+          listed ? 'message file cannot be read; listed with its stored size' : 'message file cannot be read; left out',
+        ),
+    });
+    const oldFixes = stored?.listing.fixes ?? new Map<string, number>();
+    const fixes = new Map<string, number>();
+    let estimated = false;
+    const records: ListingRecord[] = scanned.map((m) => {
+      const fix = oldFixes.get(m.parsed.base);
+      if (fix !== undefined) fixes.set(m.parsed.base, fix);
+      if (m.estimated) estimated = true;
+      return {
+        folder: m.folder,
+        name: m.name,
+        size: fix ?? m.size,
+        uidl: m.uidl,
+        ...(m.estimated && fix === undefined ? { estimated: true } : {}),
+      };
+    });
+    const listing = Listing.fromRecords(records, fixes);
+    // A guessed size must be counted again at the next open, so such a listing is never trusted.
+    const trusted = !racy && !estimated;
+    if (write) await writeListing(dir, listing, stamps, trusted).catch(() => {}); // a cache: next open rescans
+    return { listing, stamps, trusted };
   }
 
   async deliver(mailboxId: string, message: Readable, options?: DeliverOptions): Promise<DeliveryResult> {
@@ -294,30 +352,82 @@ export class MaildirStore implements MailStore {
   }
 }
 
+/** What a session's maildrop is built from. */
+interface Snapshot {
+  readonly listing: Listing;
+  /** The directories' stamps the listing stands for. */
+  readonly stamps: Stamps;
+  readonly trusted: boolean;
+}
+
 export class MaildirMaildrop implements Maildrop {
-  readonly messages: readonly MessageInfo[];
-  /** Current location of each snapshot message still present, by id (base name). */
+  private listing: Listing;
+  private infos: MessageInfo[] | undefined;
+  /** Current location of each snapshot message still present, by id (base name); built with `messages`. */
   private readonly where = new Map<string, Location>();
-  private readonly cachedSizes = new Set<string>();
   private released = false;
+  private readonly syncReads: boolean;
+  private readonly warn: (fields: Record<string, unknown>, msg: string) => void;
 
   constructor(
     readonly mailboxId: string,
     /** The Maildir directory. */
     readonly path: string,
-    scanned: readonly ScannedMessage[],
+    private readonly snap: Snapshot,
     private readonly lock: MaildirLock | null,
     private readonly onRelease: (d: MaildirMaildrop) => void,
-    private readonly syncReads = true,
+    opts: { syncReads?: boolean; warn?: (fields: Record<string, unknown>, msg: string) => void } = {},
   ) {
-    const messages: MessageInfo[] = [];
-    for (const m of scanned) {
-      const id = m.parsed.base;
-      messages.push({ id, uidl: m.uidl, size: m.size });
-      this.where.set(id, { folder: m.folder, name: m.name });
-      if (m.cached) this.cachedSizes.add(id);
+    this.listing = snap.listing;
+    this.syncReads = opts.syncReads ?? true;
+    this.warn = opts.warn ?? (() => {});
+  }
+
+  /** The snapshot, built from the listing's records the first time a command needs single messages. */
+  get messages(): readonly MessageInfo[] {
+    if (this.infos !== undefined) return this.infos;
+    const infos: MessageInfo[] = [];
+    for (const r of this.listing.records()) {
+      const id = baseOf(r.name);
+      infos.push(
+        r.estimated ? { id, uidl: r.uidl, size: r.size, sizeEstimated: true } : { id, uidl: r.uidl, size: r.size },
+      );
+      this.where.set(id, { folder: r.folder, name: r.name });
     }
-    this.messages = Object.freeze(messages);
+    this.infos = infos;
+    return infos;
+  }
+
+  private locate(id: string): Location | undefined {
+    if (this.infos === undefined) void this.messages;
+    return this.where.get(id);
+  }
+
+  /** Totals and the LIST/UIDL replies of the whole snapshot, prebuilt. */
+  get prebuilt(): Listing {
+    return this.listing;
+  }
+
+  /**
+   * A message's size proved wrong when it was read (a `,W=` in its name that does not fit the file, or a
+   * guessed size): this session and later ones list `size`. The listing file is rewritten with the correction
+   * under the stamps this snapshot stands for, so a listing still valid stays valid, and a rescan keeps it.
+   */
+  async correctSize(id: string, size: number): Promise<void> {
+    const messages = this.messages as MessageInfo[];
+    const i = messages.findIndex((m) => m.id === id);
+    if (i === -1) return;
+    messages[i] = { id, uidl: messages[i].uidl, size };
+    const records = this.listing
+      .records()
+      .map((r) => (baseOf(r.name) === id ? { ...r, size, estimated: undefined } : r));
+    const fixes = new Map(this.listing.fixes);
+    fixes.set(id, size);
+    this.listing = Listing.fromRecords(records, fixes);
+    if (this.lock === null) return;
+    await writeListing(this.path, this.listing, this.snap.stamps, this.snap.trusted).catch((e: unknown) =>
+      this.warn({ mailbox: this.mailboxId, err: String(e) }, 'could not record a corrected message size'),
+    );
   }
 
   async open(id: string): Promise<Readable> {
@@ -326,9 +436,34 @@ export class MaildirMaildrop implements Maildrop {
     return fh.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK });
   }
 
+  async openFile(id: string): Promise<MessageFile> {
+    const fh = await this.openHandle(id);
+    try {
+      const { size } = await fh.stat();
+      return {
+        physical: size,
+        read: async (buf, offset, length, position) => (await fh.read(buf, offset, length, position)).bytesRead,
+        close: () => fh.close(),
+      };
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw this.unreadable(id, e);
+    }
+  }
+
+  /**
+   * A message file that is there but cannot be read (mode 000, EIO): [SYS/TEMP] for this command only (an
+   * operator can fix it; the rest of the mailbox is served), with a warning in the log.
+   */
+  private unreadable(id: string, e: unknown): StorageError {
+    const code = errnoCode(e);
+    this.warn({ mailbox: this.mailboxId, id, err: code ?? String(e) }, 'message file cannot be read');
+    return new StorageError('temp', `cannot read the message${code ? `: ${code}` : ''}`, { cause: e });
+  }
+
   async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
     this.assertUsable();
-    const loc = this.where.get(id);
+    const loc = this.locate(id);
     if (this.syncReads && loc !== undefined) {
       let fd = -1;
       try {
@@ -364,7 +499,7 @@ export class MaildirMaildrop implements Maildrop {
       }
       return buf.subarray(0, n);
     } catch (e) {
-      throw toStorageError(e, 'cannot read the message');
+      throw this.unreadable(id, e);
     } finally {
       await fh.close().catch(() => {});
     }
@@ -373,13 +508,13 @@ export class MaildirMaildrop implements Maildrop {
   /** Opens a message of the snapshot, finding it again if another program moved it. */
   private async openHandle(id: string): Promise<FileHandle> {
     this.assertUsable();
-    const loc = this.where.get(id);
+    const loc = this.locate(id);
     if (loc === undefined) throw new StorageError('notfound', 'no such message');
     let fh: FileHandle | undefined;
     try {
       fh = await open(join(this.path, loc.folder, loc.name), 'r');
     } catch (e) {
-      if (!isNotFound(e)) throw toStorageError(e, 'cannot open the message');
+      if (!isNotFound(e)) throw this.unreadable(id, e);
     }
     if (fh === undefined) {
       // Another program moved it (new/ → cur/) or changed its flags: find it by base name.
@@ -393,7 +528,7 @@ export class MaildirMaildrop implements Maildrop {
         try {
           fh = await open(join(this.path, now.folder, now.name), 'r');
         } catch (e) {
-          if (!isNotFound(e)) throw toStorageError(e, 'cannot open the message');
+          if (!isNotFound(e)) throw this.unreadable(id, e);
         }
       }
       if (fh === undefined) {
@@ -407,11 +542,12 @@ export class MaildirMaildrop implements Maildrop {
   async commit(deletedIds: readonly string[]): Promise<void> {
     this.assertUsable();
     // Only messages of this snapshot can be removed: an unknown id names nothing this session may delete.
+    void this.messages; // builds `where`
     const ids = [...new Set(deletedIds)].filter((id) => this.where.has(id));
     const errors: unknown[] = [];
     let relisted: Promise<Map<string, Location>> | undefined;
     await forEachLimit(ids, UNLINK_CONCURRENCY, async (id) => {
-      const loc = this.where.get(id)!;
+      const loc = this.locate(id)!;
       try {
         if (await unlinkIfPresent(join(this.path, loc.folder, loc.name))) return;
         relisted ??= locateAll(this.path);
@@ -434,9 +570,10 @@ export class MaildirMaildrop implements Maildrop {
       });
     }
     for (const id of ids) this.where.delete(id);
-    const uncache = ids.filter((id) => this.cachedSizes.has(id));
+    // Sizes of names without `,W=` may sit in postern-sizes: drop the entries of what was deleted. Best
+    // effort: a stale entry is dropped at the next scan anyway.
+    const uncache = ids.filter((id) => parseBase(id).virtual === undefined);
     if (uncache.length > 0) {
-      // Best effort: a stale entry is dropped at the next open anyway.
       try {
         const cache = await loadSizeCache(this.path);
         let changed = false;
