@@ -4,10 +4,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { hashPassword } from '../../src/auth/schemes.ts';
+import { skipUnlessCi } from '../helpers/peers.ts';
 
 const DOVEADM = ['/usr/bin/doveadm', '/usr/sbin/doveadm'].find((p) => existsSync(p));
 
-test('doveadm pw -t verifies the hashes postern writes', { skip: !DOVEADM && 'Dovecot not installed' }, async () => {
+test('doveadm pw -t verifies the hashes postern writes', {
+  skip: skipUnlessCi(!DOVEADM && 'Dovecot not installed'),
+}, async () => {
   const hash = await hashPassword('pässword with spaces');
   assert.match(hash, /^\{ARGON2ID\}\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$/);
   const ok = spawnSync(DOVEADM!, ['pw', '-t', hash, '-p', 'pässword with spaces'], {

@@ -88,7 +88,7 @@ function message(i: number, extra = ''): Buffer {
   ]);
 }
 
-function peerSuite(label: string, makePeer: () => Promise<Peer>, skip: string | undefined) {
+function peerSuite(label: string, makePeer: () => Promise<Peer>, skip: string | false | undefined) {
   describe(`client against ${label}`, { skip }, () => {
     let peer: Peer;
     before(async () => {

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { skipUnlessCi } from '../helpers/peers.ts';
 import { freePort, type RealServer, startRealServer } from '../helpers/realServer.ts';
 import { Wire } from '../helpers/wire.ts';
 import { run, swaks } from './helpers.ts';
@@ -22,7 +23,9 @@ async function login(port: number): Promise<Wire> {
   return w;
 }
 
-describe('deliveries during an open POP3 session', { skip: !HAVE_SWAKS && 'swaks is not installed' }, () => {
+describe('deliveries during an open POP3 session', {
+  skip: skipUnlessCi(!HAVE_SWAKS && 'swaks is not installed'),
+}, () => {
   let s: RealServer;
   let lmtpPort: number;
 

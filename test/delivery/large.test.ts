@@ -9,6 +9,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { skipUnlessCi } from '../helpers/peers.ts';
 import { freePort, type RealServer, startRealServer } from '../helpers/realServer.ts';
 import { swaks } from './helpers.ts';
 
@@ -30,7 +31,9 @@ function memoryOf(pid: number): { hwm: number; rss: number } {
   return { hwm: kb('VmHWM'), rss: kb('VmRSS') };
 }
 
-describe('a 50 MB message over LMTP', { skip: (!HAVE_SWAKS || !HAVE_PROC) && 'needs swaks and /proc' }, () => {
+describe('a 50 MB message over LMTP', {
+  skip: skipUnlessCi((!HAVE_SWAKS || !HAVE_PROC) && 'needs swaks and /proc'),
+}, () => {
   let s: RealServer;
   let lmtpPort: number;
   let dir: string;

@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MemoryStore } from '../../src/storage/memory/store.ts';
+import { skipUnlessCi } from '../helpers/peers.ts';
 import { immutable, mutable, replies, startTestLmtp, swaks, type TestLmtp } from './helpers.ts';
 
 const hasSwaks = (await swaks(['--version'])).code === 0;
 
-describe('LMTP with swaks', { skip: !hasSwaks && 'swaks is not installed' }, () => {
+describe('LMTP with swaks', { skip: skipUnlessCi(!hasSwaks && 'swaks is not installed') }, () => {
   let t: TestLmtp;
   before(async () => {
     t = await startTestLmtp({
@@ -213,7 +214,9 @@ describe('LMTP with swaks', { skip: !hasSwaks && 'swaks is not installed' }, () 
   });
 });
 
-describe('LMTP: transient and temporary failures', { skip: !hasSwaks && 'swaks is not installed' }, () => {
+describe('LMTP: transient and temporary failures', {
+  skip: skipUnlessCi(!hasSwaks && 'swaks is not installed'),
+}, () => {
   test('a store error answers 451 4.3.0 for that recipient, and nothing is stored', async () => {
     const store = new MemoryStore();
     store.faults.failDeliver = 'temp';
@@ -292,7 +295,7 @@ describe('LMTP: transient and temporary failures', { skip: !hasSwaks && 'swaks i
   });
 });
 
-describe('LMTP on a Unix socket', { skip: !hasSwaks && 'swaks is not installed' }, () => {
+describe('LMTP on a Unix socket', { skip: skipUnlessCi(!hasSwaks && 'swaks is not installed') }, () => {
   test('listens on the socket with the configured mode, replaces a stale one, removes it on close', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'postern-sock-'));
     const sock = join(dir, 'lmtp.sock');

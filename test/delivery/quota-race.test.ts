@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { skipUnlessCi } from '../helpers/peers.ts';
 import { replies, run, startTestLmtp, swaks, type TestLmtp } from './helpers.ts';
 
 const hasSwaks = (await swaks(['--version'])).code === 0;
@@ -14,7 +15,9 @@ const QUOTA = 1024 * 1024;
 /** 900 KiB of body: one fits in the quota, two do not. */
 const BODY_LINES = 900;
 
-describe('quotas across recipients and concurrent deliveries', { skip: !hasSwaks && 'swaks is not installed' }, () => {
+describe('quotas across recipients and concurrent deliveries', {
+  skip: skipUnlessCi(!hasSwaks && 'swaks is not installed'),
+}, () => {
   let t: TestLmtp;
   let data: string;
   let config: string;

@@ -22,15 +22,15 @@ import {
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { skipUnlessCi } from './peers.ts';
 import { testCert } from './server.ts';
 
 export const DOVECOT = '/usr/sbin/dovecot';
 
 /** Why Dovecot tests cannot run here, or undefined when they can. */
-export function dovecotSkipReason(): string | undefined {
-  if (!existsSync(DOVECOT)) return `${DOVECOT} not found (apt-get install dovecot-core dovecot-pop3d)`;
-  if (process.getuid?.() !== 0) return 'Dovecot test instance needs root (it serves mail as uid nobody)';
-  return undefined;
+export function dovecotSkipReason(): string | false {
+  if (!existsSync(DOVECOT)) return skipUnlessCi(`${DOVECOT} not found (apt-get install dovecot-core dovecot-pop3d)`);
+  return skipUnlessCi(process.getuid?.() !== 0 && 'Dovecot test instance needs root (it serves mail as uid nobody)');
 }
 
 export interface DovecotInstance {

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { generate } from 'selfsigned';
+import { skipUnlessCi } from '../helpers/peers.ts';
 import { dropPostfixStyle, type RealServer, startRealServer } from '../helpers/realServer.ts';
 import { Wire } from '../helpers/wire.ts';
 
@@ -42,7 +43,7 @@ function seed(s: RealServer, user: string): void {
 
 const crlf = (s: string) => s.replace(/\n/g, '\r\n');
 
-describe('interop: Python poplib', { skip: !HAVE_PYTHON && 'python3 with poplib not installed' }, () => {
+describe('interop: Python poplib', { skip: skipUnlessCi(!HAVE_PYTHON && 'python3 with poplib not installed') }, () => {
   let s: RealServer;
   before(async () => {
     s = await startRealServer();
@@ -171,7 +172,7 @@ p.quit()
   });
 });
 
-describe('interop: curl', { skip: !HAVE_CURL && 'curl not installed' }, () => {
+describe('interop: curl', { skip: skipUnlessCi(!HAVE_CURL && 'curl not installed') }, () => {
   let s: RealServer;
   before(async () => {
     s = await startRealServer();
@@ -321,7 +322,7 @@ describe('interop: SASL and RFC 6856 with real clients', () => {
   // Debian's curl has no SCRAM (it needs libgsasl); SCRAM-SHA-256 is covered by test/server/sasl.test.ts
   // and by the RFC 7677 vectors in test/sasl/.
   for (const mech of ['PLAIN', 'LOGIN', 'CRAM-MD5']) {
-    test(`curl --login-options AUTH=${mech}`, { skip: !HAVE_CURL && 'curl not installed' }, async () => {
+    test(`curl --login-options AUTH=${mech}`, { skip: skipUnlessCi(!HAVE_CURL && 'curl not installed') }, async () => {
       const r = curl(['-k', '--login-options', `AUTH=${mech}`, `pop3s://frank:fr4nk%20pass@127.0.0.1:${s.tlsPort}/`]);
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout.trim().split(/\r?\n/).length, 3);
@@ -334,7 +335,7 @@ describe('interop: SASL and RFC 6856 with real clients', () => {
   }
 
   for (const mech of ['OAUTHBEARER', 'XOAUTH2']) {
-    test(`curl --oauth2-bearer with AUTH=${mech}`, { skip: !HAVE_CURL && 'curl not installed' }, () => {
+    test(`curl --oauth2-bearer with AUTH=${mech}`, { skip: skipUnlessCi(!HAVE_CURL && 'curl not installed') }, () => {
       const ok = curl([
         '-k',
         '--login-options',
@@ -361,7 +362,9 @@ describe('interop: SASL and RFC 6856 with real clients', () => {
     });
   }
 
-  test('poplib utf8(), then a UTF-8 user name and password', { skip: !HAVE_PYTHON && 'no python3' }, () => {
+  test('poplib utf8(), then a UTF-8 user name and password', {
+    skip: skipUnlessCi(!HAVE_PYTHON && 'no python3'),
+  }, () => {
     const out = python(
       `
 p = poplib.POP3('127.0.0.1', ARGS['port'], timeout=10)

@@ -11,6 +11,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { skipUnlessCi } from '../helpers/peers.ts';
 import { BIN, freePort, postern } from '../helpers/realServer.ts';
 import { testCert } from '../helpers/server.ts';
 
@@ -136,7 +137,9 @@ describe('check-config checks what serve needs', () => {
     assert.doesNotMatch(r.stderr, /config OK/);
   });
 
-  test('a mail root the server user cannot write (checked as that user)', { skip: !isRoot && 'needs root' }, () => {
+  test('a mail root the server user cannot write (checked as that user)', {
+    skip: skipUnlessCi(!isRoot && 'needs root'),
+  }, () => {
     const root = join(dir, 'rootmail');
     mkdirSync(root, { mode: 0o755 });
     const body = `${listen(0)}[storage]\nroot = "rootmail"\n[auth]\nusers_file = "users"\n`;
@@ -163,7 +166,7 @@ describe('check-config checks what serve needs', () => {
 
 describe('users file ownership', () => {
   test('user add as root creates the users file owned by the mail root owner (the service user)', {
-    skip: !isRoot && 'needs root',
+    skip: skipUnlessCi(!isRoot && 'needs root'),
   }, () => {
     const sub = join(dir, 'svc');
     mkdirSync(join(sub, 'mail'), { recursive: true });
