@@ -14,6 +14,7 @@ import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/types.ts';
 import { TraceHeaders } from '../mail/headers.ts';
+import { CrlfToLf } from '../mail/transforms.ts';
 import { silentLogger } from '../observability/log.ts';
 import { isStorageError, type MailboxStats, type MailStore, QuotaExceededError } from '../storage/types.ts';
 import { hasLimit, NO_QUOTA, type Quota, QuotaLimiter, type QuotaSource, quotaRefusal } from './quota.ts';
@@ -224,7 +225,13 @@ export class DeliveryAgent {
       stripFromLine: envelope.stripFromLine,
     });
     const limiter = Number.isFinite(maxBytes) ? new QuotaLimiter(maxBytes) : undefined;
-    const tail: Readable = limiter ? pipeline(input, headers, limiter, () => {}) : pipeline(input, headers, () => {});
+    // Every delivery path stores LF line endings, as Postfix's local(8) and virtual(8), Dovecot and Maildir
+    // readers expect: LMTP's CRLF (RFC 5321 wire form) and a CRLF message piped to `postern deliver` alike.
+    // POP3 puts the CRs back on the way out, and sizes count them either way.
+    const lf = new CrlfToLf();
+    const tail: Readable = limiter
+      ? pipeline(input, lf, headers, limiter, () => {})
+      : pipeline(input, lf, headers, () => {});
     const branch: Branch = {
       recipient,
       input,

@@ -45,10 +45,10 @@ describe('postern deliver', () => {
     ]);
   });
 
-  test('-n adds no headers; -a sets Delivered-To', async () => {
+  test('-n adds no headers; -a sets Delivered-To; CRLF input is stored with LF', async () => {
     let r = await run(['deliver', '-c', config, '-u', 'alice', '-n'], 'Subject: plain\r\n\r\nx\r\n');
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(stored('alice').at(-1), 'Subject: plain\r\n\r\nx\r\n');
+    assert.equal(stored('alice').at(-1), 'Subject: plain\n\nx\n');
     r = await run(['deliver', '-c', config, '-u', 'alice', '-a', 'Alice@Example.COM'], 'Subject: a\n\nx\n');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(stored('alice').at(-1), 'Delivered-To: Alice@Example.COM\nSubject: a\n\nx\n');

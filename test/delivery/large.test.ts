@@ -60,17 +60,18 @@ describe('a 50 MB message over LMTP', {
     const file = join(dir, 'data');
     const fd = openSync(file, 'w');
     const hash = createHash('sha256');
-    const head = 'Return-Path: <big@example.net>\r\nDelivered-To: alice@example.com\r\n';
+    // Stored with LF line endings (as every delivery path stores mail); sent with CRLF, as LMTP requires.
+    const head = 'Return-Path: <big@example.net>\nDelivered-To: alice@example.com\n';
     hash.update(head);
     const header = 'Subject: big\r\nFrom: big@example.net\r\n\r\n';
-    hash.update(header);
+    hash.update(header.replaceAll('\r\n', '\n'));
     writeSync(fd, header);
     const line = `${'0123456789abcdefghijklmnopqrstuvwxyz'.repeat(2)}\r\n`; // 74 octets
     const block: string[] = [];
     for (let i = 0; i < 1000; i++) block.push(i % 100 === 0 ? `.${line}` : line);
-    const stored = Buffer.from(block.join(''));
+    const stored = Buffer.from(block.join('').replaceAll('\r\n', '\n'));
     const wire = Buffer.from(block.map((l) => (l.startsWith('.') ? `.${l}` : l)).join(''));
-    let size = header.length;
+    let size = header.replaceAll('\r\n', '\n').length; // octets stored
     while (size < MESSAGE_BYTES) {
       hash.update(stored);
       writeSync(fd, wire);

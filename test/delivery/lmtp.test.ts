@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,8 +43,8 @@ describe('LMTP with swaks', { skip: skipUnlessCi(!hasSwaks && 'swaks is not inst
     assert.match(rs.at(-2) ?? '', /^250 2\.6\.0 <alice@example\.com> delivered/);
     const [msg] = t.messages('alice');
     const text = msg.toString();
-    assert.ok(text.startsWith('Return-Path: <sender@example.net>\r\nDelivered-To: alice@example.com\r\n'), text);
-    assert.match(text, /\r\nSubject: test /);
+    assert.ok(text.startsWith('Return-Path: <sender@example.net>\nDelivered-To: alice@example.com\n'), text);
+    assert.match(text, /\nSubject: test /);
   });
 
   test('several recipients: one reply per recipient, each copy with its own Delivered-To', async () => {
@@ -60,15 +60,15 @@ describe('LMTP with swaks', { skip: skipUnlessCi(!hasSwaks && 'swaks is not inst
     assert.equal(afterData.filter((l) => l.startsWith('250 2.6.0')).length, 3, r.out);
     const bob = t.messages('bob').map(String);
     assert.equal(bob.length, 2);
-    assert.ok(bob.some((m) => m.includes('Delivered-To: bob@example.com\r\n')));
-    assert.ok(bob.some((m) => m.includes('Delivered-To: bob+lists@example.com\r\n')));
+    assert.ok(bob.some((m) => m.includes('Delivered-To: bob@example.com\n')));
+    assert.ok(bob.some((m) => m.includes('Delivered-To: bob+lists@example.com\n')));
     assert.ok(
-      bob.every((m) => m.startsWith('Return-Path: <>\r\n')),
+      bob.every((m) => m.startsWith('Return-Path: <>\n')),
       'null sender',
     );
     const carol = t.messages('carol@example.org').map(String);
     assert.equal(carol.length, 1);
-    assert.ok(carol[0].includes('Delivered-To: carol@example.org\r\n'));
+    assert.ok(carol[0].includes('Delivered-To: carol@example.org\n'));
   });
 
   /** The replies after `354`: one per accepted RCPT (RFC 2033 §4.2), then QUIT's. */
@@ -84,9 +84,9 @@ describe('LMTP with swaks', { skip: skipUnlessCi(!hasSwaks && 'swaks is not inst
     assert.equal(after.length, 2, r.out);
     assert.match(after[0], /^250 2\.6\.0 <alice@example\.com> delivered/);
     assert.match(after[1], /^250 2\.6\.0 <Alice@example\.com> delivered/);
-    assert.ok(t.messages('alice').some((m) => m.includes('Delivered-To: alice@example.com\r\n')));
+    assert.ok(t.messages('alice').some((m) => m.includes('Delivered-To: alice@example.com\n')));
     assert.equal(t.messages('Alice').length, 1);
-    assert.ok(t.messages('Alice')[0].includes('Delivered-To: Alice@example.com\r\n'));
+    assert.ok(t.messages('Alice')[0].includes('Delivered-To: Alice@example.com\n'));
   });
 
   test('a repeated identical RCPT: one reply per accepted RCPT, in order, and one copy', async () => {
@@ -107,7 +107,7 @@ describe('LMTP with swaks', { skip: skipUnlessCi(!hasSwaks && 'swaks is not inst
     assert.match(after[3], /^250 2\.6\.0 <DUP@example\.com> delivered/);
     const dup = t.messages('dup').map(String);
     assert.equal(dup.length, 2, 'one copy per distinct address');
-    assert.equal(dup.filter((m) => m.includes('Delivered-To: dup@example.com\r\n')).length, 1);
+    assert.equal(dup.filter((m) => m.includes('Delivered-To: dup@example.com\n')).length, 1);
   });
 
   test('unknown user: 550 5.1.1 at RCPT, other recipients still delivered', async () => {
@@ -179,7 +179,7 @@ describe('LMTP with swaks', { skip: skipUnlessCi(!hasSwaks && 'swaks is not inst
     );
   });
 
-  test('a line of a single dot and bare LFs are stored byte for byte', async () => {
+  test('a line of a single dot and bare LFs are stored byte for byte, with LF line endings', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'postern-dot-'));
     try {
       // What the message is, and what goes on the wire for it: the "." line dot-stuffed, bare LFs kept.
@@ -203,11 +203,18 @@ describe('LMTP with swaks', { skip: skipUnlessCi(!hasSwaks && 'swaks is not inst
       assert.equal(r.code, 0, r.out);
       // Found by content: names made in the same second do not sort by time (the microseconds are not padded).
       const stored = t.messages('alice').find((m) => m.includes('Subject: dots'));
+      // Stored as every delivery path stores mail (Postfix, Dovecot, `postern deliver`): LF line endings.
       const expected = Buffer.concat([
-        Buffer.from('Return-Path: <f@x>\r\nDelivered-To: alice@example.com\r\n'),
-        message,
+        Buffer.from('Return-Path: <f@x>\nDelivered-To: alice@example.com\n'),
+        Buffer.from(message.toString('latin1').replaceAll('\r\n', '\n'), 'latin1'),
       ]);
       assert.deepEqual(stored, expected);
+      // The size POP3 will announce (in the file name) counts CRLF, as RFC 1939 sizes do.
+      const name = readdirSync(join(t.root, 'alice', 'Maildir', 'new')).find((n) =>
+        readFileSync(join(t.root, 'alice', 'Maildir', 'new', n)).includes('Subject: dots'),
+      );
+      const crlfSize = Buffer.byteLength(expected.toString('latin1').replaceAll('\n', '\r\n'), 'latin1');
+      assert.match(name ?? '', new RegExp(`,W=${crlfSize}$`));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
