@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { createCommandBearerVerifier } from '../auth/sasl/bearer-command.ts';
 import { type BearerVerifier, createJwtBearerVerifier } from '../auth/sasl/jwt.ts';
@@ -27,15 +28,41 @@ export interface Running {
   stop(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Reads the certificates and keys, and checks that each pair loads, so that a bad file is named (by its key
+ * and path) at start and on SIGHUP, where OpenSSL alone would say only "no start line" or "key values
+ * mismatch".
+ */
 function readTls(config: Config): TlsMaterial | undefined {
   if (!config.tls) return undefined;
+  const read = (key: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const text = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'not readable' : (err as Error).message;
+      throw new StartupError(`${key} = "${path}": ${text}`, { cause: err });
+    }
+  };
+  const pair = (prefix: string, certPath: string, keyPath: string) => {
+    const cert = read(`${prefix}.cert`, certPath);
+    const key = read(`${prefix}.key`, keyPath);
+    try {
+      createSecureContext({ cert, key });
+    } catch (err) {
+      throw new StartupError(
+        `${prefix}.cert = "${certPath}", ${prefix}.key = "${keyPath}": ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    return { cert, key };
+  };
   return {
-    cert: readFileSync(config.tls.cert),
-    key: readFileSync(config.tls.key),
+    ...pair('tls', config.tls.cert, config.tls.key),
     minVersion: config.tls.minVersion,
-    clientCa: config.tls.clientCa ? readFileSync(config.tls.clientCa) : undefined,
+    clientCa: config.tls.clientCa ? read('tls.client_ca', config.tls.clientCa) : undefined,
     clientCertUser: config.tls.clientCertUser,
-    sni: config.certificates.map((c) => ({ names: c.names, cert: readFileSync(c.cert), key: readFileSync(c.key) })),
+    sni: config.certificates.map((c, i) => ({ names: c.names, ...pair(`certificate[${i + 1}]`, c.cert, c.key) })),
   };
 }
 
@@ -182,7 +209,8 @@ export async function serveForever(config: Config, logger: Logger): Promise<numb
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
-      running.reload().catch((err) => logger.error({ err }, 'reload failed'));
+      // The previous certificate and users stay in use; the message names the file that failed.
+      running.reload().catch((err) => logger.error({ err: (err as Error).message }, 'reload failed'));
     });
   });
 }

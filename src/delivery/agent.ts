@@ -197,7 +197,8 @@ export class DeliveryAgent {
         size: o.size,
         ms: Date.now() - started,
       };
-      if (o.status === 'delivered') this.logger.info(fields, 'delivered');
+      // Per recipient at debug: LMTP logs one summary line per transaction, `postern deliver` its exit status.
+      if (o.status === 'delivered') this.logger.debug(fields, 'delivered');
       else this.logger.warn({ ...fields, reason: o.reason }, 'delivery failed');
     }
     return outcomes;

@@ -18,6 +18,7 @@ import cluster from 'node:cluster';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { hostname as osHostname } from 'node:os';
+import { format } from 'node:util';
 import type { Logger } from 'pino';
 import {
   SMTPServer,
@@ -45,6 +46,20 @@ export interface LmtpListenerOptions {
   readonly closeGraceMs?: number;
 }
 
+/**
+ * smtp-server's bunyan-style logger calls (`logger.info(fields, format, ...args)`) routed to pino at debug
+ * level, whatever level the library chose: it logs every connection and command at info. Its `protocol` field
+ * is dropped, since ours says `protocol: 'lmtp'` already and pino would write the key twice.
+ */
+function libraryLogger(log: Logger): Record<string, (...args: unknown[]) => void> {
+  const write = (fields: unknown, ...rest: unknown[]) => {
+    if (!log.isLevelEnabled('debug')) return;
+    const { protocol: _protocol, component: _component, ...data } = (fields ?? {}) as Record<string, unknown>;
+    log.debug({ smtpServer: data }, format(...rest));
+  };
+  return { trace: write, debug: write, info: write, warn: write, error: write, fatal: write };
+}
+
 /** An error that smtp-server turns into a reply with this code (the enhanced code follows from it). */
 function reply(code: number, text: string): Error {
   return Object.assign(new Error(text), { responseCode: code });
@@ -60,6 +75,7 @@ const accepted = new WeakMap<object, SMTPServerAddress[]>();
 export class LmtpListener {
   private readonly server: SMTPServer;
   private readonly agent: DeliveryAgent;
+  private readonly log: Logger;
   /** Where it listens, once listening: a TCP port or a socket path. */
   port: number | undefined;
   socketPath: string | undefined;
@@ -68,6 +84,7 @@ export class LmtpListener {
     const { config } = options;
     this.agent = options.agent;
     const log = options.logger.child({ protocol: 'lmtp' });
+    this.log = log;
     this.server = new SMTPServer({
       lmtp: true,
       name: options.hostname,
@@ -87,8 +104,9 @@ export class LmtpListener {
       hideENHANCEDSTATUSCODES: false,
       // The MTA is on this machine or a trusted network; a DNS lookup per connection only adds delay.
       disableReverseLookup: true,
-      // Protocol traces at debug level; connection lines at info, like the POP3 side.
-      logger: log,
+      // smtp-server's own lines (connections, every command) go to our logger at debug; the transaction
+      // summary below is the one line per delivery at info.
+      logger: libraryLogger(log),
       onRcptTo: (address, session, callback) => {
         this.onRcptTo(address, session).then(callback, (err: unknown) => {
           log.error({ err }, 'RCPT failed');
@@ -142,11 +160,26 @@ export class LmtpListener {
     const recipients = resolved.filter((r): r is Recipient => r !== null);
     const mailFrom = session.envelope.mailFrom;
     const max = this.options.config.maxMessageSize;
+    const started = Date.now();
     const outcomes = await this.agent.deliver(stream, {
       sender: mailFrom ? mailFrom.address : undefined,
       recipients,
       maxBytes: max > 0 ? max : undefined,
     });
+    // The one info line per LMTP transaction (the agent logs each recipient at debug, failures at warn).
+    this.log.info(
+      {
+        session: session.id,
+        remote: session.remoteAddress || undefined,
+        from: mailFrom ? mailFrom.address : undefined,
+        recipients: addresses.length,
+        delivered: outcomes.filter((o) => o.status === 'delivered').length,
+        ids: outcomes.flatMap((o) => (o.status === 'delivered' && o.id ? [o.id] : [])),
+        size: outcomes.find((o) => o.size !== undefined)?.size,
+        ms: Date.now() - started,
+      },
+      'LMTP transaction',
+    );
     let next = 0;
     const byAddress = new Map<string, SMTPServerDataResult>();
     resolved.forEach((r, i) => {

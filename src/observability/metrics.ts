@@ -100,7 +100,8 @@ export class Metrics {
       registers,
     });
     this.bytesSent = new Counter({
-      name: 'postern_pop3_bytes_sent_total',
+      // The unit before _total, as Prometheus names counters (…_bytes_total).
+      name: 'postern_pop3_sent_bytes_total',
       help: 'Octets sent to POP3 clients (counted when a session ends).',
       registers,
     });
@@ -127,7 +128,10 @@ export class Metrics {
     });
     this.deliveries = new Counter({
       name: 'postern_deliveries_total',
-      help: 'Deliveries per recipient (LMTP and postern deliver), by result: delivered, quota, temp, perm, nouser.',
+      help:
+        'Recipients of a delivery (LMTP or postern deliver; one message to 3 recipients counts 3), by result: ' +
+        'delivered (stored durably), quota (over quota), temp (failed, the MTA retries), perm (refused for good), ' +
+        'nouser (no such user).',
       labelNames: ['result'],
       registers,
     });
@@ -142,7 +146,9 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'postern_' });
+    // Under the standard names (process_resident_memory_bytes, process_cpu_seconds_total,
+    // nodejs_eventloop_lag_seconds, …) so that stock Node.js and process dashboards work unchanged.
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
   /** Pop3Server `hooks`. */

@@ -278,7 +278,7 @@ export class Connection {
     tls.once('secure', () => {
       clearTimeout(timer);
       this.secureNow = true;
-      this.log.info({ protocol: tls.getProtocol() }, 'STLS established');
+      this.log.debug({ tlsVersion: tls.getProtocol() }, 'STLS established');
       this.armIdle();
     });
     this.attach(tls);

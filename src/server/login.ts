@@ -69,7 +69,7 @@ export async function enterTransaction(s: CommandSession, principal: Principal, 
   s.ctx.coordinator.succeed(s.remoteAddress, principal.user);
   s.resetIdle();
   const [n, size] = s.totals();
-  s.log.info({ user: principal.user, mechanism, messages: n, octets: size }, 'login');
+  s.log.info({ user: principal.user, mechanism, secure: s.secure, messages: n, octets: size }, 'login');
   s.ctx.onLogin?.(mechanism, 'ok');
   s.reply(`+OK ${s.text.loggedIn(n, size)}`);
 }

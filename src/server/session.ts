@@ -125,7 +125,7 @@ export class Session implements CommandSession, SessionHandle {
     this.reply(`+OK ${greeting}`);
     this.flush();
     this.conn.armIdle();
-    this.log.info({ secure: this.secure }, 'connect');
+    this.log.debug({ secure: this.secure }, 'connect');
     this.ctx.onSessionStart?.();
   }
 

@@ -49,6 +49,7 @@ export async function startRealServer(
     extraConfig?: string;
     server?: string;
     limits?: string;
+    logLevel?: string;
     /** Run the server process as this user (the test runs as root); its whole directory is chowned to it. */
     runAs?: { uid: number; gid: number };
   } = {},
@@ -91,7 +92,7 @@ failed_login_delay = 0
 ${opts.limits ?? ''}
 
 [log]
-level = "debug"
+level = "${opts.logLevel ?? 'debug'}"
 ${opts.extraConfig ?? ''}
 `,
   );

@@ -108,11 +108,15 @@ port = ${metricsPort}
     assert.equal(sample(text, 'postern_pop3_commands_total', '{verb="QUIT",result="ok"}'), 1);
     assert.equal(sample(text, 'postern_pop3_session_duration_seconds_count'), 1);
     assert.equal(sample(text, 'postern_pop3_messages_retrieved_total'), 1);
-    assert.ok((sample(text, 'postern_pop3_bytes_sent_total') ?? 0) > 200, 'bytes sent counted');
+    assert.ok((sample(text, 'postern_pop3_sent_bytes_total') ?? 0) > 200, 'bytes sent counted');
     assert.equal(sample(text, 'postern_deliveries_total', '{result="delivered"}'), 1);
     assert.ok((sample(text, 'postern_delivered_bytes_total') ?? 0) > 100);
     assert.equal(sample(text, 'postern_pop3_sessions_active'), 0);
-    assert.ok(sample(text, 'postern_process_resident_memory_bytes') !== undefined, 'process metrics');
+    // Standard names, so stock dashboards work (issue 8).
+    assert.ok(sample(text, 'process_resident_memory_bytes') !== undefined, 'process metrics');
+    assert.ok(sample(text, 'nodejs_eventloop_lag_seconds') !== undefined, 'Node.js metrics');
+    assert.equal(sample(text, 'postern_process_resident_memory_bytes'), undefined);
+    assert.match(text, /# HELP postern_deliveries_total Recipients of a delivery/);
   });
 
   test('a failed login, an unknown verb and a locked maildrop are counted', async () => {

@@ -15,10 +15,10 @@ import {
   type ServerStep,
 } from './types.ts';
 import {
+  badCredentials,
   challenge,
   decodeUtf8,
   failure,
-  INVALID_CREDENTIALS,
   MAX_PAYLOAD_BYTES,
   ServerMechanism,
   userProblem,
@@ -86,9 +86,9 @@ class CramMd5Server extends ServerMechanism {
     // digest" take the same path and the same time.
     const expected = Buffer.from(cramMd5Digest(secret ?? randomBytes(32).toString('base64'), sent), 'hex');
     const match = timingSafeEqual(expected, Buffer.from(digest, 'hex'));
-    if (!match || secret === null) return failure(INVALID_CREDENTIALS);
+    if (!match || secret === null) return badCredentials(user);
     const principal = await this.verifier.lookup(user);
-    return principal ? { kind: 'success', principal } : failure(INVALID_CREDENTIALS);
+    return principal ? { kind: 'success', principal } : badCredentials(user);
   }
 }
 

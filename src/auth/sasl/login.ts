@@ -14,10 +14,10 @@ import {
   type ServerStep,
 } from './types.ts';
 import {
+  badCredentials,
   challenge,
   decodeUtf8,
   failure,
-  INVALID_CREDENTIALS,
   MAX_PASSWORD_BYTES,
   MAX_USER_BYTES,
   ServerMechanism,
@@ -56,7 +56,7 @@ class LoginServer extends ServerMechanism {
     if (text === '') return failure('empty password');
     if (Buffer.byteLength(text) > MAX_PASSWORD_BYTES) return failure('password too long');
     const principal = await this.verifier.verifyPassword(this.user, text);
-    return principal ? { kind: 'success', principal } : failure(INVALID_CREDENTIALS);
+    return principal ? { kind: 'success', principal } : badCredentials(this.user);
   }
 }
 

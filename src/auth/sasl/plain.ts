@@ -14,10 +14,10 @@ import {
 } from './types.ts';
 import {
   authorize,
+  badCredentials,
   challenge,
   decodeUtf8,
   failure,
-  INVALID_CREDENTIALS,
   MAX_PASSWORD_BYTES,
   MAX_PAYLOAD_BYTES,
   MAX_USER_BYTES,
@@ -75,7 +75,7 @@ class PlainServer extends ServerMechanism {
       return failure('authorization identity differs from authentication identity');
     }
     const principal = await this.verifier.verifyPassword(authcid, password);
-    if (!principal) return failure(INVALID_CREDENTIALS);
+    if (!principal) return badCredentials(authcid);
     return authorize(this.verifier, principal, authzid, this.options.allowProxy);
   }
 }

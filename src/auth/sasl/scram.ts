@@ -24,13 +24,13 @@ import {
 } from './types.ts';
 import {
   authorize,
+  badCredentials,
   challenge,
   decodeBase64Strict,
   decodeSaslName,
   decodeUtf8,
   encodeSaslName,
   failure,
-  INVALID_CREDENTIALS,
   MAX_PAYLOAD_BYTES,
   parseGs2Header,
   ServerMechanism,
@@ -271,9 +271,9 @@ class ScramServer extends ServerMechanism {
     const clientSignature = hmac(ex.credentials.storedKey, authMessage);
     const clientKey = xor(proof, clientSignature);
     const proofOk = timingSafeEqual(sha256(clientKey), ex.credentials.storedKey);
-    if (!proofOk || !ex.real) return failure(INVALID_CREDENTIALS);
+    if (!proofOk || !ex.real) return badCredentials(ex.user);
     const principal = await this.verifier.lookup(ex.user);
-    if (!principal) return failure(INVALID_CREDENTIALS);
+    if (!principal) return badCredentials(ex.user);
     const serverSignature = hmac(ex.credentials.serverKey, authMessage);
     const serverFinal = Buffer.from(`v=${serverSignature.toString('base64')}`, 'utf8');
     return authorize(this.verifier, principal, ex.authzid, this.options.allowProxy, serverFinal);

@@ -77,7 +77,13 @@ export type ServerStep =
    * sends `AQ==`, XOAUTH2 an empty line; whatever it is, including `*`), then send the `-ERR`. Passing that
    * answer to `step` is optional; it returns the same failure again.
    */
-  | { readonly kind: 'failure'; readonly reason: string; readonly challenge?: Buffer };
+  | {
+      readonly kind: 'failure';
+      readonly reason: string;
+      readonly challenge?: Buffer;
+      /** The user the client tried to log in as, when the exchange got that far: for the log line only. */
+      readonly user?: string;
+    };
 
 export interface SaslServer {
   readonly mechanism: string;

@@ -101,7 +101,13 @@ export function failure(reason: string, challengeData?: Buffer): ServerStep {
 }
 
 /** One wording for unknown user and wrong credential, so even a log reader cannot tell them apart by text. */
-export const INVALID_CREDENTIALS = 'invalid credentials';
+/** The reason logged for a wrong password, digest or proof: the same words as USER/PASS (README, fail2ban). */
+export const INVALID_CREDENTIALS = 'bad credentials';
+
+/** A wrong password, digest or proof for `user`: the log line names the user, the client learns nothing more. */
+export function badCredentials(user: string): ServerStep {
+  return { kind: 'failure', reason: INVALID_CREDENTIALS, user };
+}
 
 /**
  * The success step for `authenticated`, honouring a requested authorization identity. RFC 4422 §3.4.1: an

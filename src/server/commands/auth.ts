@@ -75,7 +75,7 @@ export const auth: CommandSpec = {
       if (step.kind === 'failure') {
         // OAUTHBEARER/XOAUTH2 send an error document the client must acknowledge before the -ERR.
         if (step.challenge) await challenge(s, step.challenge).catch(() => undefined);
-        return loginFailed(s, named, mechanism, step.reason);
+        return loginFailed(s, step.user ?? named, mechanism, step.reason);
       }
       // Success with additional data (SCRAM's server signature) goes out as a last challenge (RFC 5034 §4).
       if (step.data && step.data.length > 0) {
