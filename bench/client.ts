@@ -33,7 +33,7 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeMaildir, message, writeBigMessage, writeMessages } from './mail.ts';
-import { descendants, hasDovecot, HOST, type ServerHandle, startDovecot } from './servers.ts';
+import { descendants, HOST, hasDovecot, type ServerHandle, startDovecot } from './servers.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/postern.js');
