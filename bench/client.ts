@@ -33,7 +33,7 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeMaildir, message, writeBigMessage, writeMessages } from './mail.ts';
-import { descendants, HOST, hasDovecot, type ServerHandle, startDovecot } from './servers.ts';
+import { HOST, hasDovecot, type ServerHandle, startDovecot } from './servers.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/postern.js');
@@ -46,6 +46,8 @@ const SERVER_CPU = '1';
 interface Row {
   client: string;
   wall: number[];
+  /** CPU seconds (user + system) of the client process: less disturbed by a loaded machine than wall. */
+  cpu: number[];
   rssKiB: number[];
   messages: number;
   bytes: number;
@@ -91,9 +93,13 @@ function verify(what: string, dir: string, ds: Dataset): void {
 }
 
 /** Runs a command pinned to the client core under /usr/bin/time; wall (s) and peak RSS (KiB). */
-async function timed(cmd: string[], env: Record<string, string>, cwd: string): Promise<{ wall: number; rss: number }> {
+async function timed(
+  cmd: string[],
+  env: Record<string, string>,
+  cwd: string,
+): Promise<{ wall: number; rss: number; cpu: number }> {
   const out = join(cwd, `time.${process.hrtime.bigint()}`);
-  const args = ['-f', '%M', '-o', out, 'taskset', '-c', CLIENT_CPU, ...cmd];
+  const args = ['-f', '%M %U %S', '-o', out, 'taskset', '-c', CLIENT_CPU, ...cmd];
   const t0 = process.hrtime.bigint();
   const child = spawn('/usr/bin/time', args, {
     env: { ...process.env, ...env },
@@ -111,14 +117,9 @@ async function timed(cmd: string[], env: Record<string, string>, cwd: string): P
   const code = await new Promise<number | null>((r) => child.once('close', r));
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   if (code !== 0) throw new Error(`${cmd.join(' ')} exited ${code}: ${stderr.slice(-2000)}${stdout.slice(-500)}`);
-  const rss = Number(readFileSync(out, 'utf8').trim().split('\n').pop());
+  const [rss, user, sys] = (readFileSync(out, 'utf8').trim().split('\n').pop() ?? '').split(' ').map(Number);
   rmSync(out, { force: true });
-  return { wall, rss };
-}
-
-/** Pins a running server (every process and thread, and what it forks later) to the server core. */
-function pin(pid: number): void {
-  for (const p of [pid, ...descendants(pid)]) spawnSync('taskset', ['-a', '-c', '-p', SERVER_CPU, String(p)]);
+  return { wall, rss, cpu: user + sys };
 }
 
 let generation = 0;
@@ -215,8 +216,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
   let dovecot: ServerHandle | undefined;
   const rows: Record<string, Row[]> = {};
   try {
-    dovecot = await startDovecot({ dir, mailRoot, usersFile, maxConnections: 10 });
-    pin(dovecot.pid);
+    dovecot = await startDovecot({ dir, mailRoot, usersFile, maxConnections: 10, tuned: true, cpu: SERVER_CPU });
     const port = dovecot.port;
     if (values.hold) {
       // For profiling by hand: the data and the server stay up until Ctrl-C.
@@ -228,7 +228,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
       const list: Row[] = [];
       rows[name] = list;
       const row = (client: string, note?: string): Row => {
-        const r: Row = { client, wall: [], rssKiB: [], messages: ds.count, bytes: ds.bytes, note };
+        const r: Row = { client, wall: [], cpu: [], rssKiB: [], messages: ds.count, bytes: ds.bytes, note };
         list.push(r);
         return r;
       };
@@ -254,7 +254,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
       const env = { BENCH_PW: PASSWORD };
       const clients: {
         label: string;
-        run: (w: string) => Promise<{ wall: number; rss: number }>;
+        run: (w: string) => Promise<{ wall: number; rss: number; cpu: number }>;
         after?: () => void;
       }[] = [];
       if (useMpop) {
@@ -320,6 +320,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
           c.after?.();
           r.wall.push(m.wall);
           r.rssKiB.push(m.rss);
+          r.cpu.push(m.cpu);
         }
       }
       // Pop3Client: a fresh process (cold wall and peak RSS), then what the process itself measures: its first
@@ -334,6 +335,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
         const m = await timed(loadArgs(1), {}, w);
         cold.wall.push(m.wall);
         cold.rssKiB.push(m.rss);
+        cold.cpu.push(m.cpu);
         const out = spawnSync('taskset', ['-c', CLIENT_CPU, ...loadArgs(6, i === 0)], { encoding: 'utf8', cwd: ROOT });
         if (out.status !== 0) throw new Error(`client-load failed: ${out.stderr}`);
         const rep = JSON.parse(out.stdout.trim().split('\n').pop() ?? '{}') as {
@@ -370,13 +372,13 @@ function print(rows: Record<string, Row[]>): void {
     if (list.length === 0) continue;
     const l0 = list[0];
     out.push(`\n${name}: ${l0.messages} messages, ${(l0.bytes / 1e6).toFixed(1)} MB stored`);
-    out.push('| client | wall s (median, min–max) | msg/s | MB/s | peak RSS MB |');
-    out.push('|---|---|---|---|---|');
+    out.push('| client | wall s (median, min–max) | msg/s | MB/s | CPU s | peak RSS MB |');
+    out.push('|---|---|---|---|---|---|');
     for (const r of list) {
       const w = median(r.wall);
       const range = `${Math.min(...r.wall).toFixed(3)}–${Math.max(...r.wall).toFixed(3)}`;
       out.push(
-        `| ${r.client} | ${w.toFixed(3)} (${range}) | ${Math.round(r.messages / w)} | ${Math.round(r.bytes / w / 1e6)} | ${(median(r.rssKiB) / 1024).toFixed(0)} |${r.note ? ` ${r.note}` : ''}`,
+        `| ${r.client} | ${w.toFixed(3)} (${range}) | ${Math.round(r.messages / w)} | ${Math.round(r.bytes / w / 1e6)} | ${r.cpu.length ? median(r.cpu).toFixed(2) : '–'} | ${(median(r.rssKiB) / 1024).toFixed(0)} |${r.note ? ` ${r.note}` : ''}`,
       );
     }
   }

@@ -10,11 +10,14 @@ import { AUTH_MECHANISMS } from '../client/auth.ts';
 import type { TlsMode } from '../client/client.ts';
 import {
   accountFromUrl,
+  checkPins,
   defaultAccountsFile,
   defaultStateDir,
   expandHome,
   type FetchAccount,
   FetchConfigError,
+  FetchUsageError,
+  legacyStateFileFor,
   parseAccountsFile,
   parseAuth,
   parseSize,
@@ -49,6 +52,9 @@ point loses nothing and fetches nothing twice.
       --keep-days N          Keep messages on the server for N days after fetching, then delete them
       --max-size SIZE        Skip messages larger than SIZE (octets, or 100k, 25M, 1G)
   -n, --dry-run              List what would be fetched and deleted; change nothing
+      --check                Status only: how many new messages and bytes per account; download nothing
+      --received-header      Add a Received: header (server, time, UIDL) to each message
+      --daemon SECONDS       Keep running: fetch every SECONDS seconds until SIGTERM or Ctrl-C
   -q, --quiet                Print errors only
       --state-dir DIR        Where UIDL state files live (default $XDG_STATE_HOME/postern/fetch)
   -v, --verbose              Print the POP3 dialogue (passwords are never shown) to stderr
@@ -86,12 +92,19 @@ export async function runFetchCommand(argv: string[], io: FetchIo): Promise<numb
   try {
     if (values.probe) return await runProbe(values, io, ac.signal);
     let accounts: FetchAccount[];
+    let daemonMs: number | undefined;
     try {
+      if (values.daemon !== undefined) daemonMs = parseSeconds(values.daemon, '--daemon');
+      if (values.daemon !== undefined && (values['dry-run'] || values.check)) {
+        throw new FetchUsageError('--daemon cannot be used with --dry-run or --check');
+      }
+      if (values['dry-run'] && values.check) throw new FetchUsageError('use one of --dry-run and --check');
       accounts = selectAccounts(values, positionals);
     } catch (err) {
       if (err instanceof FetchConfigError) {
+        // Exit codes as sysexits(3) defines them: the command line is EX_USAGE, the accounts file EX_CONFIG.
         io.stderr.write(`postern fetch: ${err.message}\n`);
-        return values.accounts || positionals.some((p) => p.includes('://')) ? EX_CONFIG : EX_USAGE;
+        return err instanceof FetchUsageError ? EX_USAGE : EX_CONFIG;
       }
       throw err;
     }
@@ -100,24 +113,60 @@ export async function runFetchCommand(argv: string[], io: FetchIo): Promise<numb
       : io.stdout.isTTY
         ? new TtyProgress(io.stdout, () => io.stdout.columns ?? 80)
         : new LineProgress(io.stdout, io.stderr);
-    let failed = 0;
-    for (const account of accounts) {
-      if (ac.signal.aborted) break;
-      const r = await fetchAccount(account, {
-        dryRun: values['dry-run'] ?? false,
-        progress,
-        password: (a) => password(a, io),
-        signal: ac.signal,
-        debug: values.verbose ? (d, l) => io.stderr.write(`${account.name} ${d}: ${l}\n`) : undefined,
-      });
-      if (r.error) failed++;
+    // A password asked on the terminal is asked once, not at every poll of --daemon.
+    const asked = new Map<string, Promise<string>>();
+    const pw = (a: FetchAccount): Promise<string> => {
+      if (a.password !== 'prompt') return password(a, io);
+      let p = asked.get(a.name);
+      if (!p) {
+        p = password(a, io);
+        p.catch(() => asked.delete(a.name));
+        asked.set(a.name, p);
+      }
+      return p;
+    };
+    for (;;) {
+      let failed = 0;
+      for (const account of accounts) {
+        if (ac.signal.aborted) break;
+        const r = await fetchAccount(account, {
+          dryRun: values['dry-run'] ?? false,
+          check: values.check ?? false,
+          progress,
+          password: pw,
+          signal: ac.signal,
+          debug: values.verbose ? (d, l) => io.stderr.write(`${account.name} ${d}: ${l}\n`) : undefined,
+        });
+        if (r.error) failed++;
+      }
+      if (ac.signal.aborted) return 130;
+      if (daemonMs === undefined) return failed > 0 ? 1 : 0;
+      // --daemon: wait for the next poll; a signal while waiting is a normal stop.
+      if (!(await sleep(daemonMs, ac.signal))) return 0;
     }
-    if (ac.signal.aborted) return 130;
-    return failed > 0 ? 1 : 0;
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
   }
+}
+
+/** Waits `ms`; false when the signal fired first. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve(false);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve(false);
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 function parse(argv: string[]) {
@@ -131,6 +180,9 @@ function parse(argv: string[]) {
       'keep-days': { type: 'string' },
       'max-size': { type: 'string' },
       'dry-run': { type: 'boolean', short: 'n' },
+      check: { type: 'boolean' },
+      'received-header': { type: 'boolean' },
+      daemon: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
       verbose: { type: 'boolean', short: 'v' },
       'state-dir': { type: 'string' },
@@ -154,16 +206,21 @@ function parse(argv: string[]) {
 type Values = ReturnType<typeof parse>['values'];
 
 function selectAccounts(v: Values, positionals: string[]): FetchAccount[] {
-  if (v.keep && v.delete) throw new FetchConfigError('--keep and --delete cannot be used together');
+  if (v.keep && v.delete) throw new FetchUsageError('--keep and --delete cannot be used together');
+  // Flags first: a bad flag is a usage error even when the accounts file has problems too.
+  const keepDays = v['keep-days'] !== undefined ? parseDays(v['keep-days']) : undefined;
+  const maxSize = v['max-size'] !== undefined ? usage(() => parseSize(v['max-size'], '--max-size')) : undefined;
+  const timeoutMs = v.timeout !== undefined ? parseSeconds(v.timeout, '--timeout') : undefined;
+  if (v['pin-sha256']) checkPins(v['pin-sha256'], '--pin-sha256', true);
   const stateDir = v['state-dir'] ? expandHome(v['state-dir']) : undefined;
   const urls = positionals.filter((p) => p.includes('://'));
   let accounts: FetchAccount[];
   if (urls.length > 0) {
-    if (urls.length !== positionals.length) throw new FetchConfigError('give either account names or one URL');
+    if (urls.length !== positionals.length) throw new FetchUsageError('give either account names or one URL');
     accounts = urls.map((u) => accountFromCli(u, v, stateDir ?? defaultStateDir()));
   } else {
     for (const k of ['maildir', 'mbox', 'mda', 'password-env', 'password-command'] as const) {
-      if (v[k] !== undefined) throw new FetchConfigError(`--${k} is for an account given as a URL`);
+      if (v[k] !== undefined) throw new FetchUsageError(`--${k} is for an account given as a URL`);
     }
     const file = v.accounts ? expandHome(v.accounts) : defaultAccountsFile();
     accounts = parseAccountsFile(file, { stateDir });
@@ -172,7 +229,7 @@ function selectAccounts(v: Values, positionals: string[]): FetchAccount[] {
       accounts = positionals.map((n) => {
         const found = byName.get(n);
         if (!found)
-          throw new FetchConfigError(`no account named "${n}" in ${file} (have: ${[...byName.keys()].join(', ')})`);
+          throw new FetchUsageError(`no account named "${n}" in ${file} (have: ${[...byName.keys()].join(', ')})`);
         return found;
       });
     }
@@ -180,33 +237,46 @@ function selectAccounts(v: Values, positionals: string[]): FetchAccount[] {
   // Command-line modes override the file.
   return accounts.map((acc) => ({
     ...acc,
-    keep: v.delete ? false : v.keep || v['keep-days'] !== undefined ? true : acc.keep,
-    keepDays: v['keep-days'] !== undefined ? parseDays(v['keep-days']) : v.delete || v.keep ? undefined : acc.keepDays,
-    maxSize: v['max-size'] !== undefined ? parseSize(v['max-size'], '--max-size') : acc.maxSize,
-    timeoutMs: v.timeout !== undefined ? parseSeconds(v.timeout) : acc.timeoutMs,
+    keep: v.delete ? false : v.keep || keepDays !== undefined ? true : acc.keep,
+    keepDays: keepDays !== undefined ? keepDays : v.delete || v.keep ? undefined : acc.keepDays,
+    maxSize: maxSize ?? acc.maxSize,
+    timeoutMs: timeoutMs ?? acc.timeoutMs,
+    receivedHeader: v['received-header'] || acc.receivedHeader,
   }));
+}
+
+/** Runs a parser shared with the accounts file, turning its error into a usage error (it was a flag). */
+function usage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof FetchConfigError) throw new FetchUsageError(err.message);
+    throw err;
+  }
 }
 
 function parseDays(s: string): number {
   const n = Number(s);
-  if (!(Number.isFinite(n) && n >= 0)) throw new FetchConfigError(`--keep-days: not a number of days: ${s}`);
+  if (!(s.trim() !== '' && Number.isFinite(n) && n >= 0))
+    throw new FetchUsageError(`--keep-days: not a number of days: ${s}`);
   return n;
 }
 
-function parseSeconds(s: string): number {
+function parseSeconds(s: string, flag: string): number {
   const n = Number(s);
-  if (!(Number.isFinite(n) && n > 0)) throw new FetchConfigError(`--timeout: not a number of seconds: ${s}`);
+  if (!(s.trim() !== '' && Number.isFinite(n) && n > 0))
+    throw new FetchUsageError(`${flag}: not a number of seconds: ${s}`);
   return n * 1000;
 }
 
 function accountFromCli(url: string, v: Values, stateDir: string): FetchAccount {
-  const base = accountFromUrl(url, 'account URL');
+  const base = usage(() => accountFromUrl(url, 'account URL'));
   const targets = (['maildir', 'mbox', 'mda'] as const).filter((k) => v[k] !== undefined);
-  if (targets.length !== 1) throw new FetchConfigError('give exactly one of --maildir, --mbox and --mda');
+  if (targets.length !== 1) throw new FetchUsageError('give exactly one of --maildir, --mbox and --mda');
   const k = targets[0];
   const val = v[k] as string;
   if (v['password-env'] && v['password-command']) {
-    throw new FetchConfigError('use one of --password-env and --password-command');
+    throw new FetchUsageError('use one of --password-env and --password-command');
   }
   return {
     ...base,
@@ -215,7 +285,7 @@ function accountFromCli(url: string, v: Values, stateDir: string): FetchAccount 
       : v['password-command']
         ? { command: v['password-command'] }
         : 'prompt',
-    auth: v.auth ? parseAuth(v.auth, '--auth') : 'auto',
+    auth: v.auth ? usage(() => parseAuth(v.auth, '--auth')) : 'auto',
     allowInsecureAuth: v['insecure-auth'] ?? false,
     caFile: v['ca-file'] ? expandHome(v['ca-file']) : undefined,
     pinSha256: v['pin-sha256'],
@@ -224,7 +294,9 @@ function accountFromCli(url: string, v: Values, stateDir: string): FetchAccount 
     keepDays: undefined,
     maxSize: undefined,
     timeoutMs: 60_000,
-    stateFile: stateFileFor(stateDir, base.user, base.host),
+    receivedHeader: false,
+    stateFile: stateFileFor(stateDir, base),
+    legacyStateFile: legacyStateFileFor(stateDir, base.user, base.host),
   };
 }
 
@@ -282,7 +354,7 @@ async function runProbe(v: Values, io: FetchIo, signal: AbortSignal): Promise<nu
         host,
         port,
         tls,
-        timeoutMs: v.timeout ? parseSeconds(v.timeout) : 30_000,
+        timeoutMs: v.timeout ? parseSeconds(v.timeout, '--timeout') : 30_000,
         ca: v['ca-file'] ? readFileSync(expandHome(v['ca-file'])) : undefined,
         signal,
       }),

@@ -24,7 +24,7 @@ import {
   saslLines,
 } from './auth.ts';
 import { Capabilities } from './capabilities.ts';
-import { Connection, type DebugFn } from './connection.ts';
+import { Connection, type DebugFn, type RetrieveSink } from './connection.ts';
 import {
   Pop3AbortError,
   Pop3AuthError,
@@ -339,6 +339,23 @@ export class Pop3Client {
       throw new RangeError(`TOP: lines must be a non-negative integer, got ${lines}`);
     }
     return this.conn.stream('TOP', `${checkMsn(msn)} ${lines}`);
+  }
+
+  /**
+   * RETR of many messages at once, pipelined, with the bodies handed to `sink` in order, as they arrive: no
+   * stream, promise or closure per message, so a mailbox of small messages costs little more than its bytes.
+   * Resolves when the last body has been handed over; rejects with the first -ERR (the remaining replies are read
+   * and dropped; the connection stays usable) or with the connection's failure. See RetrieveSink.
+   */
+  async retrieveEach(msns: readonly number[], sink: RetrieveSink): Promise<void> {
+    this.expectState('TRANSACTION', 'RETR');
+    return this.conn.many('RETR', msns.map(checkMsn), sink);
+  }
+
+  /** DELE for each message, pipelined, one promise for all (see delete()). */
+  async deleteEach(msns: readonly number[]): Promise<void> {
+    this.expectState('TRANSACTION', 'DELE');
+    return this.conn.many('DELE', msns.map(checkMsn));
   }
 
   /** RFC 1939 §5 DELE: marks the message; the server removes it only when quit() succeeds. */

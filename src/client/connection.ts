@@ -22,6 +22,9 @@ import {
 } from './errors.ts';
 import { MessageStream } from './message.ts';
 
+const LF = 0x0a;
+const EMPTY = Buffer.alloc(0);
+
 /**
  * Longest status line accepted. RFC 2449 §4 caps responses at 512 octets; greetings and -ERR texts from real
  * servers sometimes exceed it, so allow some slack, but never an unbounded line.
@@ -37,12 +40,38 @@ export interface OkReply {
   text: string;
 }
 
+/**
+ * Where the bodies of many RETR (or TOP) replies go, without a stream or a promise per message: the connection
+ * calls these in order, for message `index` of the list given to Connection.many(). Body bytes are dot-unstuffed
+ * and byte-exact (CRLF as sent); `chunk` may be a view of the socket's buffer, valid during the call only unless
+ * copied. A callback that throws closes the connection (the error fails the whole call): that is how a consumer
+ * stops a server that sends more than it should. `end` may return a promise: nothing more is read until it
+ * settles (a rejection closes the connection too).
+ */
+export interface RetrieveSink {
+  /** The +OK for message `index` came; its body follows. */
+  begin?(index: number): void;
+  data(chunk: Buffer, index: number): void;
+  end(index: number): void | Promise<void>;
+}
+
+/** The shared state of one Connection.many() call. */
+interface SinkBatch {
+  sink: RetrieveSink;
+  left: number;
+  error: Error | undefined;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
 /** How the reply to a command is read. */
 type ReplyKind =
   | { type: 'single' }
   | { type: 'lines'; lines: string[]; reader: LineReader }
   | { type: 'stream'; stream?: MessageStream; abandoned: boolean }
-  | { type: 'sasl'; onChallenge: (challenge: string) => Promise<string> };
+  | { type: 'sasl'; onChallenge: (challenge: string) => Promise<string> }
+  | { type: 'sink'; batch: SinkBatch; index: number }
+  | { type: 'each'; batch: SinkBatch };
 
 interface Pending {
   verb: string;
@@ -73,6 +102,9 @@ export class Connection {
   private timer: NodeJS.Timeout | undefined;
   /** Socket paused because a message stream's consumer is behind. */
   private pausedForStream = false;
+  /** A sink's end() promise is pending: bytes that arrive meanwhile wait here, unparsed. */
+  private blocked = false;
+  private held: Buffer = EMPTY;
   private failure: Pop3ClientError | undefined;
   private readonly timeoutMs: number;
   private readonly debug: DebugFn | undefined;
@@ -133,6 +165,58 @@ export class Connection {
   stream(verb: string, args: string): Promise<MessageStream> {
     const line = `${verb} ${args}`;
     return this.enqueue(verb, line, line, false, { type: 'stream', abandoned: false }) as Promise<MessageStream>;
+  }
+
+  /**
+   * The same command for each of `args` (RETR or TOP with a sink; or single-line commands such as DELE with no
+   * sink), pipelined within the window, with one promise for all of them: it resolves when every reply is in and
+   * rejects with the first failure (a -ERR, or the connection's). After a -ERR the remaining bodies are read and
+   * dropped, and the connection stays usable.
+   */
+  many(verb: string, args: readonly string[], sink?: RetrieveSink): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.failure) {
+        reject(this.failure);
+        return;
+      }
+      if (args.length === 0) {
+        resolve();
+        return;
+      }
+      const batch: SinkBatch = {
+        sink: sink ?? { data() {}, end() {} },
+        left: args.length,
+        error: undefined,
+        resolve,
+        reject: (err) => {
+          if (batch.error) return;
+          batch.error = err;
+          reject(err);
+        },
+      };
+      const settleOne = (err: unknown) => {
+        if (err) batch.reject(err as Error);
+        else if (--batch.left === 0 && !batch.error) resolve();
+      };
+      for (let i = 0; i < args.length; i++) {
+        const line = `${verb} ${args[i]}`;
+        if (/[\r\n]/.test(line)) {
+          batch.reject(new TypeError(`${verb}: arguments must not contain CR or LF`));
+          return;
+        }
+        this.queue.push({
+          verb,
+          wire: Buffer.from(`${line}\r\n`, 'latin1'),
+          debugText: line,
+          barrier: false,
+          kind: sink ? { type: 'sink', batch, index: i } : { type: 'each', batch },
+          resolve: () => settleOne(null),
+          reject: settleOne,
+          settled: false,
+        });
+      }
+      this.pump();
+    });
   }
 
   /**
@@ -243,30 +327,42 @@ export class Connection {
     });
   }
 
-  /** Writes queued commands while the window and the barriers allow. */
+  /**
+   * Writes queued commands while the window and the barriers allow, all in one write. Once the window is full it
+   * is refilled only when half of it has been answered, so a long pipelined run costs a write per half window,
+   * not one per command.
+   */
   private pump(): void {
     if (this.failure) return;
-    let wrote = false;
-    while (this.queue.length > 0) {
-      const next = this.queue[0];
+    const busy0 = this.inflight.length;
+    if (busy0 > 1 && busy0 > this.window >> 1 && this.queue.length > 0 && !this.queue[0].barrier) return;
+    const wires: Buffer[] = [];
+    let taken = 0;
+    const queue = this.queue;
+    while (taken < queue.length) {
+      const next = queue[taken];
       const busy = this.inflight.length;
       if (busy > 0 && (next.barrier || this.inflight[busy - 1].barrier || busy >= this.window)) break;
-      this.queue.shift();
+      taken++;
       this.inflight.push(next);
       if (next.wire) {
-        if (!wrote) this.socket.cork();
-        wrote = true;
         this.debug?.('C', next.debugText);
-        this.socket.write(next.wire);
+        wires.push(next.wire);
       }
     }
-    if (wrote) process.nextTick(() => this.socket.uncork());
+    if (taken > 0) queue.splice(0, taken);
+    if (wires.length > 0) this.socket.write(wires.length === 1 ? wires[0] : Buffer.concat(wires));
     this.armTimer();
   }
 
   private consume(chunk: Buffer): void {
     let data = chunk;
     for (;;) {
+      if (this.blocked) {
+        // A sink is still storing the last message: keep the rest for when it is done (the socket is paused).
+        if (data.length > 0) this.held = this.held.length === 0 ? data : Buffer.concat([this.held, data]);
+        return;
+      }
       const head = this.inflight[0];
       if (head?.decoder) {
         if (data.length === 0) return;
@@ -277,9 +373,17 @@ export class Connection {
         this.finishBody(head);
         continue;
       }
+      // A status line. Only the bytes up to its LF go through the line reader; what follows (a body, the next
+      // reply) stays in `data`, so a body's long lines never meet the status line's length limit.
       if (data.length > 0) {
-        this.lines.push(data);
-        data = Buffer.alloc(0);
+        const lf = data.indexOf(LF);
+        if (lf === -1) {
+          this.lines.push(data);
+          data = EMPTY;
+        } else {
+          this.lines.push(lf + 1 === data.length ? data : data.subarray(0, lf + 1));
+          data = data.subarray(lf + 1);
+        }
       }
       const next = this.lines.next();
       if (next === null) return;
@@ -288,12 +392,50 @@ export class Connection {
         throw new Pop3ProtocolError(`unexpected line from server: ${JSON.stringify(clip(next.line))}`);
       }
       this.status(head, next.line);
-      if (head.decoder) data = this.lines.takeRest();
+      if (data.length === 0 && !head.decoder) return;
     }
+  }
+
+  /** A sink's end() for `head` returned a promise: stop reading until it settles, then settle `head`. */
+  private block(p: Promise<void>, head: Pending): void {
+    this.blocked = true;
+    this.socket.pause();
+    this.clearTimer();
+    p.then(
+      () => {
+        this.blocked = false;
+        this.settle(head, null);
+        if (this.failure) return;
+        this.pump();
+        this.socket.resume();
+        const rest = this.held;
+        this.held = EMPTY;
+        try {
+          this.consume(rest);
+        } catch (err) {
+          this.destroy(err instanceof Pop3ClientError ? err : new Pop3ProtocolError(String(err)));
+        }
+        this.armTimer();
+      },
+      (err: unknown) => {
+        this.blocked = false;
+        const e = err instanceof Error ? err : new Error(String(err));
+        this.settle(head, e); // the caller sees the sink's own error
+        this.destroy(err instanceof Pop3ClientError ? err : new Pop3ClosedError(e.message, { cause: err }));
+      },
+    );
   }
 
   /** Handles the status line of `head`'s reply. */
   private status(head: Pending, raw: Buffer): void {
+    if (head.kind.type === 'sink' && !this.debug && isPlainOk(raw)) {
+      // The common case of a pipelined RETR run, without the string work below.
+      const kind = head.kind;
+      head.decoder = new DotDecoder();
+      if (kind.batch.error) return; // a failed run: read the body, drop it
+      kind.batch.sink.begin?.(kind.index);
+      return;
+    }
     const line = raw.toString('utf8');
     this.debug?.('S', line);
     const ok = /^\+OK(?: |$)/i.test(line);
@@ -330,7 +472,12 @@ export class Connection {
     switch (kind.type) {
       case 'single':
       case 'sasl':
+      case 'each':
         this.complete(head, null, { text });
+        return;
+      case 'sink':
+        head.decoder = new DotDecoder();
+        if (!kind.batch.error) kind.batch.sink.begin?.(kind.index);
         return;
       case 'lines':
         head.decoder = new DotDecoder();
@@ -362,6 +509,8 @@ export class Connection {
         if (r.kind === 'toolong') throw new Pop3ProtocolError(`${head.verb}: listing line too long`);
         kind.lines.push(r.line.toString('utf8'));
       }
+    } else if (kind.type === 'sink') {
+      if (!kind.batch.error) kind.batch.sink.data(data, kind.index);
     } else if (kind.type === 'stream' && !kind.abandoned && kind.stream) {
       // push() copies nothing; `data` may be a view of the socket's chunk, which Node never reuses.
       if (!kind.stream.push(data) && !this.pausedForStream) {
@@ -383,6 +532,15 @@ export class Connection {
       }
       this.resumeForStream();
       this.complete(head, null);
+    } else if (kind.type === 'sink') {
+      const r = kind.batch.error ? undefined : kind.batch.sink.end(kind.index);
+      if (!r) {
+        this.complete(head, null);
+        return;
+      }
+      // The reply is complete, but the command is settled only when the sink is done with it.
+      this.inflight.shift();
+      this.block(r, head);
     }
   }
 
@@ -425,18 +583,36 @@ export class Connection {
 
   /** The idle timer runs while a reply is due and we are not the ones holding the socket back. */
   private armTimer(): void {
-    this.clearTimer();
-    if (this.failure || this.inflight.length === 0 || this.pausedForStream) return;
-    const head = this.inflight[0];
-    this.timer = setTimeout(() => {
-      this.destroy(new Pop3TimeoutError(`${head.verb}: no reply from server within ${this.timeoutMs} ms`));
-    }, this.timeoutMs);
+    if (this.failure || this.inflight.length === 0 || this.pausedForStream || this.blocked) {
+      this.clearTimer();
+      return;
+    }
+    // Called for every chunk read: restart the one timer rather than making a new one.
+    if (this.timer) this.timer.refresh();
+    else this.timer = setTimeout(this.onTimeout, this.timeoutMs);
   }
+
+  private readonly onTimeout = (): void => {
+    this.timer = undefined;
+    const verb = this.inflight[0]?.verb ?? 'reply';
+    this.destroy(new Pop3TimeoutError(`${verb}: no reply from server within ${this.timeoutMs} ms`));
+  };
 
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
+}
+
+/** "+OK", "+OK " or "+OK …" in any case (RFC 1939 §3: the status indicators are upper case; be lenient). */
+function isPlainOk(raw: Buffer): boolean {
+  return (
+    raw.length >= 3 &&
+    raw[0] === 0x2b &&
+    (raw[1] | 0x20) === 0x6f &&
+    (raw[2] | 0x20) === 0x6b &&
+    (raw.length === 3 || raw[3] === 0x20)
+  );
 }
 
 function wrapLines(resolve: (v: unknown) => void, text: string, lines: string[]) {

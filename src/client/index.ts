@@ -13,7 +13,7 @@ export {
   type TlsMode,
   type UidlEntry,
 } from './client.ts';
-export type { DebugFn } from './connection.ts';
+export type { DebugFn, RetrieveSink } from './connection.ts';
 export {
   Pop3AbortError,
   Pop3AuthError,

@@ -11,8 +11,14 @@ import { AUTH_MECHANISMS, type AuthMechanism } from '../client/auth.ts';
 import type { TlsMode } from '../client/client.ts';
 import type { DeliveryTarget } from './deliver.ts';
 
+/** A mistake in the accounts file (exit 78, EX_CONFIG). */
 export class FetchConfigError extends Error {
-  override readonly name = 'FetchConfigError';
+  override readonly name: string = 'FetchConfigError';
+}
+
+/** A mistake on the command line: a flag, its value, a URL (exit 64, EX_USAGE). */
+export class FetchUsageError extends FetchConfigError {
+  override readonly name = 'FetchUsageError';
 }
 
 export interface FetchAccount {
@@ -36,8 +42,12 @@ export interface FetchAccount {
   /** Skip (do not fetch, do not delete) messages larger than this many octets. */
   maxSize?: number;
   timeoutMs: number;
+  /** Add a Received: header to each message (who it was fetched from, when, with what). */
+  receivedHeader: boolean;
   /** The UIDL state file. */
   stateFile: string;
+  /** Where an older version kept this account's state (keyed by user and host only); migrated on first use. */
+  legacyStateFile?: string;
 }
 
 /** Default places, XDG style. */
@@ -68,10 +78,33 @@ export function parseSize(v: unknown, where: string): number {
   );
 }
 
-/** The state file for an account: keyed by user and host, so renaming an account or changing port keeps it. */
-export function stateFileFor(stateDir: string, user: string, host: string): string {
-  const key = `${user}@${host}`.toLowerCase().replace(/[^a-z0-9._@+-]/g, '_');
-  return join(stateDir, `${key}.json`);
+const fileKey = (s: string) => s.toLowerCase().replace(/[^a-z0-9._@+=-]/g, '_');
+
+/**
+ * The state file of an account: keyed by user, host, port and the account's name, so two accounts on one
+ * mailbox (say, one keeping and one deleting, or two machines' names) never share what they have seen.
+ * `name` may be omitted when it is the default (user@host).
+ */
+export function stateFileFor(stateDir: string, a: { user: string; host: string; port: number; name?: string }): string {
+  const base = `${a.user}@${a.host}`;
+  const named = a.name === undefined || a.name === base ? '' : `${a.name}=`;
+  return join(stateDir, `${fileKey(`${named}${base}`)}_${a.port}.json`);
+}
+
+/** The state file of versions before accounts were keyed by port and name. */
+export function legacyStateFileFor(stateDir: string, user: string, host: string): string {
+  return join(stateDir, `${`${user}@${host}`.toLowerCase().replace(/[^a-z0-9._@+-]/g, '_')}.json`);
+}
+
+/** Checks SHA-256 pins now (a typo must not wait for the first connection): `where` names the key or flag. */
+export function checkPins(pins: readonly string[], where: string, usage: boolean): string[] {
+  return pins.map((p) => {
+    if (!/^(?:sha256[:/])?(?:[0-9a-f]{2}(?::|\s)?){31}[0-9a-f]{2}$/i.test(p.trim())) {
+      const E = usage ? FetchUsageError : FetchConfigError;
+      throw new E(`${where}: not a SHA-256 fingerprint (64 hex digits, colons optional): ${JSON.stringify(p)}`);
+    }
+    return p.trim();
+  });
 }
 
 const ACCOUNT_KEYS = [
@@ -93,6 +126,7 @@ const ACCOUNT_KEYS = [
   'keep_days',
   'max_size',
   'timeout',
+  'received_header',
   'state_file',
 ] as const;
 /** Keys that make sense for every account, settable in [defaults]. */
@@ -108,6 +142,7 @@ const DEFAULT_KEYS = new Set<string>([
   'keep_days',
   'max_size',
   'timeout',
+  'received_header',
 ]);
 
 type Table = Record<string, unknown>;
@@ -219,7 +254,7 @@ function buildAccount(t: Table, where: string, stateDir: string): FetchAccount {
     const pins = Array.isArray(pin) ? pin : [pin];
     if (!pins.every((p) => typeof p === 'string'))
       throw new FetchConfigError(`${where}: "pin_sha256" must be a string or strings`);
-    pinSha256 = pins as string[];
+    pinSha256 = checkPins(pins as string[], `${where}: "pin_sha256"`, false);
   }
   const stateFile = str('state_file');
   return {
@@ -238,7 +273,11 @@ function buildAccount(t: Table, where: string, stateDir: string): FetchAccount {
     keepDays,
     maxSize: t.max_size === undefined ? undefined : parseSize(t.max_size, `${where}: "max_size"`),
     timeoutMs: timeout * 1000,
-    stateFile: stateFile ? resolve(expandHome(stateFile)) : stateFileFor(stateDir, user, host),
+    receivedHeader: bool('received_header', false),
+    stateFile: stateFile
+      ? resolve(expandHome(stateFile))
+      : stateFileFor(stateDir, { user, host, port, name: str('name') ?? `${user}@${host}` }),
+    legacyStateFile: stateFile ? undefined : legacyStateFileFor(stateDir, user, host),
   };
 }
 

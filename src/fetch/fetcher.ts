@@ -3,22 +3,32 @@
  *
  *   1. settle deliveries a crashed run left pending (journal + the mailbox itself say whether they completed);
  *   2. LIST + UIDL; new = UIDLs not in the state file;
- *   3. for each new message: journal "pending" → deliver (fsynced) → journal "done" (fsynced) → DELE if deleting;
+ *   3. RETR of every new message, pipelined; the bodies are stored as they arrive, in arrival order, in groups:
+ *        journal "pending" for the group (one write, one fsync) → each message written and fsynced →
+ *        the group made visible (Maildir: renames + one directory fsync) → journal "done" (one write, one
+ *        fsync) → DELE for the group's messages, if deleting.
+ *      A message is thus marked for deletion only once its copy and its record are durable;
  *   4. DELE messages delivered by earlier runs that are now due (delete mode, or keep_days passed);
  *   5. QUIT, which is when the server deletes (RFC 1939 §6). A crash or Ctrl-C anywhere before it deletes nothing,
  *      and every message delivered so far is already recorded, so the next run neither loses nor repeats one.
+ *
+ * A hostile or broken server cannot fill the disk: a message is read only up to max_size (when set) and up to
+ * twice its listed size plus 64 KiB; beyond that the connection is closed and the partial copy removed.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { Pop3Client } from '../client/client.ts';
-import type { DebugFn } from '../client/connection.ts';
-import { Pop3ClientError } from '../client/errors.ts';
+import type { DebugFn, RetrieveSink } from '../client/connection.ts';
+import { Pop3ClientError, Pop3ErrorCode, Pop3ProtocolError } from '../client/errors.ts';
 import type { FetchAccount } from './config.ts';
-import { createDelivery } from './deliver.ts';
+import { createDelivery, type Delivery, type Intent } from './deliver.ts';
 import type { AccountResult, Progress } from './progress.ts';
 import { UidlState } from './state.ts';
 
 export interface FetchRunOptions {
   dryRun: boolean;
+  /** Status only (--check): count new messages and their size; download, record and delete nothing. */
+  check?: boolean;
   progress: Progress;
   /** Resolves the account's password (command, env or prompt); called only when the server asks for one. */
   password: (account: FetchAccount) => Promise<string>;
@@ -29,32 +39,54 @@ export interface FetchRunOptions {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** A group is closed at this many messages or once its listed sizes reach GROUP_BYTES (a message at least). */
+const GROUP_BYTES = 16 * 1024 * 1024;
+/** Commands in flight while downloading (RFC 2449 §6.6 PIPELINING; one at a time when not advertised). */
+const FETCH_PIPELINE_WINDOW = 64;
+/**
+ * How far a body may exceed its listed size: servers that list sizes with LF line endings undercount by one
+ * octet per line, so up to twice (a message of empty lines) plus some slack is honest; more is a protocol error.
+ */
+const SIZE_SLACK = 64 * 1024;
+
+type Listed = { number: number; uidl: string; size: number };
 
 export async function fetchAccount(account: FetchAccount, opts: FetchRunOptions): Promise<AccountResult> {
   const started = Date.now();
   const now = opts.now ?? Date.now;
   const result: AccountResult = {
     account: account.name,
-    onServer: 0,
+    onServer: undefined,
     fetched: 0,
     fetchedBytes: 0,
     skipped: 0,
     deleted: 0,
     elapsedMs: 0,
     dryRun: opts.dryRun,
+    check: opts.check,
+    stage: 'state',
   };
   let state: UidlState | undefined;
   let client: Pop3Client | undefined;
+  let delivery: Delivery | undefined;
   try {
-    state = UidlState.open(account.stateFile, `${account.user}@${account.host}`);
-    const delivery = createDelivery(account.deliver);
+    const who = `${account.user}@${account.host}`;
+    if (account.legacyStateFile) UidlState.migrate(account.legacyStateFile, account.stateFile, who);
+    state = UidlState.open(account.stateFile, who);
+    delivery = createDelivery(account.deliver);
 
     // 1. A previous run died between "pending" and "done": ask the mailbox what happened.
-    for (const [uidl, intent] of [...state.pending]) {
-      if (await delivery.recover(intent)) state.commit(uidl);
-      else state.abandon(uidl);
+    if (state.pending.size > 0) {
+      const pending = [...state.pending];
+      const ok = await delivery.recover(pending.map(([, intent]) => intent));
+      state.settle(
+        pending.filter((_, i) => ok[i]).map(([u]) => u),
+        now(),
+        pending.filter((_, i) => !ok[i]).map(([u]) => u),
+      );
     }
 
+    result.stage = 'connect';
     client = await Pop3Client.connect({
       host: account.host,
       port: account.port,
@@ -64,21 +96,30 @@ export async function fetchAccount(account: FetchAccount, opts: FetchRunOptions)
       allowInsecureAuth: account.allowInsecureAuth,
       tlsOptions: account.caFile ? { ca: readFileSync(account.caFile) } : undefined,
       pinSha256: account.pinSha256,
+      pipelining: FETCH_PIPELINE_WINDOW,
       debug: opts.debug,
-      auth: {
-        user: account.user,
-        password: () => opts.password(account),
-        mechanism: account.auth === 'auto' ? undefined : account.auth,
-      },
+    });
+    result.stage = 'login';
+    await client.login({
+      user: account.user,
+      password: () => opts.password(account),
+      mechanism: account.auth === 'auto' ? undefined : account.auth,
     });
 
-    // 2. What is there, and what is new.
-    const listed = [];
+    // 2. What is there, and what is new (a UIDL listed twice is fetched once).
+    result.stage = 'list';
+    const listed: Listed[] = [];
     for await (const m of client.messages()) listed.push(m);
     result.onServer = listed.length;
-    const fresh = listed.filter((m) => !state?.has(m.uidl));
-    const tooBig = account.maxSize === undefined ? [] : fresh.filter((m) => m.size > (account.maxSize ?? 0));
-    const toFetch = fresh.filter((m) => !tooBig.includes(m));
+    const wanted = new Set<string>();
+    const fresh = listed.filter((m) => {
+      if (state?.has(m.uidl) || wanted.has(m.uidl)) return false;
+      wanted.add(m.uidl);
+      return true;
+    });
+    const maxSize = account.maxSize;
+    const tooBig = maxSize === undefined ? [] : fresh.filter((m) => m.size > maxSize);
+    const toFetch = maxSize === undefined ? fresh : fresh.filter((m) => m.size <= maxSize);
     const dueForDeletion = (uidl: string): boolean => {
       const at = state?.deliveredAt(uidl);
       if (at === undefined) return false;
@@ -86,19 +127,21 @@ export async function fetchAccount(account: FetchAccount, opts: FetchRunOptions)
       return account.keepDays !== undefined && now() - at >= account.keepDays * DAY_MS;
     };
 
-    if (opts.dryRun) {
-      for (const m of toFetch) opts.progress.wouldFetch(account.name, m);
-      for (const m of tooBig) opts.progress.skipped(account.name, m, `larger than ${account.maxSize} octets`);
+    if (opts.dryRun || opts.check) {
+      if (opts.dryRun) for (const m of toFetch) opts.progress.wouldFetch(account.name, m);
+      for (const m of tooBig) opts.progress.skipped(account.name, m, `larger than ${maxSize} octets`);
       result.fetched = toFetch.length;
       result.fetchedBytes = toFetch.reduce((a, m) => a + m.size, 0);
       result.skipped = tooBig.length;
       // Would be deleted: those already delivered and due, plus (in delete mode) those fetched now.
       result.deleted = listed.filter((m) => dueForDeletion(m.uidl)).length + (account.keep ? 0 : toFetch.length);
+      result.stage = 'quit';
       await client.quit();
+      result.stage = 'done';
       return result;
     }
 
-    for (const m of tooBig) opts.progress.skipped(account.name, m, `larger than ${account.maxSize} octets`);
+    for (const m of tooBig) opts.progress.skipped(account.name, m, `larger than ${maxSize} octets`);
     result.skipped = tooBig.length;
     opts.progress.start(
       account.name,
@@ -106,48 +149,50 @@ export async function fetchAccount(account: FetchAccount, opts: FetchRunOptions)
       toFetch.reduce((a, m) => a + m.size, 0),
     );
 
-    // 3. Fetch, deliver, record; DELE goes out right behind (pipelined when the server allows it).
+    // 3. Download, store and record in groups; DELE goes out right behind each group.
+    result.stage = 'fetch';
     const deletions: Promise<void>[] = [];
     const marked = new Set<string>();
+    const dele = (msgs: readonly Listed[]) => {
+      if (msgs.length === 0 || !client) return;
+      const p = client.deleteEach(msgs.map((m) => m.number));
+      p.catch(() => {}); // awaited below; a failure here must not go unhandled meanwhile
+      deletions.push(p);
+      for (const m of msgs) marked.add(m.uidl);
+    };
     let failure: unknown;
-    for (const m of toFetch) {
-      let begun = false;
+    if (toFetch.length > 0) {
+      await delivery.prepare();
+      const sink = new GroupSink(account, toFetch, delivery, state, opts.progress, now, (group) => {
+        result.fetched += group.length;
+        for (const m of group) result.fetchedBytes += m.size;
+        if (!account.keep) dele(group);
+      });
       try {
-        const stream = await client.retrieve(m.number);
-        await delivery.deliver(stream, { uidl: m.uidl, size: m.size, account: account.name }, async (intent) => {
-          state?.begin(m.uidl, intent);
-          begun = true;
-        });
+        await client.retrieveEach(
+          toFetch.map((m) => m.number),
+          sink,
+        );
       } catch (err) {
-        if (begun) {
-          // deliver() cleans up after itself (tmp file removed, mbox cut back); an MDA's failure is its word.
-          state.abandon(m.uidl);
-        }
-        failure = err;
-        break;
+        failure = sink.failure ?? err;
       }
-      state.commit(m.uidl, now());
-      result.fetched++;
-      result.fetchedBytes += m.size;
-      opts.progress.message(account.name, m);
-      if (!account.keep) {
-        deletions.push(client.delete(m.number));
-        marked.add(m.uidl);
+      // Whatever happened, the messages stored completely are committed and recorded; a partial one is dropped.
+      try {
+        sink.salvage();
+      } catch (err) {
+        failure ??= err;
       }
     }
 
     // 4. Messages delivered by earlier runs that are now due for deletion.
     if (failure === undefined) {
-      for (const m of listed) {
-        if (marked.has(m.uidl) || !dueForDeletion(m.uidl)) continue;
-        deletions.push(client.delete(m.number));
-        marked.add(m.uidl);
-      }
+      dele(listed.filter((m) => !marked.has(m.uidl) && dueForDeletion(m.uidl)));
     }
 
     // 5. QUIT commits the deletions. Even after a delivery failure, the messages delivered before it may go.
     let quitOk = false;
     try {
+      result.stage = 'quit';
       await Promise.all(deletions);
       await client.quit();
       quitOk = true;
@@ -160,13 +205,21 @@ export async function fetchAccount(account: FetchAccount, opts: FetchRunOptions)
     const stillThere = new Set(listed.map((m) => m.uidl));
     if (quitOk) for (const u of marked) stillThere.delete(u);
     state.compact(stillThere);
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined) {
+      result.stage = 'fetch';
+      throw failure;
+    }
+    result.stage = 'done';
     return result;
   } catch (err) {
     client?.destroy();
     result.error = describeError(err);
+    result.errorCode = err instanceof Pop3ClientError ? err.code : undefined;
     return result;
   } finally {
+    try {
+      await delivery?.close();
+    } catch {}
     try {
       state?.close();
     } catch {}
@@ -175,7 +228,180 @@ export async function fetchAccount(account: FetchAccount, opts: FetchRunOptions)
   }
 }
 
+/** The stored copy would grow past what the account or the listing allows. */
+export class MessageTooLargeError extends Pop3ProtocolError {
+  override name = 'MessageTooLargeError';
+}
+
+/**
+ * Receives the pipelined RETR replies (RetrieveSink) and stores them in groups, as described at the top. Runs
+ * synchronously inside the connection's read loop (an MDA's end() is the only wait), so a group's commit, its
+ * journal record and its DELEs happen before the next reply is read.
+ */
+class GroupSink implements RetrieveSink {
+  private groupStart = 0;
+  private groupEnd = 0;
+  private intents: Intent[] = [];
+  /** Index (into the list) of the message being written, or -1. */
+  private current = -1;
+  /** Ended in the current group, not yet committed. */
+  private ended: Listed[] = [];
+  private received = 0;
+  private limit = 0;
+  private readonly received_header: string | undefined;
+
+  constructor(
+    private readonly account: FetchAccount,
+    private readonly list: readonly Listed[],
+    private readonly delivery: Delivery,
+    private readonly state: UidlState,
+    private readonly progress: Progress,
+    private readonly now: () => number,
+    private readonly committed: (group: Listed[]) => void,
+  ) {
+    this.received_header = account.receivedHeader ? receivedPrefix(account) : undefined;
+  }
+
+  /** The first error raised while storing (a full disk, an MDA's failure), as it was raised. */
+  failure: unknown;
+
+  begin(index: number): void {
+    try {
+      this.begin_(index);
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
+  data(chunk: Buffer, index: number): void {
+    try {
+      this.data_(chunk, index);
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
+  end(index: number): void | Promise<void> {
+    try {
+      const r = this.delivery.end();
+      if (r)
+        return r.then(
+          () => this.ended_(index),
+          (err: unknown) => {
+            throw this.fail(err);
+          },
+        );
+      this.ended_(index);
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
+  private fail(err: unknown): unknown {
+    this.failure ??= err;
+    return err;
+  }
+
+  private begin_(index: number): void {
+    if (index >= this.groupEnd) this.openGroup(index);
+    const m = this.list[index];
+    this.current = index;
+    this.received = 0;
+    const byListing = m.size * 2 + SIZE_SLACK;
+    this.limit = this.account.maxSize === undefined ? byListing : Math.min(byListing, this.account.maxSize);
+    this.delivery.begin(this.intents[index - this.groupStart], {
+      uidl: m.uidl,
+      size: m.size,
+      account: this.account.name,
+    });
+    if (this.received_header) {
+      this.delivery.write(Buffer.from(`${this.received_header} id ${m.uidl}; ${rfc5322Date(new Date())}\r\n`));
+    }
+  }
+
+  private data_(chunk: Buffer, index: number): void {
+    this.received += chunk.length;
+    if (this.received > this.limit) {
+      const m = this.list[index];
+      const why =
+        this.account.maxSize !== undefined && this.limit === this.account.maxSize
+          ? `max_size (${this.account.maxSize} octets)`
+          : `far more than its listed size of ${m.size} octets`;
+      throw new MessageTooLargeError(`message ${m.number} (${m.uidl}) is larger than ${why}: not stored`);
+    }
+    this.delivery.write(chunk);
+    this.progress.bytes?.(this.account.name, chunk.length);
+  }
+
+  /** After the last reply or a failure: drop a partial message, commit the complete ones, forget the rest. */
+  salvage(): void {
+    if (this.current !== -1) {
+      this.delivery.discard();
+      this.current = -1;
+    }
+    this.commitGroup();
+  }
+
+  private ended_(index: number): void {
+    this.current = -1;
+    const m = this.list[index];
+    this.ended.push(m);
+    this.progress.message(this.account.name, m);
+    if (index === this.groupEnd - 1) this.commitGroup();
+  }
+
+  private openGroup(index: number): void {
+    let end = index;
+    let bytes = 0;
+    while (end < this.list.length && end - index < this.delivery.maxGroup && (end === index || bytes < GROUP_BYTES)) {
+      bytes += this.list[end].size;
+      end++;
+    }
+    this.groupStart = index;
+    this.groupEnd = end;
+    this.intents = this.delivery.reserve(end - index);
+    // Journaled before any message of the group can become visible: a crash is then always recoverable.
+    this.state.beginMany(
+      this.list.slice(index, end).map((m) => m.uidl),
+      this.intents,
+    );
+  }
+
+  /** The group's complete messages made durable and visible, then recorded; the rest of it abandoned. */
+  private commitGroup(): void {
+    if (this.groupEnd === this.groupStart) return;
+    const done = this.ended;
+    this.ended = [];
+    this.delivery.commit();
+    const doneSet = new Set(done);
+    const abandoned = this.list.slice(this.groupStart, this.groupEnd).filter((m) => !doneSet.has(m));
+    this.state.settle(
+      done.map((m) => m.uidl),
+      this.now(),
+      abandoned.map((m) => m.uidl),
+    );
+    this.groupStart = this.groupEnd;
+    if (done.length > 0) this.committed(done);
+  }
+}
+
+let localHost: string | undefined;
+
+/** "Received: from HOST by LOCAL with POP3[S] (postern fetch)", completed per message with its id and date. */
+function receivedPrefix(account: FetchAccount): string {
+  localHost ??= hostname();
+  const proto = account.tls === 'none' ? 'POP3' : 'POP3S';
+  return `Received: from ${account.host} by ${localHost} with ${proto} (postern fetch, account ${account.name})`;
+}
+
+/** RFC 5322 §3.3 date-time in UTC. */
+export function rfc5322Date(d: Date): string {
+  return d.toUTCString().replace(/GMT$/, '+0000');
+}
+
 function describeError(err: unknown): string {
   if (err instanceof Pop3ClientError) return `${err.message} (${err.code})`;
   return err instanceof Error ? err.message : String(err);
 }
+
+export { Pop3ErrorCode };

@@ -7,7 +7,17 @@
  * because a record is acted on only after its append was fsynced. At the end of a run the journal is folded
  * into a new snapshot and removed. A lock file keeps two runs of the same account apart.
  */
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { writeFileAtomicSync } from '../durable/files.ts';
 import { LockBusyError, LockFile } from '../durable/lockfile.ts';
@@ -57,6 +67,28 @@ export class UidlState {
     return s;
   }
 
+  /**
+   * Copies the state kept at `from` (an older version's file name) to `to`, unless `to` exists already. `from`
+   * stays: several accounts may have shared it, and each takes its own copy.
+   */
+  static migrate(from: string, to: string, account: string): boolean {
+    if (existsSync(to) || !existsSync(from)) return false;
+    const old = UidlState.open(from, account);
+    try {
+      const next = UidlState.open(to, account);
+      try {
+        for (const [u, at] of old.seen) next.seen.set(u, at);
+        for (const [u, intent] of old.pending) next.pending.set(u, intent);
+        next.compact();
+      } finally {
+        next.close();
+      }
+    } finally {
+      old.close();
+    }
+    return true;
+  }
+
   has(uidl: string): boolean {
     return this.seen.has(uidl);
   }
@@ -72,21 +104,40 @@ export class UidlState {
 
   /** Journals that a delivery of `uidl` is about to happen, with where it is going (fsynced before returning). */
   begin(uidl: string, intent: Intent): void {
-    this.append({ op: 'pending', uidl, intent });
-    this.pending.set(uidl, intent);
+    this.beginMany([uidl], [intent]);
+  }
+
+  /** begin() for a group: one journal write and one fsync for all of them. */
+  beginMany(uidls: readonly string[], intents: readonly Intent[]): void {
+    this.append(uidls.map((uidl, i) => ({ op: 'pending', uidl, intent: intents[i] })));
+    for (let i = 0; i < uidls.length; i++) this.pending.set(uidls[i], intents[i]);
+  }
+
+  /**
+   * Settles a group in one journal write and one fsync: `done` are delivered (never fetched again), `abandoned`
+   * did not happen. Call only once the deliveries in `done` are durable.
+   */
+  settle(done: readonly string[], at: number, abandoned: readonly string[] = []): void {
+    if (done.length + abandoned.length === 0) return;
+    const records: JournalRecord[] = [];
+    for (const uidl of done) records.push({ op: 'done', uidl, at });
+    for (const uidl of abandoned) records.push({ op: 'abandon', uidl });
+    this.append(records);
+    for (const uidl of done) {
+      this.pending.delete(uidl);
+      this.seen.set(uidl, at);
+    }
+    for (const uidl of abandoned) this.pending.delete(uidl);
   }
 
   /** Commits the delivery of `uidl` (fsynced before returning): from now on it is never fetched again. */
   commit(uidl: string, at = Date.now()): void {
-    this.append({ op: 'done', uidl, at });
-    this.pending.delete(uidl);
-    this.seen.set(uidl, at);
+    this.settle([uidl], at);
   }
 
   /** A begun delivery that did not happen (failed or rolled back during recovery). */
   abandon(uidl: string): void {
-    this.append({ op: 'abandon', uidl });
-    this.pending.delete(uidl);
+    this.settle([], 0, [uidl]);
   }
 
   /**
@@ -161,11 +212,17 @@ export class UidlState {
     }
   }
 
-  private append(r: JournalRecord): void {
+  /** Appends records in one write, then fsyncs: a record is acted on only after this returns. */
+  private append(records: JournalRecord[]): void {
+    if (records.length === 0) return;
     if (this.journalFd === undefined) {
       this.journalFd = openSync(this.journalPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
     }
-    writeSync(this.journalFd, `${JSON.stringify(r)}\n`);
+    let text = '';
+    for (const r of records) text += `${JSON.stringify(r)}\n`;
+    const bytes = Buffer.from(text, 'utf8');
+    let off = 0;
+    while (off < bytes.length) off += writeSync(this.journalFd, bytes, off, bytes.length - off);
     fsyncSync(this.journalFd);
   }
 

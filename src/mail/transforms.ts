@@ -8,39 +8,122 @@ const CR = 0x0d;
 const LF = 0x0a;
 
 /**
- * CRLF → LF (the wire form of RFC 1939 to the local form of Maildir, mbox and MDAs, as fetchmail and mpop do).
- * A CR not followed by LF is data and is kept.
+ * CRLF → LF (the wire form of RFC 1939 to the local form of Maildir, mbox and MDAs, as fetchmail and mpop do),
+ * synchronously, into one reusable output buffer: `indexOf` finds each CR, the bytes between are copied, and the
+ * buffer goes to `out` (one write) when full or at end(). No string is made and nothing is allocated per line or
+ * per chunk. A CR not followed by LF is data and is kept; a CR at the end of a chunk waits for the next byte.
  */
-export class CrlfToLf extends Transform {
+export class CrlfToLfWriter {
+  private buf: Buffer;
+  private o = 0;
   private heldCr = false;
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const out: Buffer[] = [];
+  constructor(
+    private readonly out: (bytes: Buffer) => void,
+    size = 256 * 1024,
+  ) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  /** Bytes waiting in the buffer. */
+  get buffered(): number {
+    return this.o;
+  }
+
+  push(chunk: Buffer): void {
+    const n = chunk.length;
+    if (n === 0) return;
     let from = 0;
     if (this.heldCr) {
       this.heldCr = false;
-      if (chunk.length > 0 && chunk[0] !== LF) out.push(Buffer.from([CR]));
+      if (chunk[0] !== LF) this.copy(CR_BYTE, 0, 1);
     }
     let i = chunk.indexOf(CR);
     while (i !== -1) {
-      if (i + 1 === chunk.length) {
-        out.push(chunk.subarray(from, i));
-        from = chunk.length;
+      if (i + 1 === n) {
+        this.copy(chunk, from, i);
+        from = n;
         this.heldCr = true;
         break;
       }
       if (chunk[i + 1] === LF) {
-        out.push(chunk.subarray(from, i));
+        this.copy(chunk, from, i);
         from = i + 1; // keep the LF
+        i = i + 2 < n ? chunk.indexOf(CR, i + 2) : -1;
+      } else {
+        i = chunk.indexOf(CR, i + 1);
       }
-      i = chunk.indexOf(CR, i + 1);
     }
-    if (from < chunk.length) out.push(chunk.subarray(from));
-    cb(null, out.length === 1 ? out[0] : Buffer.concat(out));
+    if (from < n) this.copy(chunk, from, n);
+  }
+
+  /** Writes out everything (and a CR held back at the very end, which was data). */
+  end(): void {
+    if (this.heldCr) {
+      this.heldCr = false;
+      this.copy(CR_BYTE, 0, 1);
+    }
+    this.flush();
+  }
+
+  /** Forgets what is buffered (the message is being dropped). */
+  reset(): void {
+    this.o = 0;
+    this.heldCr = false;
+  }
+
+  /** Writes out what is buffered (a CR held back stays held: it may be the start of a CRLF). */
+  flush(): void {
+    if (this.o === 0) return;
+    const o = this.o;
+    this.o = 0;
+    this.out(this.buf.subarray(0, o));
+  }
+
+  private copy(src: Buffer, from: number, to: number): void {
+    const len = to - from;
+    if (len === 0) return;
+    if (this.o + len > this.buf.length) {
+      this.flush();
+      if (len > this.buf.length) {
+        this.out(src.subarray(from, to));
+        return;
+      }
+    }
+    if (len < 1024) {
+      // Lines are short: a byte loop beats Buffer#copy, whose per-call overhead is worth ~1 µs.
+      const b = this.buf;
+      let o = this.o;
+      for (let k = from; k < to; k++) b[o++] = src[k];
+      this.o = o;
+    } else {
+      this.o += src.copy(this.buf, this.o, from, to);
+    }
+  }
+}
+
+const CR_BYTE = Buffer.from([CR]);
+
+/** CrlfToLfWriter as a Transform stream (the same bytes, whatever the chunking). */
+export class CrlfToLf extends Transform {
+  private readonly pending: Buffer[] = [];
+  private readonly writer = new CrlfToLfWriter((b) => this.pending.push(Buffer.from(b)), 64 * 1024);
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.writer.push(chunk);
+    this.release(cb, false);
   }
 
   override _flush(cb: TransformCallback): void {
-    cb(null, this.heldCr ? Buffer.from([CR]) : undefined);
+    this.writer.end();
+    this.release(cb, true);
+  }
+
+  private release(cb: TransformCallback, final: boolean): void {
+    if (!final) this.writer.flush();
+    const out = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.pending.length = 0;
+    cb(null, out.length > 0 ? out : undefined);
   }
 }
 
@@ -61,6 +144,16 @@ export class MboxrdQuote extends Transform {
   bytesOut = 0;
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    cb(null, this.quote(chunk));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const data = this.finish();
+    cb(null, data.length > 0 ? data : undefined);
+  }
+
+  /** The quoted form of `chunk` (synchronous use, without the stream). */
+  quote(chunk: Buffer): Buffer {
     const out: Buffer[] = [];
     let from = 0; // start of bytes not yet emitted
     let i = 0;
@@ -100,15 +193,16 @@ export class MboxrdQuote extends Transform {
       this.atLineStart = false;
     }
     if (from < n) out.push(chunk.subarray(from));
-    const data = Buffer.concat(out);
+    const data = out.length === 1 ? out[0] : Buffer.concat(out);
     this.note(data);
-    cb(null, data);
+    return data;
   }
 
-  override _flush(cb: TransformCallback): void {
+  /** What is still held back at the end of the message. */
+  finish(): Buffer {
     const data = this.heldBack(false);
     this.note(data);
-    cb(null, data.length > 0 ? data : undefined);
+    return data;
   }
 
   private heldBack(quote: boolean): Buffer {

@@ -6,7 +6,7 @@ import { accountFromUrl, FetchConfigError, parseAccounts, parseSize } from '../.
 const FILE = 'fetch.toml';
 
 describe('fetch accounts file', () => {
-  it('applies [defaults], lets an account replace the default delivery, keys the state by user@host', () => {
+  it('applies [defaults], lets an account replace the default delivery, keys the state by name, user, host and port', () => {
     const [a, b] = parseAccounts(
       `state_dir = "/var/tmp/st"
 [defaults]
@@ -40,8 +40,11 @@ auth = ["SCRAM-SHA-256", "cram-md5"]
     assert.equal(a.keep, false);
     assert.equal(a.maxSize, 10 * 1024 * 1024);
     assert.deepEqual(a.password, { command: 'pass show work' });
-    assert.equal(a.stateFile, '/var/tmp/st/me@example.com@pop.example.com.json');
+    // Keyed by the account: two accounts on one mailbox never share a state; the old name is kept for migration.
+    assert.equal(a.stateFile, '/var/tmp/st/work=me@example.com@pop.example.com_995.json');
+    assert.equal(a.legacyStateFile, '/var/tmp/st/me@example.com@pop.example.com.json');
     assert.equal(b.name, 'me@pop.example.net');
+    assert.equal(b.stateFile, '/var/tmp/st/me@pop.example.net_110.json');
     assert.deepEqual(b.deliver, { kind: 'mbox', path: '/home/me/mbox' });
     assert.deepEqual(b.auth, ['SCRAM-SHA-256', 'CRAM-MD5']);
     assert.equal(b.keepDays, 14);

@@ -12,7 +12,6 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { createDelivery } from '../../src/fetch/deliver.ts';
 import { StateLockedError, UidlState } from '../../src/fetch/state.ts';
@@ -69,25 +68,41 @@ describe('UIDL state', () => {
 });
 
 describe('delivery recovery', () => {
-  const msg = () => Readable.from([Buffer.from('Subject: x\r\n\r\nFrom here\r\nbody\r\n')]);
+  const msg = Buffer.from('Subject: x\r\n\r\nFrom here\r\nbody\r\n');
   const meta = { uidl: 'u', size: 1, account: 'a' };
 
   it('Maildir: a message renamed into new/ (or moved to cur/) counts as delivered; otherwise tmp/ is cleaned', async () => {
     const md = fresh();
     const d = createDelivery({ kind: 'maildir', path: md });
-    let intent: { file?: string } = {};
-    await d.deliver(msg(), meta, async (i) => {
-      intent = i;
-    });
-    assert.equal(await d.recover(intent), true);
+    await d.prepare();
+    const [intent, second] = d.reserve(2);
+    d.begin(intent, meta);
+    d.write(msg);
+    d.end();
+    assert.equal(d.commit(), 1);
+    assert.deepEqual(await d.recover([intent]), [true]);
     // A reader moved it to cur/ with flags.
     const name = intent.file ?? '';
     writeFileSync(join(md, 'cur', `${name}:2,S`), readFileSync(join(md, 'new', name)));
     rmSync(join(md, 'new', name));
-    assert.equal(await d.recover(intent), true);
-    // Killed before the rename: only tmp/ has it.
-    writeFileSync(join(md, 'tmp', 'half'), 'Subject: half');
-    assert.equal(await d.recover({ file: 'half' }), false);
+    // Killed before the rename: only tmp/ has the second one.
+    d.begin(second, meta);
+    d.write(msg.subarray(0, 5));
+    assert.deepEqual(await d.recover([intent, second]), [true, false]);
+    assert.deepEqual(readdirSync(join(md, 'tmp')), []);
+    await d.close();
+  });
+
+  it('Maildir: messages ended but not committed stay invisible, and close() removes them', async () => {
+    const md = fresh();
+    const d = createDelivery({ kind: 'maildir', path: md });
+    await d.prepare();
+    const [a] = d.reserve(1);
+    d.begin(a, meta);
+    d.write(msg);
+    d.end();
+    assert.deepEqual(readdirSync(join(md, 'new')), []);
+    await d.close();
     assert.deepEqual(readdirSync(join(md, 'tmp')), []);
   });
 
@@ -96,10 +111,17 @@ describe('delivery recovery', () => {
     mkdirSync(base);
     const mbox = join(base, 'inbox');
     const d = createDelivery({ kind: 'mbox', path: mbox });
-    await d.deliver(msg(), meta, async () => {});
+    await d.prepare();
+    const [i1] = d.reserve(1);
+    d.begin(i1, meta);
+    d.write(msg);
+    d.end();
+    d.commit();
+    await d.close();
+    assert.ok(!existsSync(`${mbox}.lock`));
     const size = statSync(mbox).size;
     writeFileSync(mbox, 'From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: cut off in the midd', { flag: 'a' });
-    assert.equal(await d.recover({ offset: size }), false);
+    assert.deepEqual(await d.recover([{ offset: size }]), [false]);
     assert.equal(statSync(mbox).size, size);
     assert.ok(readFileSync(mbox, 'latin1').includes('>From here'));
     assert.ok(!existsSync(`${mbox}.lock`));
