@@ -5,16 +5,15 @@
  * certificate that fails to reload is named.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { swaks } from '../delivery/helpers.ts';
+import { commandWorks, skipUnlessCi } from '../helpers/peers.ts';
 import { freePort, type RealServer, startRealServer } from '../helpers/realServer.ts';
 import { Wire } from '../helpers/wire.ts';
 
-const HAVE_SWAKS = spawnSync('swaks', ['--version']).status === 0;
-const CI = process.env.CI === 'true';
+const HAVE_SWAKS = commandWorks('swaks', ['--version']);
 
 /** The log lines as parsed JSON, each checked to be one JSON object with no key written twice. */
 function logLines(text: string): Record<string, unknown>[] {
@@ -43,7 +42,7 @@ async function waitFor(s: RealServer, pred: (lines: Record<string, unknown>[]) =
   }
 }
 
-describe('logs at the default level', { skip: !HAVE_SWAKS && !CI && 'swaks is not installed' }, () => {
+describe('logs at the default level', { skip: skipUnlessCi(!HAVE_SWAKS && 'swaks is not installed') }, () => {
   let s: RealServer;
   let lmtpPort: number;
 
