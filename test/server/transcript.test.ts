@@ -1,10 +1,12 @@
 /**
  * Transcript tests: exact bytes to the server and exact replies back, one behaviour each (RFC 1939, 2449,
- * 3206). The server is real (sockets on 127.0.0.1); the store is the in-memory one.
+ * 3206). The server is real (sockets on 127.0.0.1); the store is the in-memory one. Every test gets a server
+ * and a maildrop of its own (beforeEach), so a test that fails (and leaves a session holding the lock) cannot
+ * turn the tests after it into a row of [IN-USE] failures that hide the cause.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, test } from 'node:test';
 import { MemoryStore } from '../../src/storage/memory/store.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { Wire } from '../helpers/wire.ts';
@@ -33,12 +35,12 @@ function seed(store: MemoryStore, user = 'alice'): void {
 
 describe('POP3 transcripts', () => {
   let t: TestServer;
-  before(async () => {
+  beforeEach(async () => {
     t = await startTestServer({
       users: { alice: { password: 'wonderland' }, bob: { password: 'pass with  spaces ' } },
     });
   });
-  after(() => t.close());
+  afterEach(() => t.close());
 
   test('greeting is +OK and has no APOP timestamp when no user has a shared secret', async () => {
     const w = await Wire.connect(t.port);
@@ -95,10 +97,10 @@ describe('POP3 transcripts', () => {
 
 describe('TRANSACTION semantics', () => {
   let t: TestServer;
-  before(async () => {
+  beforeEach(async () => {
     t = await startTestServer();
   });
-  after(() => t.close());
+  afterEach(() => t.close());
 
   test('STAT, LIST and UIDL; sizes count CRLF and equal the bytes received', async () => {
     t.store.clear?.('alice');
@@ -325,10 +327,10 @@ describe('TRANSACTION semantics', () => {
 
 describe('CAPA, STLS and TLS', () => {
   let t: TestServer;
-  before(async () => {
+  beforeEach(async () => {
     t = await startTestServer();
   });
-  after(() => t.close());
+  afterEach(() => t.close());
 
   test('CAPA lists STLS, USER and SASL before login, and the same after (RFC 2449 §5)', async () => {
     const w = await Wire.connect(t.port);
@@ -414,11 +416,11 @@ describe('CAPA, STLS and TLS', () => {
 
 describe('plaintext policy', () => {
   let t: TestServer;
-  before(async () => {
+  beforeEach(async () => {
     // Loopback not trusted: the connection counts as a remote, unencrypted one.
     t = await startTestServer({ server: { loopbackIsSecure: false } });
   });
-  after(() => t.close());
+  afterEach(() => t.close());
 
   test('USER/PASS are refused and not advertised before TLS, and work after STLS', async () => {
     const w = await Wire.connect(t.port);
@@ -440,12 +442,12 @@ describe('plaintext policy', () => {
 
 describe('APOP', () => {
   let t: TestServer;
-  before(async () => {
+  beforeEach(async () => {
     t = await startTestServer({
       users: { alice: { password: 'wonderland', secret: 'tanstaaf' }, carol: { password: 'x' } },
     });
   });
-  after(() => t.close());
+  afterEach(() => t.close());
 
   test('the greeting carries a fresh <…@…> timestamp; a correct digest logs in', async () => {
     const w = await Wire.connect(t.port);
@@ -581,10 +583,10 @@ describe('limits', () => {
 
 describe('RFC 6856 UTF8 and LANG', () => {
   let t: TestServer;
-  before(async () => {
+  beforeEach(async () => {
     t = await startTestServer({ users: { jürgen: { password: 'pässwörd ✓' } } });
   });
-  after(() => t.close());
+  afterEach(() => t.close());
 
   test('CAPA lists UTF8 USER and LANG; UTF8 is accepted in AUTHORIZATION only', async () => {
     const w = await Wire.connect(t.port);
