@@ -59,7 +59,8 @@ function specifiers(text) {
   // Comments may mention imports; blank them out (keeping line breaks for the line numbers).
   const code = text.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, (c) => c.replace(/[^\n]/g, ' '));
   for (let m = re.exec(code); m !== null; m = re.exec(code)) {
-    out.push({ spec: m[1] ?? m[2], line: code.slice(0, m.index).split('\n').length });
+    const at = m.index + (m[0].length - m[0].trimStart().length); // past the whitespace the match began with
+    out.push({ spec: m[1] ?? m[2], line: code.slice(0, at).split('\n').length });
   }
   return out;
 }

@@ -6,8 +6,11 @@ import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { createCommandBearerVerifier } from '../auth/sasl/bearer-command.ts';
 import { type BearerVerifier, createJwtBearerVerifier } from '../auth/sasl/jwt.ts';
+import type { Authenticator } from '../auth/types.ts';
 import type { Config } from '../config/config.ts';
-import { startLmtp } from '../delivery/lmtp.ts';
+import { DeliveryAgent, type DeliveryHooks } from '../delivery/agent.ts';
+import { type LmtpConfig, LmtpListener } from '../delivery/lmtp.ts';
+import type { QuotaSource } from '../delivery/quota.ts';
 import {
   instrumentStore,
   Metrics,
@@ -144,7 +147,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       const deliveryUsers = await openDeliveryUsers(config, dbs, (msg) => logger.warn(msg));
       const key = lmtpConfig.socket !== undefined ? 'lmtp.socket' : 'lmtp.port';
       lmtp = await starting(key, () =>
-        startLmtp({ ...config, lmtp: lmtpConfig }, store, logger, metrics?.deliveryHooks, deliveryUsers),
+        startLmtp(config, lmtpConfig, store, logger, deliveryUsers, metrics?.deliveryHooks),
       );
     }
     if (metrics) {
@@ -269,4 +272,36 @@ function bearerOf(config: Config, users: UserDatabase, logger: Logger): BearerVe
     lookup,
     logger,
   });
+}
+
+/**
+ * The delivery pipeline for `config` (users, quotas, recipient rules) over `store`, and the LMTP listener in
+ * front of it; `serve` runs it beside the POP3 server.
+ */
+async function startLmtp(
+  config: Config,
+  lmtp: LmtpConfig,
+  store: MailStore,
+  logger: Logger,
+  users: Pick<Authenticator, 'lookup'> & QuotaSource,
+  hooks?: DeliveryHooks,
+): Promise<LmtpListener> {
+  const agent = new DeliveryAgent({
+    store,
+    users,
+    quotas: users,
+    rules: { lookup: lmtp.recipientLookup, delimiter: lmtp.recipientDelimiter },
+    logger: logger.child({ component: 'delivery' }),
+    hooks,
+  });
+  const listener = new LmtpListener({
+    agent,
+    config: lmtp,
+    hostname: lmtp.hostname ?? config.server.hostname ?? osHostname(),
+    quotaTempfail: config.quota.tempfail,
+    logger,
+    closeGraceMs: config.limits.shutdownGraceMs,
+  });
+  await listener.listen();
+  return listener;
 }

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
+import type { LmtpConfig } from '../delivery/lmtp.ts';
+import type { RecipientLookup } from '../delivery/recipients.ts';
 import { parseCidr } from '../server/address.ts';
 import type { Limits, ListenerConfig, ListenerTls, Policy } from '../server/options.ts';
 import { parseExpireDays } from '../server/policy.ts';
@@ -77,23 +79,8 @@ export interface PostgresConfig {
   readonly leaseMs: number;
 }
 
-export type RecipientLookup = 'address-then-localpart' | 'address' | 'localpart';
-
-export interface LmtpConfig {
-  /** Exactly one of `port` (with `address`) and `socket` is set. */
-  readonly address: string;
-  readonly port?: number;
-  readonly socket?: string;
-  readonly socketMode: number;
-  readonly hostname?: string;
-  /** Octets; 0 means no limit. */
-  readonly maxMessageSize: number;
-  readonly maxRecipients: number;
-  readonly maxConnections: number;
-  readonly idleTimeoutMs: number;
-  readonly recipientLookup: RecipientLookup;
-  readonly recipientDelimiter: string;
-}
+export type { LmtpConfig } from '../delivery/lmtp.ts';
+export type { RecipientLookup } from '../delivery/recipients.ts';
 
 /** Default limits of every mailbox; 0 means no limit. */
 export interface QuotaConfig {

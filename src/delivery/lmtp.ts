@@ -17,7 +17,6 @@
 import cluster from 'node:cluster';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { hostname as osHostname } from 'node:os';
 import { format } from 'node:util';
 import type { Logger } from 'pino';
 import {
@@ -27,12 +26,25 @@ import {
   type SMTPServerDataStream,
   type SMTPServerSession,
 } from 'smtp-server';
-import type { Authenticator } from '../auth/types.ts';
-import type { Config, LmtpConfig } from '../config/config.ts';
-import type { MailStore } from '../storage/types.ts';
-import { DeliveryAgent, type DeliveryHooks, type DeliveryOutcome, type Recipient } from './agent.ts';
-import type { QuotaSource } from './quota.ts';
-import { UsersFile } from './users.ts';
+import type { DeliveryAgent, DeliveryOutcome, Recipient } from './agent.ts';
+import type { RecipientLookup } from './recipients.ts';
+
+/** The LMTP listener's settings (`[lmtp]` in the configuration maps onto these). */
+export interface LmtpConfig {
+  /** Exactly one of `port` (with `address`) and `socket` is set. */
+  readonly address: string;
+  readonly port?: number;
+  readonly socket?: string;
+  readonly socketMode: number;
+  readonly hostname?: string;
+  /** Octets; 0 means no limit. */
+  readonly maxMessageSize: number;
+  readonly maxRecipients: number;
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+  readonly recipientLookup: RecipientLookup;
+  readonly recipientDelimiter: string;
+}
 
 export interface LmtpListenerOptions {
   readonly agent: DeliveryAgent;
@@ -245,40 +257,6 @@ export class LmtpListener {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.socketPath !== undefined) await unlink(this.socketPath).catch(() => {});
   }
-}
-
-/**
- * Builds the delivery pipeline for `config` (users file, quotas, recipient rules) over `store` and starts the
- * LMTP listener; `serve` calls it beside the POP3 server.
- */
-export async function startLmtp(
-  config: Config & { readonly lmtp: LmtpConfig },
-  store: MailStore,
-  logger: Logger,
-  hooks?: DeliveryHooks,
-  /** Who exists and their quotas, when not the users file (e.g. the PostgreSQL user database). */
-  users: Pick<Authenticator, 'lookup'> & QuotaSource = new UsersFile(config.auth.usersFile, config.quota, (msg) =>
-    logger.warn(msg),
-  ),
-): Promise<LmtpListener> {
-  const agent = new DeliveryAgent({
-    store,
-    users,
-    quotas: users,
-    rules: { lookup: config.lmtp.recipientLookup, delimiter: config.lmtp.recipientDelimiter },
-    logger: logger.child({ component: 'delivery' }),
-    hooks,
-  });
-  const listener = new LmtpListener({
-    agent,
-    config: config.lmtp,
-    hostname: config.lmtp.hostname ?? config.server.hostname ?? osHostname(),
-    quotaTempfail: config.quota.tempfail,
-    logger,
-    closeGraceMs: config.limits.shutdownGraceMs,
-  });
-  await listener.listen();
-  return listener;
 }
 
 /**

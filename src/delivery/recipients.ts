@@ -5,7 +5,8 @@
  * Exact spellings come first; a lower-cased local part is tried last, since MTAs and users vary the case of
  * addresses while user names are compared exactly.
  */
-import type { RecipientLookup } from '../config/config.ts';
+/** Which spellings of a recipient name a user: the whole address, the local part, or the address first. */
+export type RecipientLookup = 'address-then-localpart' | 'address' | 'localpart';
 
 export interface RecipientRules {
   readonly lookup: RecipientLookup;
