@@ -13,6 +13,7 @@ const LF = 0x0a;
 const CR = 0x0d;
 const DOT = 0x2e;
 const EMPTY = Buffer.alloc(0);
+const LF_DOT = Buffer.from('\n.', 'latin1');
 
 /** State of the current line, tracked for TOP only: nothing seen yet, exactly one CR seen, anything else. */
 const LINE_EMPTY = 0;
@@ -67,10 +68,16 @@ export class DotEncoder {
       // Bare-LF text (as Postfix stores it): every LF gets a CR, every line-start dot another dot. V8's native
       // string replacement does this about twice as fast as the insert loop below (latin1 maps bytes 1:1).
       this.prev = chunk[n - 1];
-      const lead = (prev === -1 || prev === LF) && chunk[0] === DOT ? '.' : '';
-      if (chunk.indexOf(LF) === -1 && lead === '') return chunk;
-      const text = chunk.toString('latin1').replaceAll('\n.', '\n..').replaceAll('\n', '\r\n');
-      return Buffer.from(lead + text, 'latin1');
+      const lead = (prev === -1 || prev === LF) && chunk[0] === DOT ? 1 : 0;
+      if (lead === 0 && chunk.indexOf(LF) === -1) return chunk;
+      let text = chunk.toString('latin1');
+      // Lines that start with a dot are rare: look for one natively (memmem) before paying a replacement pass.
+      if (chunk.indexOf(LF_DOT) !== -1) text = text.replaceAll('\n.', '\n..');
+      text = text.replaceAll('\n', '\r\n');
+      const out = Buffer.allocUnsafe(lead + text.length);
+      if (lead === 1) out[0] = DOT;
+      out.write(text, lead, 'latin1');
+      return out;
     }
     // Positions in `chunk` before which one byte is inserted: a CR if chunk[p] is LF, a '.' if it is '.'.
     const inserts = this.inserts;

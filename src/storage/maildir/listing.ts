@@ -202,6 +202,21 @@ export async function readListing(maildir: string): Promise<StoredListing | null
   }
 }
 
+/** readListing with synchronous calls (one open, fstat, read, close; no thread-pool round trips). */
+export function readListingSync(maildir: string): StoredListing | null {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(join(maildir, LISTING_FILE));
+  } catch {
+    return null; // missing or unreadable: the directories are read instead
+  }
+  try {
+    return decode(buf);
+  } catch {
+    return null;
+  }
+}
+
 function decode(buf: Buffer): StoredListing | null {
   let at = 0;
   const line = (): string => {
