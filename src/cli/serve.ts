@@ -17,8 +17,9 @@ import {
   startClusterMetricsEndpoint,
   startMetricsEndpoint,
 } from '../observability/metrics.ts';
-import { ClusterCoordinator, serveCoordinator } from '../server/coordinator.ts';
+import { ClusterCoordinator, LocalCoordinator, serveCoordinator } from '../server/coordinator.ts';
 import { HOOK_LABELS, Pop3Server, type TlsMaterial } from '../server/server.ts';
+import { SharedPenaltyCoordinator } from '../storage/postgres/penalty.ts';
 import type { MailStore } from '../storage/types.ts';
 import { Databases, openDeliveryUsers, openMailStore, openUserDatabase, type UserDatabase } from './backends.ts';
 
@@ -114,6 +115,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await dbs.close();
     throw e;
   }
+  const throttle = { baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs };
+  const processCoordinator = cluster.isWorker ? new ClusterCoordinator(throttle) : new LocalCoordinator(throttle);
+  // With a PostgreSQL store the failed-login penalty is kept in the database, shared by every frontend.
+  const shared =
+    config.storage.driver === 'postgres'
+      ? new SharedPenaltyCoordinator(dbs.pool(config.storage.postgres), processCoordinator, throttle)
+      : undefined;
+  const coordinator = shared ?? processCoordinator;
   const server = new Pop3Server({
     store: metrics ? instrumentStore(store, metrics) : store,
     authenticator,
@@ -132,9 +141,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     apop: config.auth.apop,
     scramIterations: config.auth.scramIterations,
     bearer: bearerOf(config, authenticator, logger),
-    coordinator: cluster.isWorker
-      ? new ClusterCoordinator({ baseMs: config.limits.failedLoginDelayMs, maxMs: config.limits.failedLoginMaxDelayMs })
-      : undefined,
+    coordinator,
   });
   // Any listener, the LMTP socket or the metrics port that cannot start stops everything already started and
   // fails the start (exit 78), so systemd sees the failure instead of a server half up.
@@ -174,6 +181,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     async stop(graceMs) {
       await Promise.all([server.close(graceMs), lmtp?.close(), endpoint?.close()]);
       await store.close();
+      shared?.close();
       (authenticator as { close?(): void }).close?.();
       await dbs.close();
     },
