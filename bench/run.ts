@@ -16,6 +16,10 @@
  *   --no-pin          do not pin servers and load generators to CPUs
  *   --no-100mb        skip the 100 MB message (on by default unless --quick)
  *   --workers N       Postern worker processes (server.workers, default 1)
+ *   --store postgres  also Postern on the PostgreSQL store (a throwaway cluster; the mail copied into it with
+ *                     \`postern store migrate\`), as extra columns "Postern PG ×N" for N frontend processes
+ *   --frontends LIST  frontend counts for --store postgres (default 1,2,4; server.workers = N, each worker an
+ *                     independent process with its own connection pool); not used by idle and list
  *   --json FILE       also write every run's value to FILE
  *   --keep            keep the temp dir (configs, logs, mail) for a look afterwards
  */
@@ -77,6 +81,8 @@ const { values: flags } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     'no-100mb': { type: 'boolean', default: false },
     workers: { type: 'string', default: '1' },
+    store: { type: 'string', default: 'maildir' },
+    frontends: { type: 'string', default: '1,2,4' },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -102,6 +108,17 @@ for (const s of (flags.only ?? '').split(',').filter(Boolean)) {
 const wanted = (s: Scenario) => only.size === 0 || only.has(s);
 const runs = Math.max(1, Math.min(20, Number(flags.runs ?? (quick ? 1 : 3)) || 1));
 const workers = Math.max(1, Math.min(16, Number(flags.workers) || 1));
+if (flags.store !== 'maildir' && flags.store !== 'postgres') {
+  console.error('--store must be maildir or postgres');
+  process.exit(64);
+}
+const pgFrontends =
+  flags.store === 'postgres'
+    ? (flags.frontends ?? '1')
+        .split(',')
+        .map(Number)
+        .filter((n) => Number.isInteger(n) && n >= 1 && n <= 16)
+    : [];
 const useDovecot = !flags['no-dovecot'] && hasDovecot();
 const useStock = useDovecot && flags.stock;
 const pin = !flags['no-pin'] && hasTaskset();
@@ -164,6 +181,7 @@ async function cleanup(): Promise<void> {
   cleaning = true;
   for (const c of loads) c.kill('SIGKILL');
   for (const s of servers.splice(0)) await s.stop().catch(() => {});
+  await pgBench?.close().catch(() => {});
   if (flags.keep) log(`kept ${dir}`);
   else rmSync(dir, { recursive: true, force: true });
 }
@@ -286,11 +304,66 @@ function setupMail(): Users {
 
 const kinds: ServerName[] = [
   'Postern',
+  ...pgFrontends.map((n): ServerName => `Postern PG ×${n}`),
   ...(useDovecot ? (['Dovecot'] as const) : []),
   ...(useStock ? (['Dovecot stock'] as const) : []),
 ];
 
+/** The PostgreSQL of --store postgres: a throwaway cluster pinned with the servers, holding a copy of the mail. */
+let pgBench: { url: string; close(): Promise<void> } | undefined;
+
+async function setupPostgres(): Promise<void> {
+  const [{ startTestPg }, { migrate }, { createPgPool }, { migrateStores }] = await Promise.all([
+    import('../test/pg/cluster.ts'),
+    import('../src/storage/postgres/schema.ts'),
+    import('../src/storage/postgres/pool.ts'),
+    import('../src/cli/store-migrate.ts'),
+  ]);
+  const t0 = Date.now();
+  const db = await startTestPg();
+  pgBench = db;
+  // The database shares the server's core: a PostgreSQL store costs what the server and the database cost.
+  const postmaster = db.postmasterPid();
+  if (SERVER_CPU && postmaster) {
+    const children = spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout.split('\n');
+    for (const pid of [String(postmaster), ...children.filter(Boolean)]) {
+      spawnSync('taskset', ['-a', '-p', '-c', SERVER_CPU, pid], { stdio: 'ignore' });
+    }
+  }
+  const pool = createPgPool({ url: db.url, poolSize: 1 });
+  await migrate(pool);
+  await pool.end();
+  const { MaildirStore } = await import('../src/storage/maildir/store.ts');
+  const { PostgresStore } = await import('../src/storage/postgres/store.ts');
+  const from = new MaildirStore({ root: mailRoot, layout: '%u/Maildir' });
+  const to = new PostgresStore({ url: db.url, poolSize: 4 });
+  // Every mailbox but the large listing ones (the list measurement is Maildir-specific).
+  const boxes = readdirSync(mailRoot).filter((n) => !n.startsWith('list'));
+  const c = await migrateStores(
+    { store: from, label: 'maildir', list: async () => boxes },
+    { store: to, label: 'postgres', list: async () => [] },
+    boxes,
+    () => {},
+  );
+  await from.close();
+  await to.close();
+  log(
+    `  PostgreSQL store: ${c.mailboxes} mailboxes, ${c.copied} messages copied in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
+}
+
 function startServer(kind: ServerName): Promise<ServerHandle> {
+  const pgKind = /^Postern PG ×(\d+)$/.exec(kind);
+  if (pgKind && pgBench)
+    return startPostern({
+      dir,
+      mailRoot,
+      usersFile: join(dir, 'users'),
+      workers: Number(pgKind[1]),
+      cpu: SERVER_CPU,
+      pgUrl: pgBench.url,
+      name: kind,
+    });
   if (kind === 'Postern')
     return startPostern({ dir, mailRoot, usersFile: join(dir, 'users'), workers, cpu: SERVER_CPU });
   return startDovecot({
@@ -599,6 +672,8 @@ async function forEachServer(
   for (let run = 1; run <= times; run++) {
     const order = run % 2 === 1 ? kinds : [...kinds].reverse();
     for (const kind of order) {
+      // Memory of idle sessions and the large-mailbox listing are measured on Maildir only.
+      if ((name === 'idle' || name === 'list') && kind.startsWith('Postern PG')) continue;
       if (overBudget()) {
         results.note(`${name}: stopped after the time budget; fewer runs than asked`);
         return;
@@ -630,6 +705,7 @@ async function main(): Promise<number> {
   );
   const load0 = loadavg()[0];
   const users = setupMail();
+  if (pgFrontends.length > 0) await setupPostgres();
 
   // Memory first; it is measured once (it hardly varies from run to run).
   if (wanted('idle')) {

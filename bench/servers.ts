@@ -16,7 +16,8 @@ export const POSTERN_BIN = resolve(import.meta.dirname, '../bin/postern.js');
 export const DOVECOT_BIN = '/usr/sbin/dovecot';
 export const HOST = '127.0.0.1';
 
-export type ServerName = 'Postern' | 'Dovecot' | 'Dovecot stock';
+/** `Postern PG ×N`: Postern on the PostgreSQL store with N frontend processes (`--store postgres`). */
+export type ServerName = 'Postern' | 'Dovecot' | 'Dovecot stock' | `Postern PG ×${number}`;
 
 export interface ServerHandle {
   readonly name: ServerName;
@@ -113,9 +114,13 @@ export async function startPostern(opts: {
   usersFile: string;
   workers: number;
   cpu?: string;
+  /** A PostgreSQL store at this URL instead of the Maildir tree (the users file stays). */
+  pgUrl?: string;
+  name?: ServerName;
 }): Promise<ServerHandle> {
   const port = await freePort();
   const config = join(opts.dir, 'postern.toml');
+  const pg = opts.pgUrl ? `driver = "postgres"\nurl = "${opts.pgUrl}"\npool_size = 10\n` : '';
   const logPath = join(opts.dir, 'postern.log');
   writeFileSync(
     config,
@@ -129,7 +134,7 @@ port = ${port}
 tls = "none"
 
 [storage]
-root = "${opts.mailRoot}"
+${pg}root = "${opts.mailRoot}"
 layout = "%u/Maildir"
 
 [auth]
@@ -155,7 +160,7 @@ level = "info"
     throw e;
   }
   return {
-    name: 'Postern',
+    name: opts.name ?? 'Postern',
     port,
     pid: child.pid!,
     logPath,

@@ -9,7 +9,7 @@
  * is a failure (.ci/run installs `postgresql`).
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -27,6 +27,8 @@ export interface TestPg {
   start(): void;
   /** True when we started the cluster (stop/start/restart are possible). */
   readonly ours: boolean;
+  /** The postmaster's pid, for a cluster we started (the bench pins it to a CPU). */
+  postmasterPid(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -112,6 +114,7 @@ export async function startTestPg(): Promise<TestPg> {
       url,
       newDatabase,
       ours: false,
+      postmasterPid: () => undefined,
       stop: unsupported,
       start: unsupported,
       async close() {
@@ -179,6 +182,13 @@ export async function startTestPg(): Promise<TestPg> {
     url,
     newDatabase,
     ours: true,
+    postmasterPid: () => {
+      try {
+        return Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]) || undefined;
+      } catch {
+        return undefined;
+      }
+    },
     stop,
     start,
     async close() {
