@@ -140,6 +140,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     saslMechanisms: config.auth.mechanisms,
     apop: config.auth.apop,
     scramIterations: config.auth.scramIterations,
+    // What the metrics endpoint and LMTP may hold is kept out of the POP3 descriptor budget (descriptors.ts).
+    otherDescriptors:
+      (config.metrics.enabled ? config.metrics.maxConnections : 0) + (config.lmtp ? config.lmtp.maxConnections : 0),
     bearer: bearerOf(config, authenticator, logger),
     coordinator,
   });

@@ -94,6 +94,8 @@ export interface MetricsConfig {
   readonly address: string;
   readonly port: number;
   readonly processMetrics: boolean;
+  /** Concurrent connections to the endpoint; more are closed at once (issue 13 #10). */
+  readonly maxConnections: number;
 }
 
 export class ConfigError extends Error {
@@ -351,6 +353,7 @@ export function parseConfig(source: string, file = 'postern.toml'): Config {
       address: me.address as string,
       port: me.port as number,
       processMetrics: me.process_metrics as boolean,
+      maxConnections: me.max_connections as number,
     },
   };
 }

@@ -417,6 +417,13 @@ export const schema = {
         default: true,
         doc: 'Include Node.js process metrics (CPU, memory, event loop lag, file descriptors).',
       },
+      max_connections: {
+        type: 'integer',
+        default: 32,
+        min: 1,
+        max: 10000,
+        doc: 'Concurrent connections to the endpoint; more are closed at once, and idle ones after a few seconds, so it can never take the file descriptors POP3 and LMTP need.',
+      },
     },
   },
   log: {

@@ -38,7 +38,19 @@ export interface SessionSummary {
 export interface MetricsEndpointAddress {
   readonly address: string;
   readonly port: number;
+  /** metrics.max_connections (default METRICS_MAX_CONNECTIONS). */
+  readonly maxConnections?: number;
 }
+
+/**
+ * Limits of the HTTP endpoint (issue 13 #10: 20 000 idle connections to it exhausted the process's file
+ * descriptors, and POP3 and LMTP clients were then closed without a byte). A scraper and a load balancer's
+ * health check need a handful of connections and answers within milliseconds, so: a small connection cap
+ * (connections beyond it are closed at once), and short timeouts for the request headers, the whole request
+ * and an idle keep-alive connection; a connection that sends nothing is closed after `idleMs` of silence.
+ */
+export const METRICS_MAX_CONNECTIONS = 32;
+export const METRICS_TIMEOUTS = { headersMs: 5_000, requestMs: 10_000, keepAliveMs: 5_000, idleMs: 5_000 };
 
 export interface MetricsOptions {
   /**
@@ -240,6 +252,10 @@ export interface MetricsServerOptions {
   readonly contentType?: string;
   readonly checks?: readonly HealthCheck[];
   readonly logger?: Logger;
+  /** Concurrent connections (default METRICS_MAX_CONNECTIONS). */
+  readonly maxConnections?: number;
+  /** Timeouts (default METRICS_TIMEOUTS); tests shorten them. */
+  readonly timeouts?: typeof METRICS_TIMEOUTS;
 }
 
 export class MetricsServer {
@@ -247,40 +263,51 @@ export class MetricsServer {
   port = 0;
 
   constructor(private readonly options: MetricsServerOptions) {
-    this.http = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { allow: 'GET, HEAD' }).end();
-        return;
-      }
-      if (path === '/metrics') {
-        this.options.metrics().then(
-          (text) => {
-            res.writeHead(200, { 'content-type': this.options.contentType ?? Registry.PROMETHEUS_CONTENT_TYPE });
-            res.end(req.method === 'HEAD' ? undefined : text);
-          },
-          (err: unknown) => {
-            this.options.logger?.error({ err }, 'metrics collection failed');
-            res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n');
-          },
-        );
-        return;
-      }
-      if (path === '/health') {
-        void this.health().then((failed) => {
-          const body = JSON.stringify(failed.length === 0 ? { status: 'ok' } : { status: 'fail', failed });
-          res.writeHead(failed.length === 0 ? 200 : 503, {
-            'content-type': 'application/json',
-            'cache-control': 'no-store',
+    const t = options.timeouts ?? METRICS_TIMEOUTS;
+    this.http = createServer(
+      {
+        headersTimeout: t.headersMs,
+        requestTimeout: t.requestMs,
+        keepAliveTimeout: t.keepAliveMs,
+        // No connectionsCheckingInterval: on Node 20 setting it stops the idle-socket timeout below from firing.
+      },
+      (req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          res.writeHead(405, { allow: 'GET, HEAD' }).end();
+          return;
+        }
+        if (path === '/metrics') {
+          this.options.metrics().then(
+            (text) => {
+              res.writeHead(200, { 'content-type': this.options.contentType ?? Registry.PROMETHEUS_CONTENT_TYPE });
+              res.end(req.method === 'HEAD' ? undefined : text);
+            },
+            (err: unknown) => {
+              this.options.logger?.error({ err }, 'metrics collection failed');
+              res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n');
+            },
+          );
+          return;
+        }
+        if (path === '/health') {
+          void this.health().then((failed) => {
+            const body = JSON.stringify(failed.length === 0 ? { status: 'ok' } : { status: 'fail', failed });
+            res.writeHead(failed.length === 0 ? 200 : 503, {
+              'content-type': 'application/json',
+              'cache-control': 'no-store',
+            });
+            res.end(req.method === 'HEAD' ? undefined : `${body}\n`);
           });
-          res.end(req.method === 'HEAD' ? undefined : `${body}\n`);
-        });
-        return;
-      }
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-    });
-    // Scrapers keep connections alive; close() must not wait for them.
-    this.http.keepAliveTimeout = 5_000;
+          return;
+        }
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      },
+    );
+    // Beyond the cap a connection is closed at once: its descriptor is back before it could starve POP3.
+    this.http.maxConnections = options.maxConnections ?? METRICS_MAX_CONNECTIONS;
+    // A connection that sends nothing at all is closed after this much silence (socket inactivity).
+    this.http.timeout = t.idleMs;
   }
 
   /** Names of the failing checks. */
@@ -360,6 +387,7 @@ export async function startMetricsEndpoint(
   const server = new MetricsServer({
     address: config.address,
     port: config.port,
+    maxConnections: config.maxConnections,
     metrics: () => metrics.text(),
     contentType: metrics.registry.contentType,
     checks: [
@@ -383,6 +411,7 @@ export function startClusterMetricsEndpoint(config: MetricsEndpointAddress, logg
   const server = new MetricsServer({
     address: config.address,
     port: config.port,
+    maxConnections: config.maxConnections,
     metrics: clusterMetricsSource(),
     checks: [{ name: 'workers', check: async () => Object.keys(cluster.workers ?? {}).length > 0 }],
     logger,

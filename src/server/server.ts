@@ -14,6 +14,7 @@ import { normalizeAddress, parseCidr } from './address.ts';
 import { commands } from './commands/index.ts';
 import type { Policy, ServerContext, ServerHooks, SessionHandle, SessionSettings } from './context.ts';
 import { type Coordinator, LocalCoordinator } from './coordinator.ts';
+import { DESCRIPTOR_RESERVE, sessionBudget } from './descriptors.ts';
 import { type ListenerConfig, SERVER_SASL_MECHANISMS } from './options.ts';
 import { parseProxyHeader, V2_MAX } from './proxy.ts';
 import { Session } from './session.ts';
@@ -77,6 +78,11 @@ export interface ServerOptions extends SessionSettings {
   readonly policy?: Policy;
   /** Shared per-address state; defaults to this process only (see coordinator.ts for cluster workers). */
   readonly coordinator?: Coordinator;
+  /**
+   * File descriptors the process's other listeners may hold (the metrics cap, LMTP's max_connections): kept
+   * out of the POP3 session budget, so they can never starve POP3 of descriptors (descriptors.ts).
+   */
+  readonly otherDescriptors?: number;
   /** PROXY protocol: peers allowed to send the header, and how long to wait for it. */
   readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs: number };
 }
@@ -94,6 +100,8 @@ export class Pop3Server {
   private secureContext: SecureContext | undefined;
   private pending = 0; // connections accepted but not yet sessions (TLS handshake)
   private closing = false;
+  /** Sessions allowed: limits.max_connections, or fewer when file descriptors are short (descriptors.ts). */
+  private sessionLimit: number;
   readonly listeners: BoundListener[] = [];
 
   private readonly trusted = new BlockList();
@@ -113,6 +121,7 @@ export class Pop3Server {
       options.coordinator ??
       new LocalCoordinator({ baseMs: options.limits.failedLoginDelayMs, maxMs: options.limits.failedLoginMaxDelayMs });
     if (options.tls) this.setTls(options.tls);
+    this.sessionLimit = options.limits.maxConnections;
   }
 
   /** Replaces the certificate for new connections (e.g. on SIGHUP); open sessions keep theirs. */
@@ -147,12 +156,22 @@ export class Pop3Server {
   }
 
   async listen(configs: readonly ListenerConfig[]): Promise<BoundListener[]> {
+    const budget = sessionBudget(this.options.limits.maxConnections, this.options.otherDescriptors ?? 0);
+    this.sessionLimit = budget.sessions;
+    if (budget.limited) {
+      this.options.logger.warn(
+        { maxConnections: this.options.limits.maxConnections, sessions: budget.sessions },
+        'the file descriptor limit allows fewer POP3 sessions than limits.max_connections (raise LimitNOFILE / ulimit -n)',
+      );
+    }
     for (const config of configs) {
       if (config.tls !== 'none' && !this.secureContext) {
         throw new Error(`listener ${config.address}:${config.port} needs TLS but no certificate is configured`);
       }
       const server = createNetServer({ noDelay: true }, (socket) => this.accept(socket, config));
-      server.maxConnections = this.options.limits.maxConnections + 64; // hard stop; the soft limit answers -ERR
+      // Hard stop; up to it, connections beyond the session limit are answered -ERR [SYS/TEMP] (the descriptor
+      // reserve has room for them).
+      server.maxConnections = this.sessionLimit + DESCRIPTOR_RESERVE / 4;
       server.listen(config.port, config.address);
       await once(server, 'listening');
       const addr = server.address();
@@ -258,7 +277,7 @@ export class Pop3Server {
       else socket.end(`-ERR [${RespCode.SysTemp}] ${why}, try again later.\r\n`);
     };
     if (this.closing) return refuse('server shutting down');
-    if (this.sessions.size + this.pending >= limits.maxConnections) return refuse('too many connections');
+    if (this.sessions.size + this.pending >= this.sessionLimit) return refuse('too many connections');
     this.pending++;
     const ok = await this.coordinator.acquire(address, limits.maxConnectionsPerAddress);
     this.pending--;

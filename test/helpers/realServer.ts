@@ -52,6 +52,8 @@ export async function startRealServer(
     logLevel?: string;
     /** Run the server process as this user (the test runs as root); its whole directory is chowned to it. */
     runAs?: { uid: number; gid: number };
+    /** Run the server with this file descriptor limit (soft and hard), through prlimit(1). */
+    nofile?: number;
   } = {},
 ): Promise<RealServer> {
   const dir = mkdtempSync(join(tmpdir(), 'postern-real-'));
@@ -133,7 +135,9 @@ ${opts.extraConfig ?? ''}
       const r = spawnSync('chown', ['-R', `${opts.runAs.uid}:${opts.runAs.gid}`, dir]);
       if (r.status !== 0) throw new Error(`chown failed: ${r.stderr}`);
     }
-    const c = spawn(process.execPath, [BIN, 'serve', '--config', config], {
+    const argv = [process.execPath, BIN, 'serve', '--config', config];
+    if (opts.nofile !== undefined) argv.unshift('prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, '--');
+    const c = spawn(argv[0], argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(opts.runAs ?? {}),
     });
