@@ -139,7 +139,8 @@ export async function runFetchCommand(argv: string[], io: FetchIo): Promise<numb
         });
         if (r.error) failed++;
       }
-      if (ac.signal.aborted) return 130;
+      // A daemon's normal way out is a signal (nothing is lost by stopping mid-run), so that is a clean exit.
+      if (ac.signal.aborted) return daemonMs === undefined ? 130 : 0;
       if (daemonMs === undefined) return failed > 0 ? 1 : 0;
       // --daemon: wait for the next poll; a signal while waiting is a normal stop.
       if (!(await sleep(daemonMs, ac.signal))) return 0;

@@ -247,6 +247,127 @@ ${opts.extra ?? ''}
     });
   }
 
+  it('--check counts new messages and bytes and downloads nothing', async () => {
+    const s = setup({ messages: 3 });
+    const c = await fetchRun(['-f', s.accounts, '--check'], s.env);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stdout, /^test: 3 new messages \(\d+(\.\d)? \w*B\), 3 on server$/m);
+    assert.ok(!existsSync(join(s.work, 'Maildir')));
+    assert.equal((await fetchRun(['-f', s.accounts], s.env)).code, 0);
+    const again = await fetchRun(['-f', s.accounts, '--check'], s.env);
+    assert.match(again.stdout, /^test: 0 new messages \(0 B\), 3 on server$/m);
+  });
+
+  it('--received-header (and received_header = true) adds a Received: line to each stored message', async () => {
+    const s = setup({ messages: 1 });
+    const r = await fetchRun(['-f', s.accounts, '--received-header'], s.env);
+    assert.equal(r.code, 0, r.stderr);
+    const md = join(s.work, 'Maildir', 'new');
+    const text = readFileSync(join(md, readdirSync(md)[0]), 'latin1');
+    assert.match(
+      text,
+      /^Received: from 127\.0\.0\.1 by \S+ with POP3S \(postern fetch, account test\) id \S+; \w{3}, \d{2} \w{3} \d{4} [\d:]{8} \+0000\n/,
+    );
+    assert.equal(text.slice(text.indexOf('\n') + 1), message(0).replace(/\r\n/g, '\n'));
+    const t = setup({ messages: 1, extra: 'received_header = true' });
+    assert.equal((await fetchRun(['-f', t.accounts], t.env)).code, 0);
+    const md2 = join(t.work, 'Maildir', 'new');
+    assert.match(readFileSync(join(md2, readdirSync(md2)[0]), 'latin1'), /^Received: from 127\.0\.0\.1 /);
+  });
+
+  it('two accounts on one mailbox keep separate states; an old user@host state file is migrated', async () => {
+    const s = setup({ messages: 2 });
+    const second = `${readFileSync(s.accounts, 'utf8').split('[[account]]')[1].replace('name = "test"', 'name = "again"').replace(`${s.work}/Maildir`, `${s.work}/Maildir2`)}`;
+    writeFileSync(s.accounts, `${readFileSync(s.accounts, 'utf8')}\n[[account]]${second}`);
+    const r = await fetchRun(['-f', s.accounts], s.env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /test: 2 fetched/);
+    assert.match(r.stdout, /again: 2 fetched/);
+    assert.deepEqual(maildirIds(join(s.work, 'Maildir2')), expectedIds(2));
+    // An older version kept the state as STATE_DIR/user@host.json: what it saw is not fetched again.
+    const t = setup({ messages: 3 });
+    const uidls = srv.store.list(t.user).map((m) => m.uidl);
+    mkdirSync(join(t.work, 'state'), { recursive: true });
+    const seen = Object.fromEntries(uidls.slice(0, 2).map((u) => [u, Date.now()]));
+    writeFileSync(
+      join(t.work, 'state', `${t.user}@127.0.0.1.json`),
+      JSON.stringify({ version: 1, account: `${t.user}@127.0.0.1`, seen }),
+    );
+    const m = await fetchRun(['-f', t.accounts], t.env);
+    assert.equal(m.code, 0, m.stderr);
+    assert.match(m.stdout, /test: 1 fetched/);
+    assert.ok(existsSync(join(t.work, 'state', `test=${t.user}@127.0.0.1_${srv.tlsPort}.json`)));
+  });
+
+  it('--daemon polls every N seconds and stops cleanly on SIGTERM', async () => {
+    const s = setup({ messages: 1 });
+    const { child, done } = postern(['fetch', '-f', s.accounts, '--daemon', '0.3', '--quiet'], s.env);
+    const md = join(s.work, 'Maildir');
+    const waitFor = async (n: number) => {
+      const deadline = Date.now() + RUN_MS / 2;
+      while (maildirIds(md).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    };
+    await waitFor(1);
+    srv.store.add(s.user, message(1));
+    await waitFor(2);
+    child.kill('SIGTERM');
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(maildirIds(md), expectedIds(2));
+  });
+
+  it('exit 78 for every accounts-file error, 64 for bad flags; a failure says what failed', async () => {
+    const s = setup({ messages: 0 });
+    const bad = join(s.work, 'bad.toml');
+    const cases: [string, string[], Record<string, string>, RegExp][] = [
+      ['missing file', ['-f', join(s.work, 'nope.toml')], {}, /cannot read accounts file/],
+      ['TOML syntax', ['-f', bad], {}, /bad\.toml:\d+:/],
+      ['default file', [], { XDG_CONFIG_HOME: join(s.work, 'xdg') }, /cannot read accounts file/],
+    ];
+    writeFileSync(bad, '[[account]\nhost = ');
+    for (const [what, args, env, re] of cases) {
+      const r = await fetchRun(args, env);
+      assert.equal(r.code, 78, `${what}: ${r.stderr}`);
+      assert.match(r.stderr, re, what);
+    }
+    writeFileSync(bad, `[[account]]\nhost = "h"\nuser = "u"\nmaildir = "/m"\npin_sha256 = "zz"\n`);
+    const pin = await fetchRun(['-f', bad]);
+    assert.equal(pin.code, 78, pin.stderr);
+    assert.match(pin.stderr, /pin_sha256.*not a SHA-256 fingerprint/);
+    const url = `pop3s://u@127.0.0.1:${srv.tlsPort}`;
+    const flags: string[][] = [
+      [url, '--maildir', '/m', '--pin-sha256', 'abc'],
+      [url, '--maildir', '/m', '--keep-days', 'soon'],
+      [url, '--maildir', '/m', '--max-size', '12Q'],
+      [url, '--maildir', '/m', '--daemon', '0'],
+      [url, '--maildir', '/m', '--no-such-flag'],
+      [url, '--maildir', '/m', '--keep', '--delete'],
+      ['-f', s.accounts, 'no-such-account'],
+      ['pop3s://127.0.0.1', '--maildir', '/m'],
+    ];
+    for (const args of flags) {
+      const r = await fetchRun(args, s.env);
+      assert.equal(r.code, 64, `${args.join(' ')}: ${r.stderr}`);
+    }
+    // Nothing listens on that port: the error says so, not "0 left on server".
+    const closed = await fetchRun(
+      [
+        `pop3://u@127.0.0.1:1?tls=none`,
+        '--insecure-auth',
+        '--maildir',
+        join(s.work, 'm'),
+        '--state-dir',
+        join(s.work, 'st'),
+        '--password-env',
+        'TEST_POP3_PASSWORD',
+      ],
+      s.env,
+    );
+    assert.equal(closed.code, 1);
+    assert.match(closed.stderr, /could not connect: cannot connect to 127\.0\.0\.1:1: .*ECONNREFUSED/);
+    assert.ok(!/left on server/.test(closed.stderr));
+  });
+
   it('keep_days deletes only messages fetched long enough ago', async () => {
     const s = setup({ messages: 2 });
     const [account] = parseAccounts(readFileSync(s.accounts, 'utf8'), s.accounts);
@@ -284,6 +405,10 @@ ${opts.extra ?? ''}
     );
     assert.equal(untrusted.code, 1);
     assert.match(untrusted.stderr, /POP3_ERR_TLS/);
+    // The way out is named: look at the certificate, then trust it or pin it.
+    assert.match(untrusted.stderr, /--probe/);
+    assert.match(untrusted.stderr, /--pin-sha256/);
+    assert.ok(!/left on server/.test(untrusted.stderr));
   });
 
   it('--probe prints greeting, capabilities and the certificate', async () => {
