@@ -55,21 +55,36 @@ export class Databases {
   }
 }
 
-export async function openMailStore(
-  config: Config,
+export interface OpenStoreOptions {
+  readonly syncSmallReads?: boolean;
+  readonly warn?: (fields: Record<string, unknown>, msg: string) => void;
+}
+
+/** The store `config` names: the one place a store is built from configuration. */
+export function openMailStore(config: Config, dbs: Databases, options: OpenStoreOptions = {}): Promise<MailStore> {
+  return storeFor(config.storage, dbs, options);
+}
+
+/**
+ * The store of a `[storage]` table (also a migration's other end). A new driver is one more case here, and
+ * the `driver` type in config/ makes every switch on it name the new case.
+ */
+export async function storeFor(
+  st: Config['storage'],
   dbs: Databases,
-  options: { syncSmallReads?: boolean; warn?: (fields: Record<string, unknown>, msg: string) => void } = {},
+  options: OpenStoreOptions = {},
 ): Promise<MailStore> {
-  const st = config.storage;
-  if (st.driver === 'postgres') {
-    return new PostgresStore({ pool: await dbs.checkedPool(st.postgres), leaseMs: st.postgres.leaseMs });
+  switch (st.driver) {
+    case 'postgres':
+      return new PostgresStore({ pool: await dbs.checkedPool(st.postgres), leaseMs: st.postgres.leaseMs });
+    case 'maildir':
+      return new MaildirStore({
+        root: st.root,
+        layout: st.layout,
+        syncSmallReads: options.syncSmallReads ?? st.syncSmallReads,
+        warn: options.warn,
+      });
   }
-  return new MaildirStore({
-    root: st.root,
-    layout: st.layout,
-    syncSmallReads: options.syncSmallReads ?? st.syncSmallReads,
-    warn: options.warn,
-  });
 }
 
 export async function openUserDatabase(

@@ -11,8 +11,7 @@ import type { Config } from '../config/config.ts';
 import { SERVER_SASL_MECHANISMS } from '../server/options.ts';
 import { type SaslFacts, saslOffered, saslUnavailable } from '../server/saslOffer.ts';
 import { formatProblem, rootOnlyUsersFile, serveProblems } from './preflight.ts';
-
-const EX_CONFIG = 78;
+import { EX_CONFIG } from './sysexits.ts';
 
 const HELP = `Usage: postern check-config [--config FILE]
 

@@ -8,10 +8,10 @@ import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import type { Config } from '../config/config.ts';
 import { DeliveryAgent } from '../delivery/agent.ts';
-import { EX_CANTCREAT, EX_NOUSER, EX_OK, EX_TEMPFAIL, EX_USAGE } from '../delivery/sysexits.ts';
 import { createLogger } from '../observability/log.ts';
 import type { MailStore } from '../storage/types.ts';
 import { Databases, openDeliveryUsers, openMailStore } from './backends.ts';
+import { EX_CANTCREAT, EX_NOUSER, EX_OK, EX_TEMPFAIL, EX_USAGE } from './sysexits.ts';
 
 export const DELIVER_HELP = `Usage: postern deliver -u USER [-f SENDER] [-a ADDRESS] [--no-headers] [--config FILE]
 

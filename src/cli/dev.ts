@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { generate } from 'selfsigned';
 import { addUser } from '../auth/passwd.ts';
 import { type Config, loadConfig } from '../config/config.ts';
-import { MaildirStore } from '../storage/maildir/store.ts';
+import { Databases, openMailStore } from './backends.ts';
 
 export const DEV_DIR = 'var';
 export const DEMO_USER = 'demo';
@@ -114,9 +114,11 @@ export async function prepareDev(dir = DEV_DIR): Promise<DevSetup> {
   if (!existsSync(passwordFile)) {
     const password = randomBytes(9).toString('base64url');
     await addUser(config.auth.usersFile, DEMO_USER, password);
-    const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
+    const dbs = new Databases();
+    const store = await openMailStore(config, dbs);
     for (const m of demoMessages(new Date())) await store.deliver(DEMO_USER, Readable.from([Buffer.from(m)]));
     await store.close();
+    await dbs.close();
     // Kept so the banner can print it on every start; a development convenience, never used in production.
     writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
     created = true;

@@ -27,15 +27,13 @@ import { fetchAccount } from '../fetch/fetcher.ts';
 import { probe } from '../fetch/probe.ts';
 import { LineProgress, type Progress, QuietProgress, TtyProgress } from '../fetch/progress.ts';
 import { readSecret } from './prompt.ts';
+import { EX_CONFIG, EX_USAGE } from './sysexits.ts';
 
 export interface FetchIo {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (mode: boolean) => unknown };
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   stderr: NodeJS.WritableStream;
 }
-
-const EX_USAGE = 64;
-const EX_CONFIG = 78;
 
 export const FETCH_HELP = `Usage: postern fetch [options] [ACCOUNT...]
        postern fetch [options] pop3s://USER@HOST[:PORT] --maildir DIR | --mbox FILE | --mda COMMAND

@@ -17,7 +17,9 @@ import { decodeFieldValue, headerField, readHeaderSection } from '../mail/header
 import { type MboxFormat, splitMbox } from '../mail/mbox.ts';
 import { applyExpire, userPolicy } from '../server/policy.ts';
 import { MaildirStore } from '../storage/maildir/store.ts';
-import { isStorageError } from '../storage/types.ts';
+import { isStorageError, type MailStore } from '../storage/types.ts';
+import { Databases, openMailStore } from './backends.ts';
+import { EX_NOUSER, EX_TEMPFAIL, EX_USAGE } from './sysexits.ts';
 
 export const MAILBOX_HELP = `Usage: postern mailbox <command> USER [options] [--config FILE]
 
@@ -37,9 +39,6 @@ Commands:
 USER is a user name from the users file. Exit codes: 0 ok, 64 usage, 67 no such user, 75 mailbox in use,
 1 failure.
 `;
-
-const EX_USAGE = 64;
-const EX_NOUSER = 67;
 
 export interface MailboxIo {
   readonly stdout: NodeJS.WritableStream;
@@ -90,7 +89,8 @@ export async function runMailboxCommand(argv: string[], io: MailboxIo): Promise<
     io.stderr.write(`postern mailbox: ${user}: no such user\n`);
     return EX_NOUSER;
   }
-  const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
+  const dbs = new Databases();
+  const store = await openMailStore(config, dbs);
   try {
     switch (command) {
       case 'stats':
@@ -104,26 +104,29 @@ export async function runMailboxCommand(argv: string[], io: MailboxIo): Promise<
     }
   } finally {
     await store.close();
+    await dbs.close();
   }
 }
 
 async function stats(
-  store: MaildirStore,
+  store: MailStore,
   mailboxId: string,
   quota: { bytes: number; messages: number },
   json: boolean,
   io: MailboxIo,
 ): Promise<number> {
   const s = await store.stats(mailboxId);
+  // A Maildir has a path to show; a database store has none.
+  const path = store instanceof MaildirStore ? store.maildirPath(mailboxId) : undefined;
   if (json) {
-    io.stdout.write(`${JSON.stringify({ mailbox: mailboxId, path: store.maildirPath(mailboxId), ...s, quota })}\n`);
+    io.stdout.write(`${JSON.stringify({ mailbox: mailboxId, path, ...s, quota })}\n`);
     return 0;
   }
   const pct = (used: number, limit: number) =>
     limit > 0 ? ` of ${limit} (${((100 * used) / limit).toFixed(1)}%)` : '';
   const lines = [
     `mailbox   ${mailboxId}`,
-    `path      ${store.maildirPath(mailboxId)}`,
+    `path      ${path ?? '(in the database)'}`,
     `messages  ${s.messages}${pct(s.messages, quota.messages)}`,
     `octets    ${s.bytes}${pct(s.bytes, quota.bytes)}`,
     `quota     ${hasLimit(quota) ? `${quota.bytes || 'unlimited'} octets, ${quota.messages || 'unlimited'} messages` : 'none'}`,
@@ -132,7 +135,7 @@ async function stats(
   return 0;
 }
 
-async function list(store: MaildirStore, mailboxId: string, json: boolean, io: MailboxIo): Promise<number> {
+async function list(store: MailStore, mailboxId: string, json: boolean, io: MailboxIo): Promise<number> {
   const drop = await store.openMaildrop(mailboxId, { lock: false });
   try {
     let n = 0;
@@ -161,7 +164,7 @@ async function list(store: MaildirStore, mailboxId: string, json: boolean, io: M
 }
 
 async function importInto(
-  store: MaildirStore,
+  store: MailStore,
   mailboxId: string,
   sources: readonly string[],
   format: MboxFormat,
@@ -212,8 +215,6 @@ async function maildirFiles(dir: string): Promise<string[]> {
   return found.map((f) => f.path);
 }
 
-const EX_TEMPFAIL = 75;
-
 async function expireAll(io: MailboxIo): Promise<number> {
   const users = await listUsers(io.config().auth.usersFile);
   return expireUsers(
@@ -226,7 +227,8 @@ async function expireAll(io: MailboxIo): Promise<number> {
 async function expireUsers(names: readonly string[], io: MailboxIo): Promise<number> {
   const config = io.config();
   const auth = await PasswdFileAuthenticator.load(config.auth.usersFile, { autoReload: false });
-  const store = new MaildirStore({ root: config.storage.root, layout: config.storage.layout });
+  const dbs = new Databases();
+  const store = await openMailStore(config, dbs);
   let code = 0;
   try {
     for (const name of names) {
@@ -241,7 +243,7 @@ async function expireUsers(names: readonly string[], io: MailboxIo): Promise<num
         io.stdout.write(`${name}: EXPIRE NEVER, nothing to do\n`);
         continue;
       }
-      let drop: Awaited<ReturnType<MaildirStore['openMaildrop']>>;
+      let drop: Awaited<ReturnType<MailStore['openMaildrop']>>;
       try {
         drop = await store.openMaildrop(principal.mailboxId);
       } catch (e) {
@@ -264,6 +266,7 @@ async function expireUsers(names: readonly string[], io: MailboxIo): Promise<num
     }
   } finally {
     await store.close();
+    await dbs.close();
   }
   return code;
 }

@@ -5,15 +5,13 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Config } from '../config/config.ts';
+import { EX_CONFIG, EX_USAGE } from './sysexits.ts';
 
 type ConfigModule = typeof import('../config/config.ts');
 const configModule = (): Promise<ConfigModule> => import('../config/config.ts');
 
 // Sub-commands are imported when they run, not here: `postern --version` loads nothing else, and
 // `postern fetch` never loads the server, the store, argon2 or selfsigned (test/ops/package.test.ts checks).
-
-export const EX_USAGE = 64;
-export const EX_CONFIG = 78;
 
 const HELP = `postern — a POP3 mail system
 

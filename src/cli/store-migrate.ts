@@ -13,9 +13,9 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Config } from '../config/config.ts';
-import { MaildirStore } from '../storage/maildir/store.ts';
 import { PostgresStore } from '../storage/postgres/store.ts';
 import { isStorageError, type Maildrop, type MailStore } from '../storage/types.ts';
+import { Databases, storeFor } from './backends.ts';
 
 export const STORE_HELP = `Usage: postern store migrate --from SOURCE --to TARGET [--mailbox ID]... [--config FILE]
 
@@ -45,7 +45,8 @@ async function endpointOf(spec: string, config: Config): Promise<Endpoint> {
   const where = colon < 0 ? '' : spec.slice(colon + 1);
   if (kind === 'maildir' && where) {
     const layout = config.storage.layout;
-    const store = new MaildirStore({ root: where, layout });
+    // A Maildir tree needs no database connection: the Databases given is never used.
+    const store = await storeFor({ ...config.storage, driver: 'maildir', root: where }, new Databases());
     return {
       store,
       label: `maildir:${where}`,

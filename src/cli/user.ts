@@ -10,6 +10,7 @@ import { passwdFileAdmin, type UserAdmin } from '../auth/admin.ts';
 import { userNameProblem } from '../auth/names.ts';
 import { PasswdFileError, passwordProblem } from '../auth/passwd.ts';
 import { readSecret, SecretInputError, type SecretInputStream } from './prompt.ts';
+import { EX_USAGE } from './sysexits.ts';
 
 export interface UserCommandContext {
   /** The passwd file to manage (from the configuration). */
@@ -27,8 +28,6 @@ export interface UserCommandContext {
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
-/** sysexits(3) EX_USAGE. */
-export const EXIT_USAGE = 64;
 
 const USAGE = `Usage: postern user <command> [options]
 
@@ -106,7 +105,7 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
   const [sub, ...rest] = argv;
   if (sub === undefined) {
     ctx.stderr.write(USAGE);
-    return EXIT_USAGE;
+    return EX_USAGE;
   }
   if (sub === '--help' || sub === '-h' || sub === 'help') {
     ctx.stdout.write(USAGE);
@@ -114,7 +113,7 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
   }
   if (!Object.hasOwn(HELP, sub)) {
     ctx.stderr.write(`postern user: unknown command '${sub}'\n\n${USAGE}`);
-    return EXIT_USAGE;
+    return EX_USAGE;
   }
   const command = sub as Subcommand;
   const say = (msg: string): void => {
@@ -123,7 +122,7 @@ export async function runUserCommand(argv: string[], ctx: UserCommandContext): P
   const usageError = (msg: string): number => {
     say(msg);
     ctx.stderr.write(`\n${HELP[command]}`);
-    return EXIT_USAGE;
+    return EX_USAGE;
   };
 
   let parsed: ReturnType<typeof parse>;
