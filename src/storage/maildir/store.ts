@@ -156,6 +156,7 @@ export class MaildirStore implements MailStore {
             staleMs: this.lockStaleMs,
             refreshMs: this.lockRefreshMs,
             hostname: this.hostname,
+            sync: this.syncSmallReads,
           });
     try {
       if (lock !== null) await this.sweeper.maybeSweep(dir);
@@ -209,8 +210,15 @@ export class MaildirStore implements MailStore {
     const listing = Listing.fromRecords(records, fixes);
     // A guessed size must be counted again at the next open, so such a listing is never trusted.
     const trusted = !racy && !estimated;
-    if (write) await writeListing(dir, listing, stamps, trusted).catch(() => {}); // a cache: next open rescans
-    return { listing, stamps, trusted };
+    // Written after the +OK has gone out (the session awaits it before it lets the lock go): a 50 000-message
+    // listing is a few MB to encode and write, which the client should not wait for. A cache: if it fails, the
+    // next open rescans.
+    const written = write
+      ? new Promise<void>((r) => setImmediate(r))
+          .then(() => writeListing(dir, listing, stamps, trusted))
+          .catch(() => {})
+      : undefined;
+    return { listing, stamps, trusted, written };
   }
 
   async deliver(mailboxId: string, message: Readable, options?: DeliverOptions): Promise<DeliveryResult> {
@@ -361,6 +369,8 @@ interface Snapshot {
   /** The directories' stamps the listing stands for. */
   readonly stamps: Stamps;
   readonly trusted: boolean;
+  /** The listing file being written for this snapshot, if it is. */
+  readonly written?: Promise<void>;
 }
 
 export class MaildirMaildrop implements Maildrop {
@@ -428,6 +438,7 @@ export class MaildirMaildrop implements Maildrop {
     fixes.set(id, size);
     this.listing = Listing.fromRecords(records, fixes);
     if (this.lock === null) return;
+    await this.snap.written;
     await writeListing(this.path, this.listing, this.snap.stamps, this.snap.trusted).catch((e: unknown) =>
       this.warn({ mailbox: this.mailboxId, err: String(e) }, 'could not record a corrected message size'),
     );
@@ -599,6 +610,7 @@ export class MaildirMaildrop implements Maildrop {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    await this.snap.written; // under the lock, like every write of the listing
     this.onRelease(this);
     await this.lock?.release();
   }
