@@ -348,7 +348,7 @@ export const schema = {
       },
       socket: {
         type: 'string',
-        doc: 'Unix socket path instead of a TCP port (e.g. inside Postfix’s chroot: /var/spool/postfix/private/postern).',
+        doc: 'Unix socket path instead of a TCP port (for Postfix: /var/spool/postfix/postern/lmtp, see docs/delivery.md).',
       },
       socket_mode: {
         type: 'string',

@@ -115,6 +115,7 @@ describe('the packed package, installed globally', () => {
     const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n');
     assert.ok(files.includes('package/dist/cli/main.js'));
     assert.ok(files.includes('package/bin/postern.js'));
+    assert.ok(files.includes('package/docs/delivery.md'), 'the README links it');
     assert.deepEqual(
       files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')),
       [],
