@@ -274,43 +274,39 @@ postern_destination_recipient_limit = 1
     }
   }
 
+  /** swaks over SMTP to the private Postfix, from bob@example.net to `to`. */
+  const smtp = (to: string, ...args: string[]) =>
+    swaks([
+      '--protocol',
+      'ESMTP',
+      '--server',
+      `127.0.0.1:${smtpPort}`,
+      '--from',
+      'bob@example.net',
+      '--to',
+      to,
+      ...args,
+    ]);
+
+  /** Sends `msg` exactly as it is (swaks --no-data-fixup). */
+  async function sendSmtp(to: string, msg: Buffer): Promise<void> {
+    const file = join(dir, `data-${to}`);
+    writeFileSync(file, smtpData(msg));
+    const r = await smtp(to, '--no-data-fixup', '--data', `@${file}`);
+    assert.equal(r.code, 0, r.out);
+  }
+
   const smtpMessage = message('via smtp', '\r\n');
   const sendmailMessage = message('via sendmail', '\n');
   const pipeMessage = message('via pipe', '\r\n');
 
   test('an unknown recipient is refused at RCPT (550 5.1.1), a Postern user without a Unix account is not', async () => {
-    const r = await swaks([
-      '--protocol',
-      'ESMTP',
-      '--server',
-      `127.0.0.1:${smtpPort}`,
-      '--from',
-      'bob@example.net',
-      '--to',
-      'nobody@example.test',
-      '--quit-after',
-      'RCPT',
-    ]);
+    const r = await smtp('nobody@example.test', '--quit-after', 'RCPT');
     assert.match(r.out, /550 5\.1\.1 <nobody@example\.test>: Recipient address rejected/, r.out);
   });
 
   test('SMTP and sendmail → LMTP → POP3, byte for byte, stored with LF', async () => {
-    const file = join(dir, 'smtp-data');
-    writeFileSync(file, smtpData(smtpMessage));
-    const r = await swaks([
-      '--protocol',
-      'ESMTP',
-      '--server',
-      `127.0.0.1:${smtpPort}`,
-      '--from',
-      'bob@example.net',
-      '--to',
-      'alice@example.test',
-      '--no-data-fixup',
-      '--data',
-      `@${file}`,
-    ]);
-    assert.equal(r.code, 0, r.out);
+    await sendSmtp('alice@example.test', smtpMessage);
     // -i: a line of a single "." is text, not the end of the message (as mail(1) and MTAs call it).
     const sm = spawnSync(SENDMAIL, ['-C', etc, '-i', '-f', 'bob@example.net', 'alice@example.test'], {
       input: sendmailMessage,
@@ -341,22 +337,7 @@ postern_destination_recipient_limit = 1
   });
 
   test('a pipe transport with user=nobody runs `postern deliver` for the other domain', async () => {
-    const file = join(dir, 'pipe-data');
-    writeFileSync(file, smtpData(pipeMessage));
-    const r = await swaks([
-      '--protocol',
-      'ESMTP',
-      '--server',
-      `127.0.0.1:${smtpPort}`,
-      '--from',
-      'bob@example.net',
-      '--to',
-      'carol@pipe.test',
-      '--no-data-fixup',
-      '--data',
-      `@${file}`,
-    ]);
-    assert.equal(r.code, 0, r.out);
+    await sendSmtp('carol@pipe.test', pipeMessage);
     const [stored] = await delivered('carol@pipe.test', 1);
     assert.equal(statSync(stored).uid, NOBODY, 'written by the pipe user');
     assert.ok(!readFileSync(stored).includes('\r'));
