@@ -119,3 +119,9 @@ export function writeFileAtomicSync(path: string, data: string, mode = 0o600): v
   }
   fsyncDirSync(dirname(path));
 }
+
+/** Writes all of `b` at the file's current position (writeSync may write less than asked). */
+export function writeAllSync(fd: number, b: Uint8Array): void {
+  let off = 0;
+  while (off < b.length) off += writeSync(fd, b, off, b.length - off);
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MetricsServer } from '../../src/observability/metrics.ts';
+import { MetricsServer } from '../../src/observability/endpoint.ts';
 import { commandWorks, skipUnlessCi } from '../helpers/peers.ts';
 import { freePort, startRealServer } from '../helpers/realServer.ts';
 import { Wire } from '../helpers/wire.ts';

@@ -1,0 +1,114 @@
+/**
+ * `postern fetch` into a Maildir: each message written to tmp/ and fsynced, renamed into new/ at commit (one
+ * fsync of new/ per group). fetch/deliver.ts describes the life of a group and crash recovery.
+ */
+import { closeSync, fdatasyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { fsyncDirSync, writeAllSync } from '../durable/files.ts';
+import { CrlfToLfWriter } from '../mail/transforms.ts';
+import { newUniqueBase, sanitizeHostname } from '../storage/maildir/names.ts';
+import type { Delivery, Intent } from './deliver.ts';
+
+let hostPart: string | undefined;
+
+/** A Maildir unique name, as the store makes them; the host name is looked up once per process, not per name. */
+function maildirName(): string {
+  hostPart ??= sanitizeHostname(hostname());
+  return newUniqueBase(hostPart);
+}
+
+export class MaildirDelivery implements Delivery {
+  readonly maxGroup = 256;
+  private fd = -1;
+  private name = '';
+  private readonly writer = new CrlfToLfWriter((b) => writeAllSync(this.fd, b));
+  /** Ended (written, fsynced, closed) and not yet renamed into new/. */
+  private ended: string[] = [];
+
+  constructor(readonly target: { kind: 'maildir'; path: string }) {}
+
+  describe(): string {
+    return `Maildir ${this.target.path}`;
+  }
+
+  async prepare(): Promise<void> {
+    for (const sub of ['tmp', 'new', 'cur']) mkdirSync(join(this.target.path, sub), { recursive: true, mode: 0o700 });
+  }
+
+  reserve(n: number): Intent[] {
+    return Array.from({ length: n }, () => ({ file: maildirName() }));
+  }
+
+  begin(intent: Intent): void {
+    this.name = intent.file ?? maildirName();
+    this.fd = openSync(join(this.target.path, 'tmp', this.name), 'wx', 0o600);
+  }
+
+  write(chunk: Buffer): void {
+    this.writer.push(chunk);
+  }
+
+  end(): void {
+    this.writer.end();
+    // The contents must be on disk before the name can appear in new/ (commit).
+    fdatasyncSync(this.fd);
+    closeSync(this.fd);
+    this.fd = -1;
+    this.ended.push(this.name);
+  }
+
+  discard(): void {
+    if (this.fd === -1) return;
+    this.writer.reset();
+    closeSync(this.fd);
+    this.fd = -1;
+    try {
+      unlinkSync(join(this.target.path, 'tmp', this.name));
+    } catch {}
+  }
+
+  commit(): number {
+    const names = this.ended;
+    if (names.length === 0) return 0;
+    this.ended = [];
+    const tmp = join(this.target.path, 'tmp');
+    const cur = join(this.target.path, 'new');
+    for (const name of names) renameSync(join(tmp, name), join(cur, name));
+    // One directory fsync makes every rename of the group durable: tmp → new is the commit point.
+    fsyncDirSync(cur);
+    return names.length;
+  }
+
+  async recover(intents: Intent[]): Promise<boolean[]> {
+    const present = new Set<string>();
+    for (const sub of ['new', 'cur']) {
+      let names: string[] = [];
+      try {
+        names = readdirSync(join(this.target.path, sub));
+      } catch {}
+      // A mail reader may already have moved it to cur/, adding ":2,flags".
+      for (const n of names) present.add(n.split(':')[0]);
+    }
+    return Promise.all(
+      intents.map(async (intent) => {
+        const name = intent.file;
+        if (!name) return false;
+        if (present.has(name)) return true;
+        await unlink(join(this.target.path, 'tmp', name)).catch(() => {});
+        return false;
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.discard();
+    // Ended but never committed (the run failed before its group was recorded): not visible, so remove them.
+    for (const name of this.ended.splice(0)) {
+      try {
+        unlinkSync(join(this.target.path, 'tmp', name));
+      } catch {}
+    }
+  }
+}
