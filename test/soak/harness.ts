@@ -2,8 +2,8 @@
  * Shared pieces of the soak scenarios (test/soak/*.test.ts): how long they run, the real `postern serve`
  * process that they kill and restart, and the checks every scenario makes on a Maildir afterwards.
  *
- * Each scenario runs a few rounds by default (seconds, part of `npm test`) and SOAK_RUNS rounds (≥ 200) under
- * SOAK=1 (`npm run soak`), and prints one line with its figures.
+ * Each scenario runs a few rounds by default (seconds, part of `npm test`) and SOAK_RUNS rounds (default 200)
+ * under SOAK=1 (`npm run soak`), and prints one line with its figures (test/helpers/soak.ts).
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -13,19 +13,17 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, freePort } from '../helpers/realServer.ts';
+import { figure, soakScale } from '../helpers/soak.ts';
 
-export const SOAK = process.env.SOAK === '1';
-
-/** Rounds of a scenario: `quick` by default, SOAK_RUNS (default 200) under SOAK=1. */
+/** Rounds of a scenario: `quick` in `npm test`, SOAK_RUNS (default 200) under SOAK=1 (`npm run soak`). */
 export function rounds(quick: number): number {
-  if (!SOAK) return quick;
   const n = Number(process.env.SOAK_RUNS ?? 200);
-  return Number.isSafeInteger(n) && n > 0 ? n : 200;
+  return soakScale(quick, Number.isSafeInteger(n) && n > 0 ? n : 200);
 }
 
-/** The one line each scenario prints: `soak NAME: figures`. */
+/** The one line each scenario prints (test/helpers/soak.ts, shared with the other soak scenarios). */
 export function report(name: string, figures: string): void {
-  process.stdout.write(`soak ${name}: ${figures}\n`);
+  figure(name, figures);
 }
 
 /** Spins (µs precision) for `ms`: SIGKILL timing finer than setTimeout's millisecond. */
@@ -111,6 +109,8 @@ export class ServerProcess {
     private readonly config: string,
     /** Ports that accept connections once the server is up. */
     private readonly ports: readonly number[],
+    /** Run as this user (uid = gid), as a server that dropped root would. */
+    private readonly uid?: number,
   ) {}
 
   get pid(): number | undefined {
@@ -121,6 +121,7 @@ export class ServerProcess {
     let out = '';
     const c = spawn(process.execPath, [BIN, 'serve', '--config', this.config], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(this.uid === undefined ? {} : { uid: this.uid, gid: this.uid }),
     });
     this.child = c;
     const take = (d: Buffer) => {
