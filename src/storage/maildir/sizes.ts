@@ -71,7 +71,7 @@ export async function saveSizeCache(maildir: string, map: ReadonlyMap<string, Si
 }
 
 /**
- * Reads a message once and counts its transmitted size (src/protocol/size.ts), with the stat it was read at.
+ * Reads a message once and counts its transmitted size (src/mail/size.ts), with the stat it was read at.
  * Written with callbacks rather than FileHandle: on a first open of a large Maildir this runs for every
  * message, and the promise API costs several times more per call. The read stops at the size fstat reported:
  * a file that grows meanwhile no longer matches its entry and is counted again next time.
