@@ -9,16 +9,14 @@ import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { listUsers, PasswdFileAuthenticator } from '../auth/passwd.ts';
 import type { Config } from '../config/config.ts';
 import { hasLimit } from '../delivery/quota.ts';
-import { UsersFile } from '../delivery/users.ts';
 import { decodeFieldValue, headerField, readHeaderSection } from '../mail/headerFields.ts';
 import { type MboxFormat, splitMbox } from '../mail/mbox.ts';
 import { applyExpire, userPolicy } from '../server/policy.ts';
 import { MaildirStore } from '../storage/maildir/store.ts';
 import { isStorageError, type MailStore } from '../storage/types.ts';
-import { Databases, openMailStore } from './backends.ts';
+import { Databases, openDeliveryUsers, openMailStore, openUserAdmin } from './backends.ts';
 import { EX_NOUSER, EX_TEMPFAIL, EX_USAGE } from './sysexits.ts';
 
 export const MAILBOX_HELP = `Usage: postern mailbox <command> USER [options] [--config FILE]
@@ -83,13 +81,21 @@ export async function runMailboxCommand(argv: string[], io: MailboxIo): Promise<
   if (format !== 'mboxrd' && format !== 'mboxo') return usage('--format must be mboxrd or mboxo');
 
   const config = io.config();
-  const users = new UsersFile(config.auth.usersFile, config.quota);
-  const principal = await users.lookup(user);
+  const dbs = new Databases();
+  // Users from the configured user database (the users file, or PostgreSQL).
+  const users = await openDeliveryUsers(config, dbs, () => {}).catch(async (e: unknown) => {
+    await dbs.close();
+    throw e;
+  });
+  const principal = await users.lookup(user).catch(async (e: unknown) => {
+    await dbs.close();
+    throw e;
+  });
   if (principal === null) {
+    await dbs.close();
     io.stderr.write(`postern mailbox: ${user}: no such user\n`);
     return EX_NOUSER;
   }
-  const dbs = new Databases();
   const store = await openMailStore(config, dbs);
   try {
     switch (command) {
@@ -216,7 +222,10 @@ async function maildirFiles(dir: string): Promise<string[]> {
 }
 
 async function expireAll(io: MailboxIo): Promise<number> {
-  const users = await listUsers(io.config().auth.usersFile);
+  const admin = new Databases();
+  const users = await openUserAdmin(io.config(), admin)
+    .then((a) => a.listUsers())
+    .finally(() => admin.close());
   return expireUsers(
     users.filter((u) => u.problem === null).map((u) => u.name),
     io,
@@ -226,8 +235,8 @@ async function expireAll(io: MailboxIo): Promise<number> {
 /** Runs EXPIRE for each user under the maildrop lock; a mailbox in use is left for the next run. */
 async function expireUsers(names: readonly string[], io: MailboxIo): Promise<number> {
   const config = io.config();
-  const auth = await PasswdFileAuthenticator.load(config.auth.usersFile, { autoReload: false });
   const dbs = new Databases();
+  const auth = await openDeliveryUsers(config, dbs, () => {});
   const store = await openMailStore(config, dbs);
   let code = 0;
   try {
