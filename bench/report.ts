@@ -49,6 +49,9 @@ export class Results {
     const head = ['Measurement', 'Postern'];
     if (withDovecot) head.push('Dovecot (tuned)', 'Postern/Dovecot', 'Ahead');
     if (withStock) head.push('Dovecot (stock)', 'Postern/stock');
+    // --store postgres: each frontend count as a column, with its ratio to Postern on Maildir.
+    const pgKinds = servers.filter((s) => s.startsWith('Postern PG'));
+    for (const k of pgKinds) head.push(k, `${k.replace('Postern ', '')}/Maildir`);
     const lines = [`| ${head.join(' | ')} |`, `|${head.map((_h, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
     let section = '';
     for (const r of this.rows) {
@@ -71,6 +74,10 @@ export class Results {
       if (withStock) {
         const ratio = p / median(r.values['Dovecot stock'] ?? []);
         cells.push(spread(r.values['Dovecot stock'] ?? []), Number.isFinite(ratio) ? ratio.toFixed(2) : '—');
+      }
+      for (const k of pgKinds) {
+        const ratio = median(r.values[k] ?? []) / p;
+        cells.push(spread(r.values[k] ?? []), Number.isFinite(ratio) ? ratio.toFixed(2) : '—');
       }
       lines.push(`| ${cells.join(' | ')} |`);
     }

@@ -132,6 +132,35 @@ if (skip) {
       }
     });
 
+    test('a login is one statement, a QUIT without deletions none, and in-order RETRs are fetched in batches', async () => {
+      const { store } = await fresh();
+      try {
+        const texts = Array.from({ length: 40 }, (_, i) => `Subject: ${i}\r\n\r\n${'z'.repeat(i * 10)}\r\n`);
+        for (const t of texts) await deliverBytes(store, 'ivan', t);
+        const pool = store.pool as unknown as { query: (...a: unknown[]) => Promise<unknown> };
+        const real = pool.query.bind(pool);
+        let statements = 0;
+        pool.query = (...a: unknown[]) => {
+          statements++;
+          return real(...a);
+        };
+        const d = await store.openMaildrop('ivan');
+        assert.equal(statements, 1);
+        assert.equal(d.messages.length, 40);
+        const read = d.readSmall?.bind(d);
+        assert.ok(read);
+        for (const [i, m] of d.messages.entries()) assert.equal((await read(m.id, 128 * 1024))?.toString(), texts[i]);
+        assert.ok(statements <= 1 + 8, `${statements} statements for 40 RETRs`);
+        const before = statements;
+        await d.commit([]);
+        assert.equal(statements, before);
+        await d.release();
+        pool.query = real;
+      } finally {
+        await store.close();
+      }
+    });
+
     test('a 20 MB message is stored in chunks and read back one chunk at a time', async () => {
       const { store } = await fresh();
       try {

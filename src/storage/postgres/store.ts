@@ -47,6 +47,9 @@ export interface PostgresStoreOptions extends PgSettings {
 
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 export const DEFAULT_LEASE_MS = 60_000;
+/** Small bodies fetched ahead per maildrop (readSmall): at most this many octets and messages at a time. */
+const PREFETCH_BYTES = 512 * 1024;
+const PREFETCH_MAX_MESSAGES = 64;
 
 export class PostgresStore implements MailStore {
   readonly pool: pg.Pool;
@@ -85,34 +88,36 @@ export class PostgresStore implements MailStore {
     this.assertOpen();
     assertMailboxId(mailboxId);
     const lock = options?.lock !== false;
-    let owner: string | null = null;
-    if (lock) {
-      owner = `${this.nodeId}/${randomUUID()}`;
-      let got: pg.QueryResult;
-      try {
-        got = await this.pool.query(
-          `insert into maildrop_leases (mailbox_id, owner, expires_at)
-             values ($1, $2, now() + $3 * interval '1 millisecond')
-           on conflict (mailbox_id) do update set owner = excluded.owner, expires_at = excluded.expires_at
-             where maildrop_leases.expires_at < now()
-           returning owner`,
-          [mailboxId, owner, this.leaseMs],
-        );
-      } catch (e) {
-        throw pgError(e, 'lock');
-      }
-      if (got.rowCount !== 1) throw new StorageError('inuse', 'maildrop is locked by another session');
-    }
-    let messages: MessageInfo[];
+    const owner = lock ? `${this.nodeId}/${randomUUID()}` : null;
+    // The lease and the listing in one round trip (the login hot path): row 0 says whether the lease was
+    // taken; the messages follow, read only when it was.
+    let rows: { k: number; got: string | null; message_id: string; uidl: string; size: string }[];
     try {
-      const r = await this.pool.query<{ message_id: string; uidl: string; size: string }>(
-        'select message_id, uidl, size from messages where mailbox_id = $1 order by ord',
-        [mailboxId],
+      const r = await this.pool.query(
+        lock
+          ? `with l as (
+               insert into maildrop_leases (mailbox_id, owner, expires_at)
+                 values ($1, $2, now() + $3 * interval '1 millisecond')
+               on conflict (mailbox_id) do update set owner = excluded.owner, expires_at = excluded.expires_at
+                 where maildrop_leases.expires_at < now()
+               returning owner)
+             select 0 as k, (select count(*) from l)::text as got, null as message_id, null as uidl, null as size, 0::bigint as ord
+             union all
+             (select 1, null, m.message_id::text, m.uidl, m.size::text, m.ord from messages m
+               where m.mailbox_id = $1 and exists (select 1 from l))
+             order by k, ord`
+          : `select 1 as k, null as got, message_id::text, uidl, size::text from messages
+             where mailbox_id = $1 order by ord`,
+        lock ? [mailboxId, owner, this.leaseMs] : [mailboxId],
       );
-      messages = r.rows.map((row) => Object.freeze({ id: row.message_id, uidl: row.uidl, size: Number(row.size) }));
+      rows = r.rows;
     } catch (e) {
-      if (owner !== null) await this.dropLease(mailboxId, owner);
-      throw pgError(e, 'listing');
+      throw pgError(e, 'login');
+    }
+    if (lock && rows[0]?.got !== '1') throw new StorageError('inuse', 'maildrop is locked by another session');
+    const messages: MessageInfo[] = [];
+    for (const row of rows) {
+      if (row.k === 1) messages.push(Object.freeze({ id: row.message_id, uidl: row.uidl, size: Number(row.size) }));
     }
     const drop = new PostgresMaildrop(this, mailboxId, Object.freeze(messages), owner);
     this.drops.add(drop);
@@ -342,7 +347,67 @@ export class PostgresMaildrop implements Maildrop {
     return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
   }
 
+  /**
+   * Small bodies fetched ahead for the RETRs that usually follow (a client downloading its mailbox asks for
+   * 1, 2, 3, …): one round trip serves a run of messages. Bounded by PREFETCH_BYTES per maildrop; the batch
+   * grows (1, 2, 4, … 64 messages) only while the client keeps reading in order.
+   */
+  private readonly prefetched = new Map<string, Buffer>();
+  private nextBatch = 1;
+
   async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
+    this.assertUsable();
+    const hit = this.prefetched.get(id);
+    if (hit !== undefined) {
+      this.prefetched.delete(id);
+      return hit.length <= maxBytes ? hit : null;
+    }
+    if (!this.ids.has(id)) throw new StorageError('notfound', 'no such message');
+    this.prefetched.clear();
+    const batch = this.batchFrom(id, maxBytes);
+    if (batch.length > 1) {
+      let r: pg.QueryResult<{ message_id: string; raw_size: string; chunks: number; data: Buffer | null }>;
+      try {
+        r = await this.store.pool.query(
+          `select m.message_id::text, m.raw_size, m.chunks, c.data from messages m
+             left join message_chunks c on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
+           where m.mailbox_id = $1 and m.message_id = any($2::bigint[])`,
+          [this.mailboxId, batch],
+        );
+      } catch (e) {
+        throw pgError(e, 'read');
+      }
+      this.nextBatch = Math.min(PREFETCH_MAX_MESSAGES, this.nextBatch * 2);
+      let mine: Buffer | null | undefined;
+      for (const row of r.rows) {
+        const body = row.chunks === 0 ? Buffer.alloc(0) : row.chunks === 1 ? row.data : null;
+        if (row.message_id === id) mine = body !== null && body.length <= maxBytes ? body : null;
+        else if (body !== null) this.prefetched.set(row.message_id, body);
+      }
+      if (mine === undefined) throw new StorageError('notfound', 'no such message');
+      if (mine !== null) return mine;
+    } else {
+      this.nextBatch = Math.min(PREFETCH_MAX_MESSAGES, this.nextBatch * 2);
+    }
+    return this.readSmallOne(id, maxBytes);
+  }
+
+  /** `id` and the messages after it in the snapshot, while they fit the batch and PREFETCH_BYTES. */
+  private batchFrom(id: string, maxBytes: number): string[] {
+    const start = this.messages.findIndex((m) => m.id === id);
+    const out = [id];
+    let bytes = this.messages[start]?.size ?? 0;
+    for (let i = start + 1; i < this.messages.length && out.length < this.nextBatch; i++) {
+      const m = this.messages[i];
+      if (m.size > maxBytes) continue;
+      if (bytes + m.size > PREFETCH_BYTES) break;
+      bytes += m.size;
+      out.push(m.id);
+    }
+    return out;
+  }
+
+  private async readSmallOne(id: string, maxBytes: number): Promise<Buffer | null> {
     const row = await this.head(id);
     if (Number(row.raw_size) > maxBytes) return null;
     if (row.chunks === 0) return Buffer.alloc(0);
@@ -363,7 +428,9 @@ export class PostgresMaildrop implements Maildrop {
     this.assertUsable();
     if (this.lost) throw new StorageError('temp', 'maildrop lock lost (lease expired); nothing deleted');
     const ids = [...new Set(deletedIds.filter((id) => this.ids.has(id)))];
-    if (ids.length === 0 && this.owner === null) return;
+    // Nothing to delete: nothing to commit, and no round trip (the QUIT of a polling client).
+    if (ids.length === 0) return;
+    this.prefetched.clear();
     await inTransaction(this.store.pool, 'commit', async (c) => {
       if (this.owner !== null) {
         const lease = await c.query(
@@ -375,7 +442,6 @@ export class PostgresMaildrop implements Maildrop {
           throw new StorageError('temp', 'maildrop lock lost (lease expired); nothing deleted');
         }
       }
-      if (ids.length === 0) return;
       const gone = await c.query<{ n: string; bytes: string | null }>(
         `with d as (delete from messages where mailbox_id = $1 and message_id = any($2::bigint[]) returning size)
          select count(*)::text as n, sum(size)::text as bytes from d`,
@@ -425,6 +491,7 @@ export class PostgresMaildrop implements Maildrop {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    this.prefetched.clear();
     if (this.timer) clearInterval(this.timer);
     this.store.forget(this);
     if (this.owner !== null && !this.lost) await this.store.dropLease(this.mailboxId, this.owner);
