@@ -161,7 +161,8 @@ export class Pop3Client {
       tls = tlsInfo(s);
       socket = s;
     } else {
-      socket = await openTcp(options.host, port, timeoutMs, signal);
+      // A connection that stays plain reads into one reused buffer (see openTcp).
+      socket = await openTcp(options.host, port, timeoutMs, signal, { reuseBuffer: options.tls === 'none' });
     }
 
     const conn = new Connection(socket, { timeoutMs, debug: options.debug });

@@ -21,6 +21,7 @@ import {
   splitRespCode,
 } from './errors.ts';
 import { MessageStream } from './message.ts';
+import { REUSED_BUFFER_READS, type ReusedBufferReads } from './transport.ts';
 
 const LF = 0x0a;
 const EMPTY = Buffer.alloc(0);
@@ -105,6 +106,8 @@ export class Connection {
   /** A sink's end() promise is pending: bytes that arrive meanwhile wait here, unparsed. */
   private blocked = false;
   private held: Buffer = EMPTY;
+  /** The transport reuses its read buffer: bytes kept beyond a call are copied (see openTcp). */
+  private reused: ReusedBufferReads | undefined;
   private failure: Pop3ClientError | undefined;
   private readonly timeoutMs: number;
   private readonly debug: DebugFn | undefined;
@@ -287,13 +290,19 @@ export class Connection {
   };
 
   private attach(s: Duplex): void {
-    s.on('data', this.onData);
+    this.reused = (s as Duplex & { [REUSED_BUFFER_READS]?: ReusedBufferReads })[REUSED_BUFFER_READS];
+    if (this.reused) {
+      this.reused.onData = this.onData;
+      for (const chunk of this.reused.early.splice(0)) this.onData(chunk);
+    } else s.on('data', this.onData);
     s.on('end', this.onEnd);
     s.on('close', this.onEnd);
     s.on('error', this.onError);
   }
 
   private detach(s: Duplex): void {
+    if (this.reused) this.reused.onData = undefined;
+    this.reused = undefined;
     s.off('data', this.onData);
     s.off('end', this.onEnd);
     s.off('close', this.onEnd);
@@ -360,7 +369,7 @@ export class Connection {
     for (;;) {
       if (this.blocked) {
         // A sink is still storing the last message: keep the rest for when it is done (the socket is paused).
-        if (data.length > 0) this.held = this.held.length === 0 ? data : Buffer.concat([this.held, data]);
+        if (data.length > 0) this.held = Buffer.concat([this.held, data]); // a copy: `data` may be reused
         return;
       }
       const head = this.inflight[0];
@@ -378,7 +387,8 @@ export class Connection {
       if (data.length > 0) {
         const lf = data.indexOf(LF);
         if (lf === -1) {
-          this.lines.push(data);
+          // Kept until the line's end arrives: a copy when the transport reuses its buffer.
+          this.lines.push(this.reused ? Buffer.from(data) : data);
           data = EMPTY;
         } else {
           this.lines.push(lf + 1 === data.length ? data : data.subarray(0, lf + 1));
@@ -504,7 +514,7 @@ export class Connection {
     if (data.length === 0) return;
     const kind = head.kind;
     if (kind.type === 'lines') {
-      kind.reader.push(data);
+      kind.reader.push(this.reused ? Buffer.from(data) : data);
       for (let r = kind.reader.next(); r !== null; r = kind.reader.next()) {
         if (r.kind === 'toolong') throw new Pop3ProtocolError(`${head.verb}: listing line too long`);
         kind.lines.push(r.line.toString('utf8'));
@@ -512,8 +522,9 @@ export class Connection {
     } else if (kind.type === 'sink') {
       if (!kind.batch.error) kind.batch.sink.data(data, kind.index);
     } else if (kind.type === 'stream' && !kind.abandoned && kind.stream) {
-      // push() copies nothing; `data` may be a view of the socket's chunk, which Node never reuses.
-      if (!kind.stream.push(data) && !this.pausedForStream) {
+      // push() copies nothing; `data` may be a view of the socket's chunk, which Node never reuses, unless the
+      // transport reuses its one read buffer: then the consumer gets a copy.
+      if (!kind.stream.push(this.reused ? Buffer.from(data) : data) && !this.pausedForStream) {
         this.pausedForStream = true;
         this.socket.pause();
       }

@@ -146,13 +146,54 @@ function open<S extends Socket>(
   });
 }
 
+/** Size of the one read buffer of a plain connection (see openTcp). */
+const READ_BUFFER_SIZE = 64 * 1024;
+
+/**
+ * Where a socket opened with one reused read buffer delivers its bytes. Each chunk is valid only during the
+ * call (the next read overwrites it): a consumer that keeps bytes must copy them. Bytes that arrive before
+ * a consumer is set are copied and kept for it.
+ */
+export interface ReusedBufferReads {
+  onData: ((chunk: Buffer) => void) | undefined;
+  early: Buffer[];
+}
+
+/** The reader of a socket made by openTcp({ reuseBuffer: true }), when it is one. */
+export const REUSED_BUFFER_READS = Symbol('postern.reusedBufferReads');
+
+/**
+ * A TCP connection. With `reuseBuffer`, every read lands in one buffer allocated once (net's `onread`), so a
+ * download of any size allocates nothing per read: no garbage for the collector to chase, and a peak RSS that
+ * does not grow with the transfer. Only for connections that stay plain: a TLS upgrade needs stream reads.
+ */
 export function openTcp(
   host: string,
   port: number,
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  opts: { reuseBuffer?: boolean } = {},
 ): Promise<Socket> {
-  return open(() => netConnect({ host, port }), 'connect', { timeoutMs, signal, tls: false, what: `${host}:${port}` });
+  const start = () => {
+    if (!opts.reuseBuffer) return netConnect({ host, port });
+    const reads: ReusedBufferReads = { onData: undefined, early: [] };
+    const s = netConnect({
+      host,
+      port,
+      onread: {
+        buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+        callback: (n: number, buf: Uint8Array) => {
+          const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+          if (reads.onData) reads.onData(chunk);
+          else reads.early.push(Buffer.from(chunk));
+          return true; // keep reading; pause() still works as usual
+        },
+      },
+    });
+    (s as Socket & { [REUSED_BUFFER_READS]?: ReusedBufferReads })[REUSED_BUFFER_READS] = reads;
+    return s;
+  };
+  return open(start, 'connect', { timeoutMs, signal, tls: false, what: `${host}:${port}` });
 }
 
 export function openImplicitTls(
