@@ -26,7 +26,6 @@ import {
 import { fetchAccount } from '../fetch/fetcher.ts';
 import { probe } from '../fetch/probe.ts';
 import { LineProgress, type Progress, QuietProgress, TtyProgress } from '../fetch/progress.ts';
-import { readSecret } from './prompt.ts';
 import { EX_CONFIG, EX_USAGE } from './sysexits.ts';
 
 export interface FetchIo {
@@ -303,6 +302,8 @@ function accountFromCli(url: string, v: Values, stateDir: string): FetchAccount 
 async function password(account: FetchAccount, io: FetchIo): Promise<string> {
   const src = account.password;
   if (src === 'prompt') {
+    // Loaded only when a password is asked for (it brings readline).
+    const { readSecret } = await import('./prompt.ts');
     return readSecret(`Password for ${account.user}@${account.host}: `, { stdin: io.stdin, stderr: io.stderr });
   }
   if ('value' in src) return src.value;

@@ -59,10 +59,19 @@ export interface RetrieveSink {
 /** The shared state of one Connection.many() call. */
 interface SinkBatch {
   sink: RetrieveSink;
-  left: number;
   error: Error | undefined;
-  resolve(): void;
+  /** One reply came (positive). */
+  one(): void;
   reject(err: Error): void;
+}
+
+/** A many() run whose commands are not all in the queue yet. */
+interface Feeder {
+  verb: string;
+  args: readonly string[];
+  next: number;
+  batch: SinkBatch;
+  sink: boolean;
 }
 
 /** How the reply to a command is read. */
@@ -99,6 +108,7 @@ export class Connection {
   private readonly lines = new LineReader({ maxLine: MAX_STATUS_LINE });
   private readonly queue: Pending[] = [];
   private readonly inflight: Pending[] = [];
+  private readonly feeders: Feeder[] = [];
   private window = 1;
   private timer: NodeJS.Timeout | undefined;
   /** Socket paused because a message stream's consumer is behind. */
@@ -133,7 +143,9 @@ export class Connection {
 
   /** Replies not yet complete plus commands not yet sent. */
   get pending(): number {
-    return this.inflight.length + this.queue.length;
+    let fed = 0;
+    for (const f of this.feeders) fed += f.args.length - f.next;
+    return this.inflight.length + this.queue.length + fed;
   }
 
   setWindow(window: number): void {
@@ -186,40 +198,50 @@ export class Connection {
         resolve();
         return;
       }
+      for (const a of args) {
+        if (/[\r\n]/.test(a)) {
+          reject(new TypeError(`${verb}: arguments must not contain CR or LF`));
+          return;
+        }
+      }
+      let left = args.length;
       const batch: SinkBatch = {
         sink: sink ?? { data() {}, end() {} },
-        left: args.length,
         error: undefined,
-        resolve,
-        reject: (err) => {
+        one: () => {
+          if (--left === 0 && !batch.error) resolve();
+        },
+        reject: (err: Error) => {
           if (batch.error) return;
           batch.error = err;
           reject(err);
         },
       };
-      const settleOne = (err: unknown) => {
-        if (err) batch.reject(err as Error);
-        else if (--batch.left === 0 && !batch.error) resolve();
-      };
-      for (let i = 0; i < args.length; i++) {
-        const line = `${verb} ${args[i]}`;
-        if (/[\r\n]/.test(line)) {
-          batch.reject(new TypeError(`${verb}: arguments must not contain CR or LF`));
-          return;
-        }
-        this.queue.push({
-          verb,
-          wire: Buffer.from(`${line}\r\n`, 'latin1'),
-          debugText: line,
-          barrier: false,
-          kind: sink ? { type: 'sink', batch, index: i } : { type: 'each', batch },
-          resolve: () => settleOne(null),
-          reject: settleOne,
-          settled: false,
-        });
-      }
+      // Commands are made as the window drains, not all at once: a run over 100 000 messages holds a window's
+      // worth of them, and the replies are settled by two functions shared by the whole run.
+      this.feeders.push({ verb, args, next: 0, batch, sink: sink !== undefined });
       this.pump();
     });
+  }
+
+  /** Moves commands of many() runs into the queue, as much as the window can use. */
+  private feed(): void {
+    while (this.feeders.length > 0 && this.queue.length < this.window) {
+      const f = this.feeders[0];
+      const i = f.next++;
+      if (f.next === f.args.length) this.feeders.shift();
+      const line = `${f.verb} ${f.args[i]}`;
+      this.queue.push({
+        verb: f.verb,
+        wire: Buffer.from(`${line}\r\n`, 'latin1'),
+        debugText: line,
+        barrier: false,
+        kind: f.sink ? { type: 'sink', batch: f.batch, index: i } : { type: 'each', batch: f.batch },
+        resolve: f.batch.one,
+        reject: f.batch.reject,
+        settled: false,
+      });
+    }
   }
 
   /**
@@ -343,6 +365,7 @@ export class Connection {
    */
   private pump(): void {
     if (this.failure) return;
+    this.feed();
     const busy0 = this.inflight.length;
     if (busy0 > 1 && busy0 > this.window >> 1 && this.queue.length > 0 && !this.queue[0].barrier) return;
     const wires: Buffer[] = [];
@@ -360,6 +383,10 @@ export class Connection {
       }
     }
     if (taken > 0) queue.splice(0, taken);
+    if (this.feeders.length > 0 && queue.length < this.window) {
+      // Top the queue up for the next refill.
+      this.feed();
+    }
     if (wires.length > 0) this.socket.write(wires.length === 1 ? wires[0] : Buffer.concat(wires));
     this.armTimer();
   }
@@ -589,6 +616,7 @@ export class Connection {
     }
     this.inflight.length = 0;
     this.queue.length = 0;
+    for (const f of this.feeders.splice(0)) f.batch.reject(err);
     this.onClose?.(err);
   }
 

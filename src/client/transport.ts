@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type ConnectionOptions, type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions, PeerCertificate, TLSSocket } from 'node:tls';
 import { Pop3AbortError, Pop3ClientError, Pop3ErrorCode, Pop3TimeoutError, Pop3TlsError } from './errors.ts';
 
 /** What the client reports about an established TLS session. */
@@ -196,12 +196,21 @@ export function openTcp(
   return open(start, 'connect', { timeoutMs, signal, tls: false, what: `${host}:${port}` });
 }
 
-export function openImplicitTls(
+/**
+ * node:tls (and the root certificates it parses) costs a few MB and milliseconds at start: loaded only when a
+ * connection uses TLS.
+ */
+function tlsModule(): Promise<typeof import('node:tls')> {
+  return import('node:tls');
+}
+
+export async function openImplicitTls(
   p: TlsParams,
   port: number,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<TLSSocket> {
+  const { connect: tlsConnect } = await tlsModule();
   return open(
     () => tlsConnect({ host: p.host, port, ...tlsConnectOptions(p) }),
     'secureConnect',
@@ -211,12 +220,13 @@ export function openImplicitTls(
 }
 
 /** The TLS handshake on an existing connection, after STLS's +OK. */
-export function upgradeToTls(
+export async function upgradeToTls(
   socket: Duplex,
   p: TlsParams,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<TLSSocket> {
+  const { connect: tlsConnect } = await tlsModule();
   return new Promise((resolve, reject) => {
     const s = tlsConnect({ socket: socket as Socket, ...tlsConnectOptions(p) });
     const done = (err: Error | null) => {
