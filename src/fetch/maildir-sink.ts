@@ -7,8 +7,8 @@ import { unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fsyncDirSync, writeAllSync } from '../durable/files.ts';
+import { newUniqueBase, sanitizeHostname } from '../mail/maildir-name.ts';
 import { CrlfToLfWriter } from '../mail/transforms.ts';
-import { newUniqueBase, sanitizeHostname } from '../storage/maildir/names.ts';
 import type { Delivery, Intent } from './deliver.ts';
 
 let hostPart: string | undefined;

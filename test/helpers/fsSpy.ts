@@ -92,7 +92,7 @@ export async function installFsSpy(): Promise<FsSpy> {
         return (orig as AnyFn as (x: unknown) => Promise<void>)(p);
       }) as typeof orig,
   );
-  // The synchronous writers (fetch's journal and state snapshot).
+  // The synchronous writers (fetch's Maildir sink, journal and state snapshot).
   wrap(
     fs,
     'openSync',
@@ -100,12 +100,23 @@ export async function installFsSpy(): Promise<FsSpy> {
       ((path: unknown, ...rest: unknown[]) => {
         const fd = (orig as AnyFn as (...a: unknown[]) => number)(path, ...rest);
         fdPath.set(fd, str(path));
+        events.push({ op: 'open', path: str(path) });
         return fd;
       }) as typeof orig,
   );
   wrap(
     fs,
     'fsyncSync',
+    (orig) =>
+      ((fd: number) => {
+        events.push({ op: 'fsync', path: fdPath.get(fd) ?? `fd ${fd}` });
+        return orig(fd);
+      }) as typeof orig,
+  );
+  // fdatasync makes a file's contents durable as fsync does (the metadata it skips is not needed to read them).
+  wrap(
+    fs,
+    'fdatasyncSync',
     (orig) =>
       ((fd: number) => {
         events.push({ op: 'fsync', path: fdPath.get(fd) ?? `fd ${fd}` });

@@ -37,7 +37,7 @@ const OUR_TMP_NAME = /^\d+\.M\d+P(\d+)Q\d+\.([^,:]+)$/;
 const OWN_TEMP_NAME = /^\.?postern-[^/]*\.(\d+)\.[0-9a-f]{6,}\.tmp$/;
 
 export interface SweepOptions {
-  /** This host as written in message file names (Maildir-escaped, names.ts sanitizeHostname). */
+  /** This host as written in message file names (Maildir-escaped, mail/maildir-name.ts sanitizeHostname). */
   readonly nameHost: string;
   readonly now?: number;
 }

@@ -10,6 +10,7 @@ import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fsyncDir } from '../../durable/files.ts';
+import { newUniqueBase, sanitizeHostname } from '../../mail/maildir-name.ts';
 import { SizeCounter } from '../../mail/size.ts';
 import {
   assertMailboxId,
@@ -38,7 +39,7 @@ import {
   writeListing,
 } from './listing.ts';
 import { createLockFile, DELIVER_LOCK_FILE, LOCK_FILE, MaildirLock } from './lock.ts';
-import { baseOf, newUniqueBase, parseBase, sanitizeHostname } from './names.ts';
+import { baseOf, parseBase } from './names.ts';
 import { type Location, locateAll, scanMaildir } from './scan.ts';
 import { loadSizeCache, saveSizeCache } from './sizes.ts';
 import { readState, writeState } from './state.ts';
