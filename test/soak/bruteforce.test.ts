@@ -96,8 +96,10 @@ async function guess(
 ): Promise<{ status: string; serverFirst?: string }> {
   // A dropper hangs up when the answer to its guess does not come at once; it waits for a challenge that
   // comes before the guess is even sent (SCRAM's server-first, CRAM-MD5's challenge), as a smart one would.
-  const next = () => (wait ? w.line(30_000) : w.line(PATIENCE_MS).catch(() => ''));
-  const challengeOf = () => (wait ? w.line(30_000) : w.line(PENALTY.max + 1_000).catch(() => ''));
+  // A patient client waits out a penalty before its verification and another before the failed reply.
+  const patient = 2 * PENALTY.max + 30_000;
+  const next = () => (wait ? w.line(patient) : w.line(PATIENCE_MS).catch(() => ''));
+  const challengeOf = () => (wait ? w.line(patient) : w.line(PENALTY.max + 1_000).catch(() => ''));
   switch (mech) {
     case 'USER': {
       w.send(`USER ${user}\r\nPASS ${password}\r\n`);
