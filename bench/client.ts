@@ -37,8 +37,10 @@ import { HOST, hasDovecot, type ServerHandle, startDovecot } from './servers.ts'
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/postern.js');
-const DIST_MAIN = join(ROOT, 'dist/bin/postern.js');
-const LOAD = join(ROOT, 'bench/client-load.ts');
+/** `npm run build` output; bin/postern.js runs it in a checkout with POSTERN_DIST=1. */
+const DIST_MAIN = join(ROOT, 'dist/cli/main.js');
+const DIST_CLIENT = join(ROOT, 'dist/client/client.js');
+const LOAD = join(ROOT, 'bench/client-load.mjs');
 const PASSWORD = 'bench';
 const CLIENT_CPU = '0';
 const SERVER_CPU = '1';
@@ -164,7 +166,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
   const runs = Number(values.runs ?? (quick ? 1 : 3));
   const only = new Set((values.only ?? 'small,big').split(','));
   const useMpop = !values['no-mpop'] && existsSync('/usr/bin/mpop');
-  const useDist = existsSync(DIST_MAIN);
+  const useDist = existsSync(DIST_MAIN) && existsSync(DIST_CLIENT);
   const base = existsSync('/dev/shm') ? '/dev/shm' : undefined;
   const dir = mkdtempSync(join(base ?? ROOT, 'postern-client-bench-'));
   chmodSync(dir, 0o755); // Dovecot's processes (nobody, dovecot) must reach the mail and its users file
@@ -282,11 +284,11 @@ export async function runClientBench(argv: string[]): Promise<void> {
       if (useDist) {
         clients.push({
           label: 'postern fetch, dist/, keep',
-          run: (w) => timed([process.execPath, DIST_MAIN, ...fetchArgs(w)], env, w),
+          run: (w) => timed([process.execPath, BIN, ...fetchArgs(w)], { ...env, POSTERN_DIST: '1' }, w),
         });
         clients.push({
           label: 'postern fetch, dist/, delete',
-          run: (w) => timed([process.execPath, DIST_MAIN, ...fetchArgs(w, ['--delete'])], env, w),
+          run: (w) => timed([process.execPath, BIN, ...fetchArgs(w, ['--delete'])], { ...env, POSTERN_DIST: '1' }, w),
           after: () => relink(ds, mailRoot, join(dir, 'dovecot', 'var')),
         });
       } else {
@@ -296,11 +298,11 @@ export async function runClientBench(argv: string[]): Promise<void> {
           after: () => relink(ds, mailRoot, join(dir, 'dovecot', 'var')),
         });
       }
-      const loadArgs = (passes: number, verifyToo = false) => [
+      const loadArgs = (api: string, passes: number, verifyToo = false) => [
         process.execPath,
-        '--import',
-        'tsx',
-        LOAD,
+        ...(useDist
+          ? ['--module', DIST_CLIENT]
+          : ['--import', 'tsx', LOAD, '--module', join(ROOT, 'src/client/client.ts')]),
         '--port',
         String(port),
         '--user',
@@ -309,8 +311,15 @@ export async function runClientBench(argv: string[]): Promise<void> {
         PASSWORD,
         '--passes',
         String(passes),
+        '--api',
+        api,
         ...(verifyToo ? ['--verify'] : []),
       ];
+      const loadCmd = (api: string, passes: number, verifyToo = false): string[] => {
+        const a = loadArgs(api, passes, verifyToo);
+        if (useDist) a.splice(1, 0, LOAD);
+        return a;
+      };
       for (const c of clients) {
         const r = row(c.label);
         for (let i = 0; i < runs; i++) {
@@ -326,31 +335,37 @@ export async function runClientBench(argv: string[]): Promise<void> {
       // Pop3Client: a fresh process (cold wall and peak RSS), then what the process itself measures: its first
       // pass (what a CLI user gets) and warm passes. Bodies are read to the end, not stored; one extra untimed
       // pass checks them byte-exact.
-      const cold = row('Pop3Client, new process (spawn → exit)');
-      const inproc = row('Pop3Client, in-process first pass (connect → QUIT)');
-      const firsts: number[] = [];
-      const warms: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const w = fresh();
-        const m = await timed(loadArgs(1), {}, w);
-        cold.wall.push(m.wall);
-        cold.rssKiB.push(m.rss);
-        cold.cpu.push(m.cpu);
-        const out = spawnSync('taskset', ['-c', CLIENT_CPU, ...loadArgs(6, i === 0)], { encoding: 'utf8', cwd: ROOT });
-        if (out.status !== 0) throw new Error(`client-load failed: ${out.stderr}`);
-        const rep = JSON.parse(out.stdout.trim().split('\n').pop() ?? '{}') as {
-          passes: number[];
-          maxRssKiB: number;
-          hashes?: string[];
-        };
-        if (rep.hashes && rep.hashes.join() !== ds.hashes.join())
-          throw new Error(`Pop3Client (${name}): bodies differ`);
-        firsts.push(rep.passes[0]);
-        warms.push(Math.min(...rep.passes.slice(1)));
-        inproc.rssKiB.push(rep.maxRssKiB);
+      for (const api of ['stream', 'each']) {
+        const what = api === 'each' ? 'retrieveEach()' : 'retrieve() streams';
+        const cold = row(`Pop3Client ${what}, new process (spawn → exit)`);
+        const inproc = row(`Pop3Client ${what}, in-process first pass (connect → QUIT)`);
+        const firsts: number[] = [];
+        const warms: number[] = [];
+        for (let i = 0; i < runs; i++) {
+          const w = fresh();
+          const m = await timed(loadCmd(api, 1), {}, w);
+          cold.wall.push(m.wall);
+          cold.rssKiB.push(m.rss);
+          cold.cpu.push(m.cpu);
+          const out = spawnSync('taskset', ['-c', CLIENT_CPU, ...loadCmd(api, 6, i === 0)], {
+            encoding: 'utf8',
+            cwd: ROOT,
+          });
+          if (out.status !== 0) throw new Error(`client-load failed: ${out.stderr}`);
+          const rep = JSON.parse(out.stdout.trim().split('\n').pop() ?? '{}') as {
+            passes: number[];
+            maxRssKiB: number;
+            hashes?: string[];
+          };
+          if (rep.hashes && rep.hashes.join() !== ds.hashes.join())
+            throw new Error(`Pop3Client ${what} (${name}): bodies differ`);
+          firsts.push(rep.passes[0]);
+          warms.push(Math.min(...rep.passes.slice(1)));
+          inproc.rssKiB.push(rep.maxRssKiB);
+        }
+        inproc.wall = firsts;
+        inproc.note = `warm (best of 5 after the first): ${fmtRate(ds.count, ds.bytes, median(warms))}`;
       }
-      inproc.wall = firsts;
-      inproc.note = `warm ${fmtRate(ds.count, ds.bytes, median(warms))}`;
     }
   } finally {
     await dovecot?.stop();

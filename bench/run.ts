@@ -10,6 +10,7 @@
  * Options:
  *   --quick           small counts, one run each (a smoke test; about two minutes)
  *   --only A,B        only these measurements: idle, sessions, retr, big, list
+ *   --client          the client bench instead (bench/client.ts: postern fetch, Pop3Client, mpop)
  *   --runs N          runs per measurement (default 3; the table shows the median)
  *   --no-dovecot      Postern only
  *   --stock           also a Dovecot with stock settings (an extra column; the goal is against the tuned one)
@@ -70,6 +71,14 @@ type Scenario = (typeof SCENARIOS)[number];
 
 /** The whole bench stops starting new measurements after this; the full run is sized to need about half. */
 const BUDGET_MS = 14 * 60_000;
+
+// `npm run bench -- --client [options]`: the client section instead (bench/client.ts, with its own options):
+// postern fetch, Pop3Client and mpop against a private Dovecot.
+if (process.argv.includes('--client')) {
+  const { runClientBench } = await import('./client.ts');
+  await runClientBench(process.argv.slice(2));
+  process.exit(0);
+}
 
 const { values: flags } = parseArgs({
   options: {
