@@ -161,6 +161,13 @@ describe('persistent Maildir listing', () => {
     assert.deepEqual(await snapshot(), [['1700000000.V801I1M1.mx', 6]]);
   });
 
+  test('a file name with a line break is served, and no listing is written for it', async () => {
+    const { md, snapshot } = await setup({ [`new/${A}`]: 'a\n', 'new/1700000001.odd\nname': 'b\n' });
+    assert.equal((await snapshot()).length, 2);
+    await assert.rejects(readFile(join(md, LISTING_FILE)), { code: 'ENOENT' });
+    assert.equal((await snapshot()).length, 2);
+  });
+
   test('a corrupt or truncated listing is ignored and rebuilt', async () => {
     const { md, snapshot } = await setup({ [`new/${A}`]: 'a\n' });
     await snapshot();

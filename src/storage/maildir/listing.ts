@@ -258,6 +258,8 @@ function decode(buf: Buffer): StoredListing | null {
 
 /** Replaces the listing file atomically. A cache: not fsynced; a failure leaves the old file or none. */
 export async function writeListing(maildir: string, listing: Listing, stamps: Stamps, trusted: boolean): Promise<void> {
+  // A file name with a line break (no Maildir writer makes one) cannot be written down: no listing then.
+  if (listing.records().some((r) => r.name.includes('\n'))) return;
   await writeFileAtomic(join(maildir, LISTING_FILE), listing.encode(stamps, trusted), { durable: false });
 }
 
