@@ -12,6 +12,8 @@ import { sanitizeHostname } from '../../src/mail/maildir-name.ts';
 import { LOCK_FILE, lockHost, parseHeldName } from '../../src/storage/maildir/lock.ts';
 import { MaildirStore, type MaildirStoreOptions } from '../../src/storage/maildir/store.ts';
 import { isStorageError } from '../../src/storage/types.ts';
+import { immutable, mutable } from '../delivery/helpers.ts';
+import { skipUnlessCi } from '../helpers/peers.ts';
 import { deliverBytes, readAll, rejectsWith, runConformance } from './conformance.ts';
 
 const STORE_MODULE = pathToFileURL(fileURLToPath(new URL('../../src/storage/maildir/store.ts', import.meta.url))).href;
@@ -431,6 +433,31 @@ describe('maildir: snapshot and size cache', () => {
     assert.deepEqual(await store.stats('alice'), { messages: 1, bytes: 3 });
     assert.deepEqual(await store.stats('nobody'), { messages: 0, bytes: 0 });
     await assert.rejects(stat(join(root, 'nobody')), { code: 'ENOENT' });
+  });
+});
+
+describe('maildir: quota and permissions at delivery', () => {
+  const fx = fixture();
+
+  test('a delivery under a quota whose delivery lock the file system refuses (EPERM) is temporary, not a bounce', async (t) => {
+    const root = await fx.dir();
+    const store = fx.store({ root });
+    await deliverBytes(store, 'alice', 'first\r\n');
+    const md = store.maildirPath('alice');
+    const why = immutable(md);
+    if (why !== null) return t.skip(skipUnlessCi(why) || why);
+    try {
+      const quota = { bytes: 1_000_000, messages: 0 };
+      await assert.rejects(store.deliver('alice', Readable.from([Buffer.from('x\r\n')]), { quota }), (e) => {
+        assert.ok(isStorageError(e), String(e));
+        assert.notEqual(e.kind, 'perm', `${e.kind}: ${e.message}`);
+        return true;
+      });
+    } finally {
+      mutable(md);
+    }
+    assert.deepEqual(await readdir(join(md, 'tmp')), [], 'the refused copy is removed from tmp/');
+    assert.equal((await store.stats('alice')).messages, 1);
   });
 });
 

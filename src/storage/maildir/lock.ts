@@ -48,6 +48,8 @@ export interface LockOptions {
   readonly name?: string;
   /** Wait up to this long for a live holder to let go, rather than failing with 'inuse' at once (default 0). */
   readonly waitMs?: number;
+  /** Taken by a delivery: file-system errors map as for deliveries (a permission error defers, fsutil.kindOf). */
+  readonly forDelivery?: boolean;
   /**
    * Take, check and release the lock with synchronous calls (the same calls, in the same order): on a local
    * disk each is microseconds, where a trip through the thread pool costs a thread wake-up, and a login makes
@@ -178,7 +180,7 @@ export class MaildirLock {
       }
     } catch (e) {
       liveTokens.delete(held.token);
-      throw toStorageError(e, 'maildrop lock');
+      throw toStorageError(e, 'maildrop lock', opts.forDelivery);
     }
   }
 

@@ -297,6 +297,7 @@ export class MaildirStore implements MailStore {
         quotaLock = await MaildirLock.acquire(dir, {
           name: DELIVER_LOCK_FILE,
           waitMs: DELIVER_LOCK_WAIT_MS,
+          forDelivery: true,
           staleMs: this.lockStaleMs,
           refreshMs: this.lockRefreshMs,
           hostname: this.hostname,
