@@ -1,3 +1,5 @@
+/** Small filesystem helpers shared by the Maildir modules: error mapping, bounded concurrency, publishing. */
+import { type FileHandle, link, lstat, rename } from 'node:fs/promises';
 import { StorageError, type StorageErrorKind } from '../types.ts';
 
 export function errnoCode(e: unknown): string | undefined {
@@ -80,4 +82,38 @@ export function processExists(pid: number): boolean {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Writes all of `buf` at the handle's position (write() may write less than asked). */
+export async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Moves tmp/ → new/ without ever replacing an existing file: link() fails on an existing target where rename()
+ * would overwrite it. Returns false when the target name is taken. Filesystems without hard links get rename().
+ */
+export async function publish(from: string, to: string): Promise<boolean> {
+  try {
+    await link(from, to);
+    return true;
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EXDEV') {
+      throw e;
+    }
+  }
+  try {
+    await lstat(to);
+    return false;
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
+  await rename(from, to);
+  return true;
 }

@@ -1,3 +1,14 @@
+/**
+ * Transmitted sizes of messages whose names do not carry `,W=` (Postfix, qmail, procmail, …). Counting means
+ * reading the whole file, so each result is kept in `postern-sizes` beside the Maildir's folders:
+ *
+ *   postern-sizes 1
+ *   <base> <physical size> <mtime ms> <transmitted size>
+ *
+ * An entry is valid while the file's size and mtime match (Maildir files are not rewritten in place, but a
+ * careless tool could). The cache is a cache: unreadable lines are ignored, it is replaced atomically
+ * (tmp + rename) and never fsynced, and losing it costs one re-read of each message.
+ */
 import * as fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -5,7 +5,7 @@
  */
 
 import fs from 'node:fs';
-import { type FileHandle, link, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, unlink } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -18,15 +18,12 @@ import {
   type DeliveryResult,
   type MailboxStats,
   type Maildrop,
-  type MaildropState,
   type MailStore,
-  type MessageFile,
-  type MessageInfo,
   type OpenOptions,
   QuotaExceededError,
   StorageError,
 } from '../types.ts';
-import { errnoCode, forEachLimit, isNotFound, toStorageError } from './fsutil.ts';
+import { errnoCode, publish, toStorageError, writeAll } from './fsutil.ts';
 import { LeftoverSweeper, SWEEP_INTERVAL_MS } from './leftovers.ts';
 import {
   currentStamps,
@@ -34,15 +31,12 @@ import {
   type ListingRecord,
   readListing,
   readListingSync,
-  type Stamps,
   sameStamps,
   writeListing,
 } from './listing.ts';
 import { createLockFile, DELIVER_LOCK_FILE, LOCK_FILE, MaildirLock } from './lock.ts';
-import { baseOf, parseBase } from './names.ts';
-import { type Location, locateAll, scanMaildir } from './scan.ts';
-import { loadSizeCache, saveSizeCache } from './sizes.ts';
-import { readState, writeState } from './state.ts';
+import { MaildirMaildrop, type Snapshot } from './maildrop.ts';
+import { scanMaildir } from './scan.ts';
 
 export interface MaildirStoreOptions {
   /** Directory under which every mailbox lives. */
@@ -74,10 +68,8 @@ export interface MaildirStoreOptions {
   readonly warn?: (fields: Record<string, unknown>, msg: string) => void;
 }
 
-/** Read size when streaming large messages: fewer, larger writes to the socket. */
-const READ_HIGH_WATER_MARK = 256 * 1024;
+/** Delivery writes are gathered up to this size. */
 const WRITE_BATCH = 64 * 1024;
-const UNLINK_CONCURRENCY = 16;
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
 /**
@@ -365,264 +357,6 @@ export class MaildirStore implements MailStore {
   }
 }
 
-/** What a session's maildrop is built from. */
-interface Snapshot {
-  readonly listing: Listing;
-  /** The directories' stamps the listing stands for. */
-  readonly stamps: Stamps;
-  readonly trusted: boolean;
-  /** The listing file being written for this snapshot, if it is. */
-  readonly written?: Promise<void>;
-}
-
-export class MaildirMaildrop implements Maildrop {
-  private listing: Listing;
-  private infos: MessageInfo[] | undefined;
-  /** Current location of each snapshot message still present, by id (base name); built with `messages`. */
-  private readonly where = new Map<string, Location>();
-  private released = false;
-  private readonly syncReads: boolean;
-  private readonly warn: (fields: Record<string, unknown>, msg: string) => void;
-
-  constructor(
-    readonly mailboxId: string,
-    /** The Maildir directory. */
-    readonly path: string,
-    private readonly snap: Snapshot,
-    private readonly lock: MaildirLock | null,
-    private readonly onRelease: (d: MaildirMaildrop) => void,
-    opts: { syncReads?: boolean; warn?: (fields: Record<string, unknown>, msg: string) => void } = {},
-  ) {
-    this.listing = snap.listing;
-    this.syncReads = opts.syncReads ?? true;
-    this.warn = opts.warn ?? (() => {});
-  }
-
-  /** The snapshot, built from the listing's records the first time a command needs single messages. */
-  get messages(): readonly MessageInfo[] {
-    if (this.infos !== undefined) return this.infos;
-    const infos: MessageInfo[] = [];
-    for (const r of this.listing.records()) {
-      const id = baseOf(r.name);
-      infos.push(
-        r.estimated ? { id, uidl: r.uidl, size: r.size, sizeEstimated: true } : { id, uidl: r.uidl, size: r.size },
-      );
-      this.where.set(id, { folder: r.folder, name: r.name });
-    }
-    this.infos = infos;
-    return infos;
-  }
-
-  private locate(id: string): Location | undefined {
-    if (this.infos === undefined) void this.messages;
-    return this.where.get(id);
-  }
-
-  /** Totals and the LIST/UIDL replies of the whole snapshot, prebuilt. */
-  get prebuilt(): Listing {
-    return this.listing;
-  }
-
-  /**
-   * A message's size proved wrong when it was read (a `,W=` in its name that does not fit the file, or a
-   * guessed size): this session and later ones list `size`. The listing file is rewritten with the correction
-   * under the stamps this snapshot stands for, so a listing still valid stays valid, and a rescan keeps it.
-   */
-  async correctSize(id: string, size: number): Promise<void> {
-    const messages = this.messages as MessageInfo[];
-    const i = messages.findIndex((m) => m.id === id);
-    if (i === -1) return;
-    messages[i] = { id, uidl: messages[i].uidl, size };
-    const records = this.listing
-      .records()
-      .map((r) => (baseOf(r.name) === id ? { ...r, size, estimated: undefined } : r));
-    const fixes = new Map(this.listing.fixes);
-    fixes.set(id, size);
-    this.listing = Listing.fromRecords(records, fixes);
-    if (this.lock === null) return;
-    await this.snap.written;
-    await writeListing(this.path, this.listing, this.snap.stamps, this.snap.trusted).catch((e: unknown) =>
-      this.warn({ mailbox: this.mailboxId, err: String(e) }, 'could not record a corrected message size'),
-    );
-  }
-
-  async open(id: string): Promise<Readable> {
-    const fh = await this.openHandle(id);
-    // Errors while streaming are the file system's own (EIO); the stream closes the handle either way.
-    return fh.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK });
-  }
-
-  async openFile(id: string): Promise<MessageFile> {
-    const fh = await this.openHandle(id);
-    try {
-      const { size } = await fh.stat();
-      return {
-        physical: size,
-        read: async (buf, offset, length, position) => (await fh.read(buf, offset, length, position)).bytesRead,
-        close: () => fh.close(),
-      };
-    } catch (e) {
-      await fh.close().catch(() => {});
-      throw this.unreadable(id, e);
-    }
-  }
-
-  /**
-   * A message file that is there but cannot be read (mode 000, EIO): [SYS/TEMP] for this command only (an
-   * operator can fix it; the rest of the mailbox is served), with a warning in the log.
-   */
-  private unreadable(id: string, e: unknown): StorageError {
-    const code = errnoCode(e);
-    this.warn({ mailbox: this.mailboxId, id, err: code ?? String(e) }, 'message file cannot be read');
-    return new StorageError('temp', `cannot read the message${code ? `: ${code}` : ''}`, { cause: e });
-  }
-
-  async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
-    this.assertUsable();
-    const loc = this.locate(id);
-    if (this.syncReads && loc !== undefined) {
-      let fd = -1;
-      try {
-        fd = fs.openSync(join(this.path, loc.folder, loc.name), 'r');
-        const buf = Buffer.allocUnsafe(maxBytes + 1);
-        let n = 0;
-        for (;;) {
-          const want = buf.length - n;
-          const r = fs.readSync(fd, buf, n, want, n);
-          n += r;
-          if (n > maxBytes) return null;
-          if (r < want) break;
-        }
-        return buf.subarray(0, n);
-      } catch {
-        // Fall through to the asynchronous path, which finds moved files and maps errors.
-      } finally {
-        if (fd >= 0) fs.closeSync(fd);
-      }
-    }
-    const fh = await this.openHandle(id);
-    try {
-      // One read of up to maxBytes + 1: getting more than maxBytes means the file is larger than expected.
-      const buf = Buffer.allocUnsafe(maxBytes + 1);
-      let n = 0;
-      for (;;) {
-        const want = buf.length - n;
-        const { bytesRead } = await fh.read(buf, n, want, n);
-        n += bytesRead;
-        if (n > maxBytes) return null;
-        // A short read of a regular file is its end: no second call just to learn that.
-        if (bytesRead < want) break;
-      }
-      return buf.subarray(0, n);
-    } catch (e) {
-      throw this.unreadable(id, e);
-    } finally {
-      await fh.close().catch(() => {});
-    }
-  }
-
-  /** Opens a message of the snapshot, finding it again if another program moved it. */
-  private async openHandle(id: string): Promise<FileHandle> {
-    this.assertUsable();
-    const loc = this.locate(id);
-    if (loc === undefined) throw new StorageError('notfound', 'no such message');
-    let fh: FileHandle | undefined;
-    try {
-      fh = await open(join(this.path, loc.folder, loc.name), 'r');
-    } catch (e) {
-      if (!isNotFound(e)) throw this.unreadable(id, e);
-    }
-    if (fh === undefined) {
-      // Another program moved it (new/ → cur/) or changed its flags: find it by base name.
-      const now = (
-        await locateAll(this.path).catch((e: unknown) => {
-          throw toStorageError(e, 'cannot read the maildrop');
-        })
-      ).get(id);
-      if (now !== undefined) {
-        this.where.set(id, now);
-        try {
-          fh = await open(join(this.path, now.folder, now.name), 'r');
-        } catch (e) {
-          if (!isNotFound(e)) throw this.unreadable(id, e);
-        }
-      }
-      if (fh === undefined) {
-        this.where.delete(id);
-        throw new StorageError('notfound', 'message is gone');
-      }
-    }
-    return fh;
-  }
-
-  async commit(deletedIds: readonly string[]): Promise<void> {
-    this.assertUsable();
-    // Only messages of this snapshot can be removed: an unknown id names nothing this session may delete.
-    void this.messages; // builds `where`
-    const ids = [...new Set(deletedIds)].filter((id) => this.where.has(id));
-    const errors: unknown[] = [];
-    let relisted: Promise<Map<string, Location>> | undefined;
-    await forEachLimit(ids, UNLINK_CONCURRENCY, async (id) => {
-      const loc = this.locate(id)!;
-      try {
-        if (await unlinkIfPresent(join(this.path, loc.folder, loc.name))) return;
-        relisted ??= locateAll(this.path);
-        const now = (await relisted).get(id);
-        if (now !== undefined) await unlinkIfPresent(join(this.path, now.folder, now.name));
-      } catch (e) {
-        errors.push(e);
-      }
-    });
-    for (const folder of ['new', 'cur']) {
-      try {
-        await fsyncDir(join(this.path, folder));
-      } catch (e) {
-        errors.push(e);
-      }
-    }
-    if (errors.length > 0) {
-      throw new StorageError('temp', `could not delete ${errors.length === 1 ? 'a message' : 'messages'}`, {
-        cause: errors.length === 1 ? errors[0] : new AggregateError(errors),
-      });
-    }
-    for (const id of ids) this.where.delete(id);
-    // Sizes of names without `,W=` may sit in postern-sizes: drop the entries of what was deleted. Best
-    // effort: a stale entry is dropped at the next scan anyway.
-    const uncache = ids.filter((id) => parseBase(id).virtual === undefined);
-    if (uncache.length > 0) {
-      try {
-        const cache = await loadSizeCache(this.path);
-        let changed = false;
-        for (const id of uncache) changed = cache.delete(id) || changed;
-        if (changed) await saveSizeCache(this.path, cache);
-      } catch {}
-    }
-  }
-
-  readState(): Promise<MaildropState> {
-    this.assertUsable();
-    return readState(this.path);
-  }
-
-  writeState(state: MaildropState): Promise<void> {
-    this.assertUsable();
-    return writeState(this.path, state);
-  }
-
-  async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    await this.snap.written; // under the lock, like every write of the listing
-    this.onRelease(this);
-    await this.lock?.release();
-  }
-
-  private assertUsable(): void {
-    if (this.released) throw new StorageError('temp', 'maildrop was released');
-  }
-}
-
-/** True when new/, cur/ and tmp/ are all there (synchronous stats: microseconds on a local disk). */
 function maildirExistsSync(dir: string): boolean {
   for (const f of ['new', 'cur', 'tmp']) {
     if (!fs.statSync(join(dir, f), { throwIfNoEntry: false })?.isDirectory()) return false;
@@ -644,49 +378,5 @@ async function ensureMaildir(dir: string, forDelivery = false): Promise<void> {
     }
   } catch (e) {
     throw toStorageError(e, 'cannot create the maildrop', forDelivery);
-  }
-}
-
-async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-    off += bytesWritten;
-  }
-}
-
-/**
- * Moves tmp/ → new/ without ever replacing an existing file: link() fails on an existing target where rename()
- * would overwrite it. Returns false when the target name is taken. Filesystems without hard links get rename().
- */
-async function publish(from: string, to: string): Promise<boolean> {
-  try {
-    await link(from, to);
-    return true;
-  } catch (e) {
-    const code = errnoCode(e);
-    if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EXDEV') {
-      throw e;
-    }
-  }
-  try {
-    await lstat(to);
-    return false;
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-  }
-  await rename(from, to);
-  return true;
-}
-
-/** Unlinks a file; false when it was not there. */
-async function unlinkIfPresent(path: string): Promise<boolean> {
-  try {
-    await unlink(path);
-    return true;
-  } catch (e) {
-    if (isNotFound(e)) return false;
-    throw e;
   }
 }
