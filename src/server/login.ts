@@ -33,7 +33,11 @@ export async function enterTransaction(s: CommandSession, principal: Principal, 
   try {
     md = await s.ctx.store.openMaildrop(principal.mailboxId);
   } catch (err) {
-    s.log.info({ user: principal.user, kind: isStorageError(err) ? err.kind : 'error' }, 'maildrop open failed');
+    const kind = isStorageError(err) ? err.kind : 'error';
+    // The error names the Maildir and the errno (e.g. EACCES): what the operator must fix.
+    const fields = { user: principal.user, kind, err: (err as Error).message };
+    if (kind === 'inuse') s.log.info(fields, 'maildrop open failed');
+    else s.log.warn(fields, 'maildrop open failed');
     throw err;
   }
   if (s.isClosed) {
@@ -69,7 +73,7 @@ export async function enterTransaction(s: CommandSession, principal: Principal, 
   s.ctx.coordinator.succeed(s.remoteAddress, principal.user);
   s.resetIdle();
   const [n, size] = s.totals();
-  s.log.info({ user: principal.user, mechanism, secure: s.secure, messages: n, octets: size }, 'login');
+  s.log.info({ user: principal.user, mechanism, messages: n, octets: size, secure: s.secure }, 'login');
   s.ctx.onLogin?.(mechanism, 'ok');
   s.reply(`+OK ${s.text.loggedIn(n, size)}`);
 }

@@ -5,7 +5,7 @@
  * certificate that fails to reload is named.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { swaks } from '../delivery/helpers.ts';
@@ -53,6 +53,10 @@ describe('logs at the default level', { skip: skipUnlessCi(!HAVE_SWAKS && 'swaks
       extraConfig: `[lmtp]\naddress = "127.0.0.1"\nport = ${lmtpPort}\n`,
     });
     s.addUser('alice', 'alice-password');
+    s.addUser('bob', 'bob-password');
+    // bob's Maildir cannot be made: a file stands where its parent directory would be.
+    mkdirSync(join(s.dir, 'mail'), { recursive: true });
+    writeFileSync(join(s.dir, 'mail', 'bob'), '');
     await s.start();
   });
   after(() => s.stop());
@@ -126,6 +130,18 @@ describe('logs at the default level', { skip: skipUnlessCi(!HAVE_SWAKS && 'swaks
     // The README's filter: failregex = ^\{.*"remote":"<HOST>".*"msg":"authentication failed"\}$
     assert.match(raw, /^\{.*"remote":"127\.0\.0\.1".*"msg":"authentication failed"\}$/);
     assert.ok(!raw.includes('wrong-password'));
+  });
+
+  test('a maildrop that cannot be created: the client gets [SYS/…], the log names the path', async () => {
+    const w = await Wire.connect(s.port);
+    await w.line();
+    assert.match(await w.cmd('USER bob'), /^\+OK/);
+    assert.match(await w.cmd('PASS bob-password'), /^-ERR \[SYS\/(TEMP|PERM)\]/);
+    w.destroy();
+    await waitFor(s, (ls) => ls.some((l) => l.msg === 'maildrop open failed'), 'the failure');
+    const line = logLines(s.logs()).find((l) => l.msg === 'maildrop open failed');
+    assert.equal(line?.user, 'bob');
+    assert.ok(String(line?.err).includes(join(s.dir, 'mail', 'bob', 'Maildir')), String(line?.err));
   });
 
   test('a certificate that cannot be reloaded is named, and the old one stays in use', async () => {

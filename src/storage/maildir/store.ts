@@ -377,6 +377,7 @@ async function ensureMaildir(dir: string, forDelivery = false): Promise<void> {
       await Promise.all([createLockFile(dir, LOCK_FILE), createLockFile(dir, DELIVER_LOCK_FILE)]);
     }
   } catch (e) {
-    throw toStorageError(e, 'cannot create the maildrop', forDelivery);
+    // The path goes into the log line (never into a reply): an operator needs to know which one to fix.
+    throw toStorageError(e, `cannot create the maildrop ${dir}`, forDelivery);
   }
 }
