@@ -129,7 +129,7 @@ describe('the failed-login penalty gates the next verification', () => {
     const bound = Math.ceil(ATTACK_MS / PENALTY_MS) + 1;
     for (const [i, [kind]] of kinds.entries()) {
       const checks = guessesChecked.get(kind) ?? 0;
-      assert.ok(tries[i] > 3 * bound, `${kind}: the attacker tried ${tries[i]} times (it must not be slowed by us)`);
+      assert.ok(tries[i] > bound, `${kind}: the attacker tried only ${tries[i]} times; the test proves nothing`);
       assert.ok(checks <= bound, `${kind}: ${checks} credential checks in ${ATTACK_MS} ms (at most ${bound})`);
       assert.ok(checks >= 2, `${kind}: ${checks} checks: the gate must open again after the penalty`);
     }
@@ -157,7 +157,10 @@ describe('the failed-login penalty gates the next verification', () => {
     const userAnswered = Date.now() - t0;
     assert.match(await w.line(), /^\+OK Logged in/);
     const passAnswered = Date.now() - t0;
-    assert.ok(userAnswered < 150, `USER answered after ${userAnswered} ms, not held back by PASS's wait`);
+    assert.ok(
+      userAnswered + PENALTY_MS / 2 <= passAnswered,
+      `USER answered after ${userAnswered} ms, PASS after ${passAnswered} ms: USER must not wait for PASS`,
+    );
     assert.ok(passAnswered >= PENALTY_MS - 100, `a right password answered after ${passAnswered} ms`);
     await w.cmd('QUIT');
   });

@@ -107,7 +107,7 @@ before(async () => {
   t = await startTestServer({
     store,
     users: Object.fromEntries(users.map((u) => [u, { password: 'pw' }])),
-    limits: { maxBadCommands: 1_000_000, maxAuthFailures: 1_000_000, tlsHandshakeTimeoutMs: 2_000 },
+    limits: { maxBadCommands: 1_000_000, maxAuthFailures: 1_000_000 },
   });
 });
 after(() => t.close());
