@@ -38,8 +38,8 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** fsyncDir for the synchronous writers (fetch's state journal). */
-export function fsyncDirSync(dir: string): void {
+/** fsyncDir for the synchronous writers (fetch's state and Maildir sink). */
+export function syncDirSync(dir: string): void {
   let fd: number;
   try {
     fd = openSync(dir, 'r');
@@ -117,7 +117,7 @@ export function writeFileAtomicSync(path: string, data: string, mode = 0o600): v
     } catch {}
     throw err;
   }
-  fsyncDirSync(dirname(path));
+  syncDirSync(dirname(path));
 }
 
 /** Writes all of `b` at the file's current position (writeSync may write less than asked). */

@@ -6,7 +6,7 @@ import { closeSync, fdatasyncSync, mkdirSync, openSync, readdirSync, renameSync,
 import { unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { fsyncDirSync, writeAllSync } from '../durable/files.ts';
+import { syncDirSync, writeAllSync } from '../durable/files.ts';
 import { newUniqueBase, sanitizeHostname } from '../mail/maildir-name.ts';
 import { CrlfToLfWriter } from '../mail/transforms.ts';
 import type { Delivery, Intent } from './deliver.ts';
@@ -77,7 +77,7 @@ export class MaildirDelivery implements Delivery {
     const cur = join(this.target.path, 'new');
     for (const name of names) renameSync(join(tmp, name), join(cur, name));
     // One directory fsync makes every rename of the group durable: tmp → new is the commit point.
-    fsyncDirSync(cur);
+    syncDirSync(cur);
     return names.length;
   }
 

@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, w
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fsyncDir, fsyncDirSync, writeFileAtomic, writeFileAtomicSync } from '../../src/durable/files.ts';
+import { fsyncDir, syncDirSync, writeFileAtomic, writeFileAtomicSync } from '../../src/durable/files.ts';
 import { LockBusyError, LockFile } from '../../src/durable/lockfile.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'postern-durable-'));
@@ -31,7 +31,7 @@ describe('atomic writes', () => {
     await writeFileAtomic(f, 'four', { durable: false });
     assert.deepEqual(readdirSync(dir), ['state.json']);
     await fsyncDir(dir);
-    fsyncDirSync(dir);
+    syncDirSync(dir);
   });
 
   test('a failed write leaves the old file and no temporary', async () => {
