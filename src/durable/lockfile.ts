@@ -12,8 +12,18 @@
  * share a host name.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import {
+  closeSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { link, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -57,6 +67,93 @@ export class LockBusyError extends Error {
 /** Tokens of the lock files this process holds: a lock naming our pid but not one of these is a leftover. */
 const liveTokens = new Set<string>();
 
+/**
+ * How long an empty lock file counts as being written. Ours are never seen empty (they are linked into place
+ * with their content); one left empty by a writer killed between open() and write() — a version before that,
+ * or another program — would otherwise block every later taker for good when no `staleMs` is given (found
+ * by the `postern fetch` SIGKILL soak: every later run failed with "cannot lock").
+ */
+const EMPTY_LOCK_GRACE_MS = 10_000;
+
+/** errno codes of file systems without hard links: the lock is then created in place (open O_EXCL, write). */
+const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
+
+function pendingName(path: string): string {
+  return `${path}.${process.pid}.${randomBytes(6).toString('hex')}.new`;
+}
+
+/**
+ * Creates the lock at `path` with `token` in it, never visible without its content: the token is written to a
+ * private file first and hard-linked to the lock name (link fails with EEXIST when the lock exists). A kill
+ * at any instant leaves either no lock or a complete one (and at worst a stray `.new` file, never a lock).
+ * False when the lock is held.
+ */
+async function createLock(path: string, token: string): Promise<boolean> {
+  const pending = pendingName(path);
+  try {
+    await writeFile(pending, token, { flag: 'wx', mode: 0o600 });
+    await link(pending, path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (!NO_LINKS.has(code)) throw err;
+  } finally {
+    await unlink(pending).catch(() => {});
+  }
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    await fh.writeFile(token, 'utf8');
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await unlink(path).catch(() => {});
+    throw err;
+  }
+  await fh.close();
+  return true;
+}
+
+function createLockSync(path: string, token: string): boolean {
+  const pending = pendingName(path);
+  try {
+    writeFileSync(pending, token, { flag: 'wx', mode: 0o600 });
+    linkSync(pending, path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (!NO_LINKS.has(code)) throw err;
+  } finally {
+    try {
+      unlinkSync(pending);
+    } catch {}
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    writeSync(fd, token);
+  } catch (err) {
+    closeSync(fd);
+    try {
+      unlinkSync(path);
+    } catch {}
+    throw err;
+  }
+  closeSync(fd);
+  return true;
+}
+
 function parseHolder(content: string, mtimeMs: number): LockHolder {
   const [pidText, host] = content.trim().split(/\s+/);
   const pid = /^\d{1,10}$/.test(pidText ?? '') ? Number(pidText) : undefined;
@@ -74,7 +171,8 @@ function processExists(pid: number): boolean {
 
 function isStale(content: string, holder: LockHolder, opts: LockFileOptions): boolean {
   if (holder.ageMs > (opts.staleMs ?? Number.POSITIVE_INFINITY)) return true;
-  if (opts.checkPid === false || holder.pid === undefined) return false;
+  if (opts.checkPid === false) return false;
+  if (holder.pid === undefined) return content.trim() === '' && holder.ageMs > EMPTY_LOCK_GRACE_MS;
   // A lock without a host part (written by an older version) is taken to be from this host.
   if (holder.host !== undefined && holder.host !== hostname()) return false;
   if (holder.pid === process.pid) return opts.ownPidLeftovers === true && !liveTokens.has(content);
@@ -98,17 +196,9 @@ export class LockFile {
     const token = newToken();
     const deadline = Date.now() + (opts.waitMs ?? 0);
     for (let attempt = 0; ; attempt++) {
-      try {
-        const fh = await open(path, 'wx', 0o600);
-        try {
-          await fh.writeFile(token, 'utf8');
-        } finally {
-          await fh.close();
-        }
+      if (await createLock(path, token)) {
         liveTokens.add(token);
         return new LockFile(path, token);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const holder = await takeOverIfStale(path, opts);
       if (holder === null) continue; // gone or taken over: try again at once
@@ -121,17 +211,9 @@ export class LockFile {
   static acquireSync(path: string, opts: Omit<LockFileOptions, 'waitMs'> = {}): LockFile {
     const token = newToken();
     for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const fd = openSync(path, 'wx', 0o600);
-        try {
-          writeSync(fd, token);
-        } finally {
-          closeSync(fd);
-        }
+      if (createLockSync(path, token)) {
         liveTokens.add(token);
         return new LockFile(path, token);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const holder = takeOverIfStaleSync(path, opts);
       if (holder !== null) throw new LockBusyError(path, holder);
@@ -174,7 +256,7 @@ async function takeOverIfStale(path: string, opts: LockFileOptions): Promise<Loc
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null; // released meanwhile
     throw err;
   }
-  // A lock being written right now is empty for an instant; only age can make an empty lock stale.
+  // An empty lock is one being written (by a writer that does not link it into place): live while young.
   if (!isStale(content, holder, opts)) return holder;
   const aside = asideName(path);
   try {

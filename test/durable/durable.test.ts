@@ -95,6 +95,31 @@ describe('lock files', () => {
     await assert.rejects(LockFile.acquire(p, { staleMs: 60_000 }), LockBusyError);
   });
 
+  test('an empty lock left by a killed writer does not block for good, even with no staleMs', async () => {
+    const p = join(mkdtempSync(join(root, 'k-')), 'state.json.lock');
+    writeFileSync(p, '');
+    assert.throws(() => LockFile.acquireSync(p), LockBusyError, 'young: its writer may be writing');
+    const old = new Date(Date.now() - 11_000);
+    utimesSync(p, old, old);
+    LockFile.acquireSync(p).releaseSync();
+    writeFileSync(p, '');
+    utimesSync(p, old, old);
+    (await LockFile.acquire(p)).release();
+  });
+
+  test('a lock is linked into place with its content: never visible empty, no pending file left', async () => {
+    const dir = mkdtempSync(join(root, 'l-'));
+    const p = join(dir, 'x.lock');
+    const lock = await LockFile.acquire(p);
+    assert.match(readFileSync(p, 'utf8'), new RegExp(`^${process.pid} `));
+    assert.deepEqual(readdirSync(dir), ['x.lock']);
+    await lock.release();
+    const sync = LockFile.acquireSync(p);
+    assert.deepEqual(readdirSync(dir), ['x.lock']);
+    sync.releaseSync();
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
   test('a leftover naming our own pid (an earlier process with the same pid) is taken over', async () => {
     const p = join(mkdtempSync(join(root, 'o-')), 'x.lock');
     writeFileSync(p, `${process.pid} ${hostname()} 0000000000000000\n`);
