@@ -3,7 +3,7 @@
  * pipelined and reads each body to the end, N times (a new connection per pass). Plain JavaScript, so a fresh
  * process costs what a library user's would: `--module` names the client to load (dist/client/client.js, or
  * src/client/client.ts when run with `--import tsx`). Prints one JSON line: { passes: [seconds per pass],
- * maxRssKiB, messages, bytes } and, with --verify, the sha1 of every message in its stored form (CRLF → LF)
+ * cpu: [CPU seconds per pass], maxRssKiB, messages, bytes } and, with --verify, the sha1 of every message in its stored form (CRLF → LF)
  * from one extra, untimed pass.
  *   --api stream   retrieve(): a Readable per message, read with for await (the general API)
  *   --api each     retrieveEach(): the bodies handed to a sink in one pipelined run (no object per message)
@@ -46,6 +46,7 @@ function hasher() {
 
 async function pass(hashes) {
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   const client = await Pop3Client.connect({
     host: values.host,
     port: Number(values.port),
@@ -86,14 +87,22 @@ async function pass(hashes) {
     }
   }
   await client.quit();
-  return { secs: Number(process.hrtime.bigint() - t0) / 1e9, messages: list.length, bytes };
+  const c = process.cpuUsage(c0);
+  return {
+    secs: Number(process.hrtime.bigint() - t0) / 1e9,
+    cpu: (c.user + c.system) / 1e6,
+    messages: list.length,
+    bytes,
+  };
 }
 
 const passes = [];
-let last = { secs: 0, messages: 0, bytes: 0 };
+const cpu = [];
+let last = { secs: 0, cpu: 0, messages: 0, bytes: 0 };
 for (let i = 0; i < Number(values.passes); i++) {
   last = await pass();
   passes.push(last.secs);
+  cpu.push(last.cpu);
 }
 let hashes;
 if (values.verify) {
@@ -102,5 +111,5 @@ if (values.verify) {
   hashes.sort();
 }
 process.stdout.write(
-  `${JSON.stringify({ passes, maxRssKiB: process.resourceUsage().maxRSS, messages: last.messages, bytes: last.bytes, hashes })}\n`,
+  `${JSON.stringify({ passes, cpu, maxRssKiB: process.resourceUsage().maxRSS, messages: last.messages, bytes: last.bytes, hashes })}\n`,
 );

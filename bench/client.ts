@@ -341,6 +341,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
         const inproc = row(`Pop3Client ${what}, in-process first pass (connect → QUIT)`);
         const firsts: number[] = [];
         const warms: number[] = [];
+        const warmCpu: number[] = [];
         for (let i = 0; i < runs; i++) {
           const w = fresh();
           const m = await timed(loadCmd(api, 1), {}, w);
@@ -354,6 +355,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
           if (out.status !== 0) throw new Error(`client-load failed: ${out.stderr}`);
           const rep = JSON.parse(out.stdout.trim().split('\n').pop() ?? '{}') as {
             passes: number[];
+            cpu: number[];
             maxRssKiB: number;
             hashes?: string[];
           };
@@ -361,10 +363,14 @@ export async function runClientBench(argv: string[]): Promise<void> {
             throw new Error(`Pop3Client ${what} (${name}): bodies differ`);
           firsts.push(rep.passes[0]);
           warms.push(Math.min(...rep.passes.slice(1)));
+          inproc.cpu.push(rep.cpu[0]);
+          warmCpu.push(Math.min(...rep.cpu.slice(1)));
           inproc.rssKiB.push(rep.maxRssKiB);
         }
         inproc.wall = firsts;
-        inproc.note = `warm (best of 5 after the first): ${fmtRate(ds.count, ds.bytes, median(warms))}`;
+        inproc.note =
+          `warm (best of 5 after the first): ${fmtRate(ds.count, ds.bytes, median(warms))}; ` +
+          `per CPU second: first ${fmtRate(ds.count, ds.bytes, median(inproc.cpu))}, warm ${fmtRate(ds.count, ds.bytes, median(warmCpu))}`;
       }
     }
   } finally {
