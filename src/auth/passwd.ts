@@ -11,13 +11,13 @@
  * install can start the server before adding the first user.
  */
 import { createHash } from 'node:crypto';
-import { type Stats, statSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { timingSafeEqualStrings } from './compare.ts';
 import { CredentialCache, type CredentialCacheOptions } from './credential-cache.ts';
 import { userNameProblem } from './names.ts';
 import { SCRAM_FIELD } from './passwd-edit.ts';
-import { type PasswdEntry, type PasswdIssue, parsePasswdBytes } from './passwd-format.ts';
+import { readPasswdFile, stampOf } from './passwd-file.ts';
+import type { PasswdEntry, PasswdIssue } from './passwd-format.ts';
 import { makeScramCredentials, parseScramCredentials, SCRAM_DEFAULT_ITERATIONS } from './sasl/scram.ts';
 import type { ScramCredentials } from './sasl/types.ts';
 import { type Argon2Verify, defaultArgon2Verify, dummyArgon2Hash, verifyStoredPassword } from './schemes.ts';
@@ -109,27 +109,13 @@ export class PasswdFileAuthenticator implements Authenticator {
   async reload(): Promise<void> {
     // Whatever the outcome, nothing verified against an earlier version of the file is trusted any more.
     this.cache.clear();
-    let stats: Stats;
-    let bytes: Buffer;
-    let fh: FileHandle;
-    try {
-      fh = await open(this.path, 'r');
-    } catch (err) {
-      if (!(err instanceof Error && 'code' in err && err.code === 'ENOENT')) throw err;
+    const parsed = await readPasswdFile(this.path);
+    if (parsed === null) {
       this.logger.warn({ path: this.path }, 'users file does not exist: no user can log in');
       this.snapshot = { users: new Map(), issues: [], stamp: null };
       return;
     }
-    try {
-      // The stamp comes from the same open file as the bytes, so it can never claim a newer version than
-      // what was read (a later change then always triggers a reload).
-      stats = await fh.stat();
-      bytes = await fh.readFile();
-    } finally {
-      await fh.close();
-    }
-    const parsed = parsePasswdBytes(bytes);
-    this.snapshot = { users: parsed.users, issues: parsed.issues, stamp: stampOf(stats) };
+    this.snapshot = { users: parsed.users, issues: parsed.issues, stamp: parsed.stamp };
     // The line's number, never its text: a malformed line may hold a password (and `line` is redacted).
     for (const issue of parsed.issues) {
       this.logger.warn({ path: this.path, lineNo: issue.lineNo, user: issue.user }, issue.message);
@@ -311,8 +297,4 @@ function storedScram(entry: PasswdEntry): ScramCredentials | null | undefined {
 /** The iteration count of a user's stored SCRAM keys, or null without (valid) keys. */
 function scramIterationsOf(entry: PasswdEntry): number | null {
   return storedScram(entry)?.iterations ?? null;
-}
-
-function stampOf(s: Stats): string {
-  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
 }

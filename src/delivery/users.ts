@@ -9,8 +9,9 @@
  * missing file means no users.
  */
 import type { Stats } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { type PasswdEntry, parsePasswdBytes } from '../auth/passwd-format.ts';
+import { stat } from 'node:fs/promises';
+import { readPasswdFile, stampOf } from '../auth/passwd-file.ts';
+import type { PasswdEntry } from '../auth/passwd-format.ts';
 import type { Principal } from '../auth/types.ts';
 import { type Quota, type QuotaSource, quotaFromExtraFields } from './quota.ts';
 
@@ -58,15 +59,21 @@ export class UsersFile implements QuotaSource {
       }
       throw err;
     }
-    const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-    if (stamp === this.stamp) return;
-    let parsed: ReturnType<typeof parsePasswdBytes>;
+    if (stampOf(st) === this.stamp) return;
+    let parsed: Awaited<ReturnType<typeof readPasswdFile>>;
     try {
       // A line that is not UTF-8 is skipped (and reported by the server and check-config), not fatal.
-      parsed = parsePasswdBytes(await readFile(this.path));
+      parsed = await readPasswdFile(this.path);
     } catch (err) {
       if (this.stamp === null) throw err;
       this.warn(`${this.path}: cannot be read (${(err as Error).message}); keeping the previous users`);
+      return;
+    }
+    if (parsed === null) {
+      // Removed between the stat and the read.
+      this.users = new Map();
+      this.quotas = new Map();
+      this.stamp = null;
       return;
     }
     const quotas = new Map<string, Quota>();
@@ -78,6 +85,6 @@ export class UsersFile implements QuotaSource {
     }
     this.users = parsed.users;
     this.quotas = quotas;
-    this.stamp = stamp;
+    this.stamp = parsed.stamp;
   }
 }
