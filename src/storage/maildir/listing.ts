@@ -37,6 +37,8 @@ import type { Folder } from './scan.ts';
 import { UIDLIST_FILE } from './uidlist.ts';
 
 export const LISTING_FILE = 'postern-listing';
+const NOTHING = Buffer.alloc(0);
+const NO_FIXES: ReadonlyMap<string, number> = new Map();
 const MAGIC = 'postern-listing 1';
 /** Directory changes younger than this when the directories are read make the listing untrusted. */
 export const RACY_MS = 1000;
@@ -103,6 +105,8 @@ export class Listing {
 
   /** From freshly scanned records (the slow path). */
   static fromRecords(records: ListingRecord[], fixes: ReadonlyMap<string, number>): Listing {
+    // An empty mailbox (what most idle sessions hold) shares its parts: memory per connection matters.
+    if (records.length === 0 && fixes.size === 0) return new Listing(0, 0, NOTHING, NOTHING, NO_FIXES, null, records);
     let octets = 0;
     const list: string[] = [];
     const uidl: string[] = [];

@@ -185,11 +185,11 @@ export class MaildirStore implements MailStore {
           listed ? 'message file cannot be read; listed with its stored size' : 'message file cannot be read; left out',
         ),
     });
-    const oldFixes = stored?.listing.fixes ?? new Map<string, number>();
+    const oldFixes = stored?.listing.fixes;
     const fixes = new Map<string, number>();
     let estimated = false;
     const records: ListingRecord[] = scanned.map((m) => {
-      const fix = oldFixes.get(m.parsed.base);
+      const fix = oldFixes?.get(m.parsed.base);
       if (fix !== undefined) fixes.set(m.parsed.base, fix);
       if (m.estimated) estimated = true;
       return {
