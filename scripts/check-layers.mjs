@@ -13,6 +13,7 @@ const RULES = {
   // Leaves: pure rules and helpers that every layer may use.
   mail: { may: [], nodeOnly: true, why: 'mail/ is the leaf of mail-format rules: node:* only' },
   durable: { may: [], nodeOnly: true, why: 'durable/ is the leaf of durable file operations: node:* only' },
+  toml: { may: [], why: 'toml/ is a leaf: the TOML reading engine shared by config/ and fetch/' },
   // The wire codec, shared by server and client.
   protocol: { may: ['mail'], why: 'protocol/ imports nothing of ours but mail/' },
   // The PostgreSQL user database shares the store's pool and answers delivery's quota questions.
@@ -21,11 +22,11 @@ const RULES = {
   server: { may: ['protocol', 'auth', 'storage', 'mail', 'durable'], why: 'server/ never imports client or config' },
   client: { may: ['protocol', 'auth', 'mail'], why: 'client/ never imports server, storage or config' },
   delivery: { may: ['auth', 'storage', 'mail', 'durable', 'observability'], why: 'delivery/ never imports config' },
-  fetch: { may: ['client', 'storage', 'mail', 'durable'], why: 'fetch/ never imports server or config' },
+  fetch: { may: ['client', 'storage', 'mail', 'durable', 'toml'], why: 'fetch/ never imports server or config' },
   observability: { may: ['storage'], why: 'observability/ is handed what it measures; never config or server' },
   // The top: configuration is read here and mapped onto the layers' own option types.
   config: {
-    may: ['server', 'auth', 'storage', 'delivery', 'fetch', 'observability', 'mail', 'durable'],
+    may: ['server', 'auth', 'storage', 'delivery', 'fetch', 'observability', 'mail', 'durable', 'toml'],
     why: 'config/ maps onto the types of the layers below and is imported only by cli/',
   },
   cli: { may: '*', why: 'cli/ is the top' },

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse, TomlError } from 'smol-toml';
 import type { LmtpConfig } from '../delivery/lmtp.ts';
 import type { RecipientLookup } from '../delivery/recipients.ts';
 import { parseCidr } from '../server/address.ts';
 import type { Limits, ListenerConfig, ListenerTls, Policy } from '../server/options.ts';
 import { parseExpireDays } from '../server/policy.ts';
+import { lineOf, parseTomlDocument } from '../toml/engine.ts';
 import { type Field, SERVER_SASL_MECHANISMS, schema } from './schema.ts';
 
 export { parseCidr } from '../server/address.ts';
@@ -104,28 +104,6 @@ export class ConfigError extends Error {
 
 type Raw = Record<string, unknown>;
 
-/** Finds the line of `key` inside `[table]` (or `[[table]]` number `index`) for error messages. */
-function lineOf(source: string, table: string | null, key: string | null, index = 0): number | undefined {
-  const lines = source.split(/\r?\n/);
-  let current: string | null = null;
-  let seen = -1;
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i].trim();
-    const header = /^\[\[?\s*([^\]]+?)\s*\]\]?/.exec(l);
-    if (header) {
-      current = header[1];
-      if (current === table && l.startsWith('[[')) seen++;
-      if (key === null && current === table && (!l.startsWith('[[') || seen === index)) return i + 1;
-      continue;
-    }
-    const inTable = table === null ? current === null : current === table && (seen === index || seen === -1);
-    if (key !== null && inTable && new RegExp(`^"?${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?\\s*=`).test(l)) {
-      return i + 1;
-    }
-  }
-  return undefined;
-}
-
 function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (v === null) return 'null';
@@ -186,13 +164,7 @@ function checkTable(
 
 /** Parses and validates TOML text. `file` is used in messages and to resolve relative paths. */
 export function parseConfig(source: string, file = 'postern.toml'): Config {
-  let doc: Raw;
-  try {
-    doc = parse(source) as Raw;
-  } catch (e) {
-    if (e instanceof TomlError) throw new ConfigError(`${file}:${e.line}: ${e.message.split('\n')[0]}`);
-    throw e;
-  }
+  const doc: Raw = parseTomlDocument(source, file, (m) => new ConfigError(m));
   const base = dirname(resolve(file));
   const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const t: Record<string, Raw | Raw[]> = {};

@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parse, TomlError } from 'smol-toml';
 import { AUTH_MECHANISMS, type AuthMechanism } from '../client/auth.ts';
 import type { TlsMode } from '../client/client.ts';
+import { lineOf, parseTomlDocument, where } from '../toml/engine.ts';
 import type { DeliveryTarget } from './deliver.ts';
 
 /** A mistake in the accounts file (exit 78, EX_CONFIG). */
@@ -163,44 +163,51 @@ export function parseAccountsFile(file: string, opts: { stateDir?: string } = {}
 }
 
 export function parseAccounts(text: string, file: string, opts: { stateDir?: string } = {}): FetchAccount[] {
-  let doc: Table;
-  try {
-    doc = parse(text) as Table;
-  } catch (e) {
-    if (e instanceof TomlError) throw new FetchConfigError(`${file}:${e.line}: ${e.message.split('\n')[0]}`);
-    throw e;
-  }
+  const doc = parseTomlDocument(text, file, (m) => new FetchConfigError(m));
+  // Every error names the line: of the key, or of the table it is in.
+  const at = (table: string | null, key: string | null, index?: number) =>
+    where(file, lineOf(text, table, key, index) ?? (table === null ? undefined : lineOf(text, table, null, index)));
   for (const key of Object.keys(doc)) {
     if (key !== 'account' && key !== 'defaults' && key !== 'state_dir') {
-      throw new FetchConfigError(`${file}: unknown key "${key}" (known: state_dir, [defaults], [[account]])`);
+      const line = lineOf(text, null, key) ?? lineOf(text, key, null);
+      throw new FetchConfigError(
+        `${where(file, line)}: unknown key "${key}" (known: state_dir, [defaults], [[account]])`,
+      );
     }
   }
   const defaults = doc.defaults ?? {};
-  if (!isTable(defaults)) throw new FetchConfigError(`${file}: "defaults" must be a table ([defaults])`);
+  if (!isTable(defaults))
+    throw new FetchConfigError(`${at(null, 'defaults')}: "defaults" must be a table ([defaults])`);
   for (const k of Object.keys(defaults)) {
     if (!DEFAULT_KEYS.has(k)) {
-      throw new FetchConfigError(`${file}: [defaults]: unknown key "${k}" (known: ${[...DEFAULT_KEYS].join(', ')})`);
+      throw new FetchConfigError(
+        `${at('defaults', k)}: [defaults]: unknown key "${k}" (known: ${[...DEFAULT_KEYS].join(', ')})`,
+      );
     }
   }
   const list = doc.account ?? [];
-  if (!Array.isArray(list)) throw new FetchConfigError(`${file}: "account" must be an array of tables ([[account]])`);
+  if (!Array.isArray(list)) {
+    throw new FetchConfigError(`${at(null, 'account')}: "account" must be an array of tables ([[account]])`);
+  }
   if (list.length === 0) throw new FetchConfigError(`${file}: no [[account]] table`);
   const stateDir = opts.stateDir ?? (typeof doc.state_dir === 'string' ? expandHome(doc.state_dir) : defaultStateDir());
   const names = new Set<string>();
   return list.map((raw, i) => {
-    if (!isTable(raw)) throw new FetchConfigError(`${file}: [[account]] #${i + 1} must be a table`);
+    if (!isTable(raw)) throw new FetchConfigError(`${at('account', null, i)}: [[account]] #${i + 1} must be a table`);
     for (const k of Object.keys(raw)) {
       if (!(ACCOUNT_KEYS as readonly string[]).includes(k)) {
         throw new FetchConfigError(
-          `${file}: [[account]] #${i + 1}: unknown key "${k}" (known: ${ACCOUNT_KEYS.join(', ')})`,
+          `${at('account', k, i)}: [[account]] #${i + 1}: unknown key "${k}" (known: ${ACCOUNT_KEYS.join(', ')})`,
         );
       }
     }
     const merged: Table = { ...defaults, ...raw };
     // An account that names its own delivery replaces the default one instead of conflicting with it.
     if (DELIVERY_KEYS.some((k) => k in raw)) for (const k of DELIVERY_KEYS) if (!(k in raw)) delete merged[k];
-    const a = buildAccount(merged, `${file}: [[account]] #${i + 1}`, stateDir);
-    if (names.has(a.name)) throw new FetchConfigError(`${file}: two accounts are named "${a.name}"`);
+    const a = buildAccount(merged, `${at('account', null, i)}: [[account]] #${i + 1}`, stateDir);
+    if (names.has(a.name)) {
+      throw new FetchConfigError(`${at('account', 'name', i)}: two accounts are named "${a.name}"`);
+    }
     names.add(a.name);
     return a;
   });
