@@ -192,7 +192,7 @@ describe('soak: brute force from one address', () => {
 describe('soak: unknown and known users look the same', () => {
   test('reply text, timing within noise and SCRAM parameters, for every mechanism', async () => {
     const { server, port } = await serve({ base: 0, max: 0 });
-    const rounds = soakScale(6, 40);
+    const rounds = soakScale(10, 40);
     const lines: string[] = [];
     try {
       for (const mech of MECHANISMS) {
@@ -216,11 +216,15 @@ describe('soak: unknown and known users look the same', () => {
         }
         assert.deepEqual([...statuses], ['-ERR [AUTH] Authentication failed.'], mech);
         if (mech === 'SCRAM-SHA-256') assert.equal(new Set(params.values()).size, 1, [...params].join('; '));
-        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-        const k = median(samples.known);
-        const u = median(samples.unknown);
-        lines.push(`${mech} ${k.toFixed(1)}/${u.toFixed(1)} ms`);
+        const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)];
+        lines.push(
+          `${mech} ${quantile(samples.known, 0.5).toFixed(1)}/${quantile(samples.unknown, 0.5).toFixed(1)} ms`,
+        );
         // Within noise on a shared machine: the same order of cost (an argon2 verification, or none, for both).
+        // Compared on the lower quartile: load only ever adds time, and a real difference (say argon2 for one
+        // and nothing for the other) shows in the fastest answers too.
+        const k = quantile(samples.known, 0.25);
+        const u = quantile(samples.unknown, 0.25);
         assert.ok(Math.abs(k - u) <= Math.max(25, 0.5 * Math.max(k, u)), `${mech}: known ${k} ms, unknown ${u} ms`);
       }
     } finally {
