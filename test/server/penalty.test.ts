@@ -22,7 +22,7 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** Failed verifications (guesses that were checked), by mechanism, from the server's onLogin hook. */
 const guessesChecked = new Map<string, number>();
-const USERS = ['pass', 'apop', 'plain', 'login', 'cram', 'scram', 'victim', 'alice'];
+const USERS = ['pass', 'apop', 'plain', 'login', 'cram', 'scram', 'oauth', 'xoauth', 'victim', 'alice'];
 let server: Pop3Server;
 let port: number;
 before(async () => {
@@ -30,6 +30,8 @@ before(async () => {
     authenticator: new TestAuthenticator(
       Object.fromEntries(USERS.map((u) => [u, { password: `${u}-pw`, secret: `${u}-pw` }])),
     ),
+    // A token check that knows no token: every OAuth guess is a failed verification.
+    bearer: { verifyBearer: async () => null },
     hooks: {
       onLogin(mechanism, result) {
         if (result === 'fail') guessesChecked.set(mechanism, (guessesChecked.get(mechanism) ?? 0) + 1);
@@ -98,6 +100,14 @@ const guesses: Record<string, (w: Wire, greeting: string, user: string) => Promi
     w.send(`${b64(`c=biws,r=${nonce},p=${Buffer.alloc(32).toString('base64')}`)}\r\n`);
     await quick(w);
   },
+  async OAUTHBEARER(w, _g, user) {
+    w.send(`AUTH OAUTHBEARER ${b64(`n,a=${user},\x01auth=Bearer guess\x01\x01`)}\r\n`);
+    await quick(w);
+  },
+  async XOAUTH2(w, _g, user) {
+    w.send(`AUTH XOAUTH2 ${b64(`user=${user}\x01auth=Bearer guess\x01\x01`)}\r\n`);
+    await quick(w);
+  },
 };
 
 /** Guesses as fast as hanging up allows, for `ms`, from `address` (or a new address each time). */
@@ -122,6 +132,8 @@ describe('the failed-login penalty gates the next verification', () => {
       ['LOGIN', 'login'],
       ['CRAM-MD5', 'cram'],
       ['SCRAM-SHA-256', 'scram'],
+      ['OAUTHBEARER', 'oauth'],
+      ['XOAUTH2', 'xoauth'],
     ];
     // Each from its own address, all at once.
     guessesChecked.clear();
