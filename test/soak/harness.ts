@@ -134,7 +134,10 @@ export class ServerProcess {
     for (const port of this.ports) {
       while (!(await accepts(port))) {
         if (c.exitCode !== null || c.signalCode !== null) throw new Error(`server exited: ${out}`);
-        if (Date.now() > deadline) throw new Error(`server did not start: ${out}`);
+        if (Date.now() > deadline) {
+          await this.kill(); // never leave a server behind
+          throw new Error(`server did not start: ${out}`);
+        }
         await sleep(10);
       }
     }
