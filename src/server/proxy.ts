@@ -4,7 +4,10 @@
  * Accepted only from configured trusted networks (anyone else could claim any address).
  * Pure parsing: bytes in, a result out.
  */
+
+import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
+import { Duplex } from 'node:stream';
 
 /** v2 signature: \r\n\r\n\0\r\nQUIT\n */
 const V2_SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
@@ -126,4 +129,30 @@ function compressIPv6(groups: string[]): string {
   }
   if (best < 0) return full;
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+/** A duplex over `socket` whose readable side starts with `prefix` (bytes already read from it). */
+export function withPrefix(socket: Socket, prefix: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(prefix);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  return d;
 }

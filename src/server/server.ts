@@ -2,11 +2,10 @@
  * The POP3 server: listeners (plain with STLS, implicit TLS per RFC 8314, or plain only), connection limits,
  * and graceful shutdown. Sessions do the protocol; this file owns sockets until a session takes one.
  */
-import { constants as cryptoConstants, randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { BlockList, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
-import { Duplex } from 'node:stream';
-import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import type { BearerVerifier } from '../auth/sasl/jwt.ts';
 import { SCRAM_DEFAULT_ITERATIONS } from '../auth/sasl/scram.ts';
 import { RespCode } from '../protocol/errors.ts';
@@ -16,45 +15,11 @@ import type { Policy, ServerContext, ServerHooks, SessionHandle, SessionSettings
 import { type Coordinator, LocalCoordinator } from './coordinator.ts';
 import { DESCRIPTOR_RESERVE, sessionBudget } from './descriptors.ts';
 import { type ListenerConfig, SERVER_SASL_MECHANISMS } from './options.ts';
-import { parseProxyHeader, V2_MAX } from './proxy.ts';
+import { parseProxyHeader, V2_MAX, withPrefix } from './proxy.ts';
 import { Session } from './session.ts';
+import { secureContextOf, type TlsMaterial } from './tls.ts';
 
-export interface TlsMaterial {
-  readonly cert: string | Buffer;
-  readonly key: string | Buffer;
-  readonly minVersion?: 'TLSv1.2' | 'TLSv1.3';
-  /** CA for client certificates (SASL EXTERNAL), and the subject field naming the user. */
-  readonly clientCa?: string | Buffer;
-  readonly clientCertUser?: 'CN' | 'emailAddress';
-  /** More certificates chosen by SNI; `names` may hold "*.example.com" (one label). */
-  readonly sni?: readonly {
-    readonly names: readonly string[];
-    readonly cert: string | Buffer;
-    readonly key: string | Buffer;
-  }[];
-}
-
-/**
- * TLS settings for both implicit TLS and STLS. Ciphers are Node's defaults (OpenSSL's TLS 1.3 suites and
- * forward-secret AEAD suites for 1.2), the server's preference wins, and TLS 1.2 is the floor (RFC 8314 §5).
- */
-function secureContextOf(
-  cert: string | Buffer,
-  key: string | Buffer,
-  minVersion: 'TLSv1.2' | 'TLSv1.3',
-  ca?: string | Buffer,
-): SecureContext {
-  return createSecureContext({
-    cert,
-    key,
-    ca,
-    minVersion,
-    honorCipherOrder: true,
-    ciphers: 'ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20',
-    // Client-initiated renegotiation (TLS 1.2) only costs the server CPU; nothing in POP3 needs it.
-    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
-  });
-}
+export type { TlsMaterial } from './tls.ts';
 
 /** Every value the hooks report as a verb or a login mechanism: bounded label sets for metrics. */
 export const HOOK_LABELS: { readonly verbs: readonly string[]; readonly mechanisms: readonly string[] } = {
@@ -369,30 +334,4 @@ export class Pop3Server {
     }
     await closed;
   }
-}
-
-/** A duplex over `socket` whose readable side starts with `prefix` (bytes already read from it). */
-function withPrefix(socket: Socket, prefix: Buffer): Duplex {
-  const d = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk, _enc, cb) {
-      socket.write(chunk, cb);
-    },
-    final(cb) {
-      socket.end(cb);
-    },
-    destroy(err, cb) {
-      socket.destroy(err ?? undefined);
-      cb(err);
-    },
-  });
-  d.push(prefix);
-  socket.on('data', (c: Buffer) => {
-    if (!d.push(c)) socket.pause();
-  });
-  socket.on('end', () => d.push(null));
-  socket.on('close', () => d.destroy());
-  return d;
 }
