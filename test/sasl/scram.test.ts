@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  createScramSha256Client,
   createScramSha256Server,
   encodeScramCredentials,
   makeScramCredentials,
   parseScramCredentials,
 } from '../../src/auth/sasl/scram.ts';
+import { createScramSha256Client } from '../../src/auth/sasl/scram-client.ts';
 import { SaslError, SaslErrorCode, type ServerStep } from '../../src/auth/sasl/types.ts';
 import { assertFailure, assertSuccess, b, runExchange, standardVerifier } from './helpers.ts';
 

@@ -16,7 +16,8 @@ import {
   type OAuthServerOptions,
 } from './oauth.ts';
 import { createPlainClient, createPlainServer, type PlainServerOptions } from './plain.ts';
-import { createScramSha256Client, createScramSha256Server, type ScramServerOptions } from './scram.ts';
+import { createScramSha256Server, type ScramServerOptions } from './scram.ts';
+import { createScramSha256Client } from './scram-client.ts';
 import type { SaslClient, SaslServer, SaslVerifier } from './types.ts';
 
 export * from './cram-md5.ts';
@@ -25,6 +26,7 @@ export * from './oauth.ts';
 export * from './plain.ts';
 export * from './saslprep.ts';
 export * from './scram.ts';
+export * from './scram-client.ts';
 export * from './types.ts';
 export { decodeSaslName, encodeSaslName } from './util.ts';
 
