@@ -95,8 +95,8 @@ export async function sendMessage(s: CommandSession, info: MessageInfo, topLines
 
 /**
  * The read loop of a large message: the next piece is read (in the thread pool) while the current one is
- * encoded and handed to the socket; each piece is one write. No streams, no per-chunk promises beyond the
- * read itself, no strings.
+ * encoded, and encoded while the previous one drains to the socket; each piece is one write. No streams, and
+ * per piece only the read and the drain as promises.
  */
 async function streamFile(s: CommandSession, info: MessageInfo, file: MessageFile, enc: DotEncoder): Promise<void> {
   let pos = 0;
@@ -104,6 +104,9 @@ async function streamFile(s: CommandSession, info: MessageInfo, file: MessageFil
     const buf = Buffer.allocUnsafe(LARGE_READ);
     return file.read(buf, 0, LARGE_READ, at).then((n) => buf.subarray(0, n));
   };
+  // Three pieces at most in hand: one being written (until the socket drains), one being encoded meanwhile, one
+  // being read ahead. Encoding while the previous piece drains keeps both the CPU and the socket busy.
+  let writing: Promise<void> = Promise.resolve();
   try {
     let next = readAt(0);
     for (;;) {
@@ -112,9 +115,12 @@ async function streamFile(s: CommandSession, info: MessageInfo, file: MessageFil
       pos += chunk.length;
       next = readAt(pos);
       next.catch(() => {}); // handled when awaited; do not let an early close leave it unobserved
-      await s.write(enc.write(chunk));
+      const out = enc.write(chunk);
+      await writing;
+      writing = s.write(out);
       if (enc.finished) break;
     }
+    await writing;
     if (!s.isClosed) await s.write(enc.end());
   } catch (err) {
     // The +OK is already out, so no -ERR can follow: the only honest answer is to close the connection.
