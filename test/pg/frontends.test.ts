@@ -169,6 +169,10 @@ if (skip) {
         nodes.push({ port, lmtpPort, config: writeConfig(name, port, lmtpPort), proc: undefined as never, out: '' });
       }
       const cfg = nodes[0].config;
+      // Before the schema exists a server refuses to start, and says what to run.
+      const refused = postern(['serve', '--config', cfg]);
+      assert.notEqual(refused.status, 0);
+      assert.match(refused.stderr, /schema is missing.*postern db migrate/);
       const m = postern(['db', 'migrate', '--config', cfg]);
       assert.equal(m.status, 0, m.stderr);
       assert.match(m.stdout, /schema migrated from version 0 to 1/);

@@ -50,6 +50,10 @@ export const DEFAULT_LEASE_MS = 60_000;
 /** Small bodies fetched ahead per maildrop (readSmall): at most this many octets and messages at a time. */
 const PREFETCH_BYTES = 512 * 1024;
 const PREFETCH_MAX_MESSAGES = 64;
+/** Messages up to this size (transmitted) are fetched ahead. */
+const PREFETCH_SMALL = 128 * 1024;
+/** The first batch: a client that retrieves one message pays at most this many small bodies more. */
+const PREFETCH_FIRST_BATCH = 16;
 
 export class PostgresStore implements MailStore {
   readonly pool: pg.Pool;
@@ -350,10 +354,10 @@ export class PostgresMaildrop implements Maildrop {
   /**
    * Small bodies fetched ahead for the RETRs that usually follow (a client downloading its mailbox asks for
    * 1, 2, 3, …): one round trip serves a run of messages. Bounded by PREFETCH_BYTES per maildrop; the batch
-   * grows (1, 2, 4, … 64 messages) only while the client keeps reading in order.
+   * grows (16, 32, 64 messages) only while the client keeps reading in order.
    */
   private readonly prefetched = new Map<string, Buffer>();
-  private nextBatch = 1;
+  private nextBatch = PREFETCH_FIRST_BATCH;
 
   async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
     this.assertUsable();
@@ -399,7 +403,8 @@ export class PostgresMaildrop implements Maildrop {
     let bytes = this.messages[start]?.size ?? 0;
     for (let i = start + 1; i < this.messages.length && out.length < this.nextBatch; i++) {
       const m = this.messages[i];
-      if (m.size > maxBytes) continue;
+      // The caller's limit is this message's size; the others count as small up to PREFETCH_SMALL.
+      if (m.size > Math.max(maxBytes, PREFETCH_SMALL)) continue;
       if (bytes + m.size > PREFETCH_BYTES) break;
       bytes += m.size;
       out.push(m.id);
