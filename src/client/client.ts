@@ -10,9 +10,8 @@
  * a timeout or a broken connection close without QUIT, so the server deletes nothing.
  */
 import type { Duplex } from 'node:stream';
-import type { TLSSocket, ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { SaslClient } from '../auth/sasl/types.ts';
-import { isValidUidl } from '../mail/uidl.ts';
 import {
   type AuthMechanism,
   type AuthOptions,
@@ -24,7 +23,7 @@ import {
   saslLines,
 } from './auth.ts';
 import { Capabilities } from './capabilities.ts';
-import { Connection, type DebugFn, type RetrieveSink } from './connection.ts';
+import { Connection, type RetrieveSink } from './connection.ts';
 import {
   Pop3AbortError,
   Pop3AuthError,
@@ -36,66 +35,18 @@ import {
   Pop3TlsError,
 } from './errors.ts';
 import type { MessageStream } from './message.ts';
+import { checkMsn, MAX_MSN, parseListLine, parseUidlLine } from './replies.ts';
 import { saslClientFor, saslMechanismsAvailable } from './sasl.ts';
 import { openImplicitTls, openTcp, type TlsInfo, type TlsParams, tlsInfo, upgradeToTls } from './transport.ts';
+import type { ConnectOptions, ListEntry, MessageInfo, StatResult, UidlEntry } from './types.ts';
 
-export type TlsMode = 'implicit' | 'starttls' | 'none';
-
-export interface ConnectOptions {
-  host: string;
-  /** Default: 995 for implicit TLS, 110 otherwise. */
-  port?: number;
-  /** 'implicit' (RFC 8314, port 995), 'starttls' (STLS on 110, RFC 2595), or 'none' (cleartext, explicit only). */
-  tls: TlsMode;
-  /** Log in as part of connect(). Without it the client stays in AUTHORIZATION; call login() yourself. */
-  auth?: AuthOptions;
-  /** Allow mechanisms that send the password or token itself (USER, PLAIN, LOGIN, OAuth) without TLS. */
-  allowInsecureAuth?: boolean;
-  /** Bound on connecting, the TLS handshake, and each wait for server bytes. Default 60 s. */
-  timeoutMs?: number;
-  /** Aborting closes the connection at once, without QUIT (nothing is deleted), and fails what is pending. */
-  signal?: AbortSignal;
-  /** Extra options for tls.connect (ca, cert, key, minVersion…). Verification stays on unless you turn it off here. */
-  tlsOptions?: TlsConnectionOptions;
-  /** Accept exactly these certificates (SHA-256 of the DER, hex, colons optional) instead of CA verification. */
-  pinSha256?: string | readonly string[];
-  /**
-   * Commands in flight when the server advertises PIPELINING (RFC 2449 §6.6). true (default) = 16, false = off.
-   * Servers that do not advertise it always get one command at a time.
-   */
-  pipelining?: boolean | number;
-  /** Send UTF8 (RFC 6856) before logging in when the server advertises it. */
-  utf8?: boolean;
-  /** Gets every protocol line (C = client, S = server). Passwords, digests and SASL payloads are redacted. */
-  debug?: DebugFn;
-  /** An already-connected transport instead of host/port (tests, proxies). TLS, when asked for, runs over it. */
-  socket?: Duplex;
-}
-
-export interface StatResult {
-  count: number;
-  size: number;
-}
-export interface ListEntry {
-  number: number;
-  size: number;
-}
-export interface UidlEntry {
-  number: number;
-  uidl: string;
-}
-export interface MessageInfo {
-  number: number;
-  uidl: string;
-  size: number;
-}
+export type { ConnectOptions, ListEntry, MessageInfo, StatResult, TlsMode, UidlEntry } from './types.ts';
 
 export type ClientState = 'AUTHORIZATION' | 'TRANSACTION' | 'CLOSED';
 
 export const DEFAULT_TIMEOUT_MS = 60_000;
 /** Pipelining window: enough to hide round trips, small enough that a failure does not leave much in the air. */
 export const DEFAULT_PIPELINE_WINDOW = 16;
-const MAX_MSN = 2 ** 31 - 1;
 
 export class Pop3Client {
   /** The server's greeting text after "+OK ". */
@@ -463,24 +414,4 @@ export class Pop3Client {
     this._state = 'CLOSED';
     this.removeAbort();
   }
-}
-
-function checkMsn(n: number): string {
-  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_MSN) {
-    throw new RangeError(`message number must be an integer from 1 to ${MAX_MSN}, got ${n}`);
-  }
-  return String(n);
-}
-
-function parseListLine(verb: string, text: string): ListEntry {
-  const m = /^(\d+) (\d+)/.exec(text);
-  if (!m) throw new Pop3ProtocolError(`${verb}: unparsable scan listing ${JSON.stringify(text.slice(0, 80))}`);
-  return { number: Number(m[1]), size: Number(m[2]) };
-}
-
-function parseUidlLine(text: string): UidlEntry {
-  const m = /^(\d+) (\S+)\s*$/.exec(text);
-  if (!m || !isValidUidl(m[2]))
-    throw new Pop3ProtocolError(`UIDL: unparsable unique-id listing ${JSON.stringify(text.slice(0, 80))}`);
-  return { number: Number(m[1]), uidl: m[2] };
 }
