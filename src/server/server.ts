@@ -8,7 +8,7 @@ import { BlockList, createServer as createNetServer, isIP, type Server as NetSer
 import { type SecureContext, TLSSocket } from 'node:tls';
 import type { BearerVerifier } from '../auth/sasl/jwt.ts';
 import { SCRAM_DEFAULT_ITERATIONS } from '../auth/sasl/scram.ts';
-import { RespCode } from '../protocol/errors.ts';
+import { Pop3Error, RespCode } from '../protocol/errors.ts';
 import { normalizeAddress, parseCidr } from './address.ts';
 import { commands } from './commands/index.ts';
 import type { Policy, ServerContext, ServerHooks, SessionHandle, SessionSettings } from './context.ts';
@@ -239,7 +239,7 @@ export class Pop3Server {
         `connection refused: ${why}`,
       );
       if (config.tls === 'implicit' && !proxiedTls) socket.destroy();
-      else socket.end(`-ERR [${RespCode.SysTemp}] ${why}, try again later.\r\n`);
+      else socket.end(`${new Pop3Error(`${why}, try again later.`, RespCode.SysTemp).toLine()}\r\n`);
     };
     if (this.closing) return refuse('server shutting down');
     if (this.sessions.size + this.pending >= this.sessionLimit) return refuse('too many connections');
