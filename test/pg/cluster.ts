@@ -175,6 +175,12 @@ export async function startTestPg(): Promise<TestPg> {
     throw e;
   }
   process.once('exit', onExit);
+  // A test file stopped by a signal (the runner's timeout, Ctrl-C) must not leave the cluster running either.
+  const onSignal = (signal: NodeJS.Signals) => {
+    onExit();
+    process.kill(process.pid, signal);
+  };
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, onSignal);
   const adminUrl = `postgres://postern@127.0.0.1:${port}/postgres`;
   const newDatabase = () => createDatabase(adminUrl);
   const url = await newDatabase();
@@ -193,6 +199,7 @@ export async function startTestPg(): Promise<TestPg> {
     start,
     async close() {
       process.removeListener('exit', onExit);
+      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeListener(sig, onSignal);
       onExit();
     },
   };
