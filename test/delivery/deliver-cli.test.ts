@@ -5,6 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { sortByDelivery } from '../helpers/maildir-order.ts';
 import { BIN } from '../helpers/realServer.ts';
 import { immutable, mutable, run } from './helpers.ts';
 
@@ -14,9 +15,7 @@ describe('postern deliver', () => {
   const newDir = (user: string) => join(dir, 'mail', user, 'Maildir', 'new');
   const stored = (user: string) => {
     try {
-      return readdirSync(newDir(user))
-        .sort()
-        .map((n) => readFileSync(join(newDir(user), n), 'latin1'));
+      return sortByDelivery(readdirSync(newDir(user))).map((n) => readFileSync(join(newDir(user), n), 'latin1'));
     } catch {
       return [];
     }

@@ -10,6 +10,7 @@ import { UsersFile } from '../../src/delivery/users.ts';
 import { silentLogger } from '../../src/observability/log.ts';
 import { MaildirStore } from '../../src/storage/maildir/store.ts';
 import type { MailStore } from '../../src/storage/types.ts';
+import { sortByDelivery } from '../helpers/maildir-order.ts';
 import { BIN } from '../helpers/realServer.ts';
 
 export interface SwaksResult {
@@ -104,7 +105,7 @@ export async function startTestLmtp(opts: TestLmtpOptions): Promise<TestLmtp> {
       const d = join(root, user, 'Maildir', 'new');
       let names: string[];
       try {
-        names = readdirSync(d).sort();
+        names = sortByDelivery(readdirSync(d));
       } catch {
         return [];
       }
