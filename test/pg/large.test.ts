@@ -180,9 +180,11 @@ if (skip) {
     assert.ok(octets > SIZE, `${octets} octets retrieved`);
     assert.equal(got.digest('hex'), sent.digest('hex'));
     const grown = peakRss(pid) - baseline;
-    // Never the whole message (a 256 KiB chunk at a time; what remains is garbage V8 collects lazily: about
-    // 70 MB measured here, the same for larger messages).
-    assert.ok(grown < SIZE * 0.9, `the server's peak memory grew by ${Math.round(grown / MB)} MB for a 100 MB message`);
+    // Never the whole message: a 256 KiB chunk at a time. What remains is garbage V8 collects lazily, 76-88 MB
+    // measured on a quiet machine (about 47 MB of it while the message comes in over LMTP, the rest during the
+    // RETR); a server that held the message would grow by its size plus that. The garbage itself is an open
+    // gap of issue 12 (the bound here is what the design guarantees, not what we want it to be).
+    assert.ok(grown < SIZE, `the server's peak memory grew by ${Math.round(grown / MB)} MB for a 100 MB message`);
     process.stderr.write(`# 100 MB message: server peak RSS grew by ${Math.round(grown / MB)} MB\n`);
   });
 }
