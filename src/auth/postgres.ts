@@ -11,8 +11,8 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { Quota, QuotaSource } from '../delivery/quota.ts';
 import { pgError } from '../storage/postgres/pool.ts';
+import type { Quota, QuotaSource } from '../storage/types.ts';
 import { assertMailboxId } from '../storage/types.ts';
 import { timingSafeEqualStrings } from './compare.ts';
 import { CredentialCache, type CredentialCacheOptions } from './credential-cache.ts';

@@ -10,13 +10,12 @@ import { PasswdFileAuthenticator } from '../auth/passwd.ts';
 import { PostgresUserDb } from '../auth/postgres.ts';
 import type { Authenticator } from '../auth/types.ts';
 import type { Config, PostgresConfig } from '../config/config.ts';
-import type { QuotaSource } from '../delivery/quota.ts';
 import { UsersFile } from '../delivery/users.ts';
 import { MaildirStore } from '../storage/maildir/store.ts';
 import { createPgPool } from '../storage/postgres/pool.ts';
 import { assertSchema } from '../storage/postgres/schema.ts';
 import { PostgresStore } from '../storage/postgres/store.ts';
-import type { MailStore } from '../storage/types.ts';
+import type { MailStore, QuotaSource } from '../storage/types.ts';
 
 /** A user database the server can log users in with, reload on SIGHUP, and close. */
 export type UserDatabase = Authenticator & { reload(): Promise<void> };

@@ -10,13 +10,12 @@ import type { Authenticator } from '../auth/types.ts';
 import type { Config } from '../config/config.ts';
 import { DeliveryAgent, type DeliveryHooks } from '../delivery/agent.ts';
 import { type LmtpConfig, LmtpListener } from '../delivery/lmtp.ts';
-import type { QuotaSource } from '../delivery/quota.ts';
 import { startClusterMetricsEndpoint, startMetricsEndpoint } from '../observability/endpoint.ts';
 import { instrumentStore, Metrics } from '../observability/metrics.ts';
 import { ClusterCoordinator, LocalCoordinator, serveCoordinator } from '../server/coordinator.ts';
 import { HOOK_LABELS, Pop3Server, type TlsMaterial } from '../server/server.ts';
 import { SharedPenaltyCoordinator } from '../storage/postgres/penalty.ts';
-import type { MailStore } from '../storage/types.ts';
+import type { MailStore, QuotaSource } from '../storage/types.ts';
 import { Databases, openDeliveryUsers, openMailStore, openUserDatabase, type UserDatabase } from './backends.ts';
 
 export interface Running {

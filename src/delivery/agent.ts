@@ -16,8 +16,9 @@ import type { Authenticator } from '../auth/types.ts';
 import { TraceHeaders } from '../mail/headers.ts';
 import { CrlfToLf } from '../mail/transforms.ts';
 import { silentLogger } from '../observability/log.ts';
+import type { Quota, QuotaSource } from '../storage/types.ts';
 import { isStorageError, type MailboxStats, type MailStore, QuotaExceededError } from '../storage/types.ts';
-import { hasLimit, NO_QUOTA, type Quota, QuotaLimiter, type QuotaSource, quotaRefusal } from './quota.ts';
+import { hasLimit, NO_QUOTA, QuotaLimiter, quotaRefusal } from './quota.ts';
 import { candidateUsers, DEFAULT_RECIPIENT_RULES, type RecipientRules } from './recipients.ts';
 
 export interface Recipient {

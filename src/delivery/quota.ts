@@ -13,14 +13,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { SizeCounter } from '../mail/size.ts';
-import { type MailboxStats, StorageError } from '../storage/types.ts';
-
-export interface Quota {
-  /** Octets as transmitted; 0 means no limit. */
-  readonly bytes: number;
-  /** Messages; 0 means no limit. */
-  readonly messages: number;
-}
+import { type MailboxStats, type Quota, type QuotaSource, StorageError } from '../storage/types.ts';
 
 export const NO_QUOTA: Quota = Object.freeze({ bytes: 0, messages: 0 });
 
@@ -60,10 +53,6 @@ export function quotaFromExtraFields(extra: readonly string[], defaults: Quota):
 }
 
 /** Where delivery learns each user's quota. */
-export interface QuotaSource {
-  quotaOf(user: string): Promise<Quota>;
-}
-
 /** The same quota for everyone. */
 export class FixedQuota implements QuotaSource {
   constructor(private readonly quota: Quota) {}

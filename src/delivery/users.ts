@@ -13,7 +13,8 @@ import { stat } from 'node:fs/promises';
 import { readPasswdFile, stampOf } from '../auth/passwd-file.ts';
 import type { PasswdEntry } from '../auth/passwd-format.ts';
 import type { Principal } from '../auth/types.ts';
-import { type Quota, type QuotaSource, quotaFromExtraFields } from './quota.ts';
+import type { Quota, QuotaSource } from '../storage/types.ts';
+import { quotaFromExtraFields } from './quota.ts';
 
 export class UsersFile implements QuotaSource {
   private users: ReadonlyMap<string, PasswdEntry> = new Map();

@@ -94,7 +94,7 @@ export interface DeliverOptions {
    * with concurrent deliveries (PostgreSQL: in the inserting transaction; Maildir: under the mailbox's delivery
    * lock); they refuse with QuotaExceededError. The memory store leaves it to the delivery agent.
    */
-  readonly quota?: { readonly bytes: number; readonly messages: number };
+  readonly quota?: Quota;
   /**
    * Keep this UIDL instead of making one (moving mail between stores, `postern store migrate`). A store
    * refuses with StorageError('perm') a UIDL it cannot keep or one the mailbox already has.
@@ -162,4 +162,20 @@ export function assertMailboxId(id: string): void {
     id.includes('..') ||
     /[\x00-\x1f\x7f]/.test(id);
   if (bad) throw new StorageError('perm', `invalid mailbox id ${JSON.stringify(id)}`);
+}
+
+/**
+ * A mailbox's quota, in the store's terms: every store enforces it at delivery, and user databases (the
+ * passwd-file, PostgreSQL) say what it is, so it lives here rather than in delivery/.
+ */
+export interface Quota {
+  /** Octets as transmitted; 0 means no limit. */
+  readonly bytes: number;
+  /** Messages; 0 means no limit. */
+  readonly messages: number;
+}
+
+/** Where a user's quota comes from (the users file, the database, or one value for everyone). */
+export interface QuotaSource {
+  quotaOf(user: string): Promise<Quota>;
 }
