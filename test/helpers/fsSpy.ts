@@ -104,25 +104,18 @@ export async function installFsSpy(): Promise<FsSpy> {
         return fd;
       }) as typeof orig,
   );
-  wrap(
-    fs,
-    'fsyncSync',
-    (orig) =>
-      ((fd: number) => {
-        events.push({ op: 'fsync', path: fdPath.get(fd) ?? `fd ${fd}` });
-        return orig(fd);
-      }) as typeof orig,
-  );
   // fdatasync makes a file's contents durable as fsync does (the metadata it skips is not needed to read them).
-  wrap(
-    fs,
-    'fdatasyncSync',
-    (orig) =>
-      ((fd: number) => {
-        events.push({ op: 'fsync', path: fdPath.get(fd) ?? `fd ${fd}` });
-        return orig(fd);
-      }) as typeof orig,
-  );
+  for (const op of ['fsyncSync', 'fdatasyncSync'] as const) {
+    wrap(
+      fs,
+      op,
+      (orig) =>
+        ((fd: number) => {
+          events.push({ op: 'fsync', path: fdPath.get(fd) ?? `fd ${fd}` });
+          return orig(fd);
+        }) as typeof orig,
+    );
+  }
   wrap(
     fs,
     'writeSync',

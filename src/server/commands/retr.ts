@@ -84,10 +84,7 @@ export async function sendMessage(s: CommandSession, info: MessageInfo, topLines
     }
     await s.write(enc.end());
   } catch (err) {
-    // The +OK is already out, so no -ERR can follow: the only honest answer is to close the connection.
-    // Nothing is deleted, since the session never reaches UPDATE.
-    s.log.error({ err, uidl: info.uidl }, 'message read failed mid-stream');
-    s.destroy('read failure');
+    failedMidStream(s, info, err);
   } finally {
     stream.destroy();
   }
@@ -123,11 +120,17 @@ async function streamFile(s: CommandSession, info: MessageInfo, file: MessageFil
     await writing;
     if (!s.isClosed) await s.write(enc.end());
   } catch (err) {
-    // The +OK is already out, so no -ERR can follow: the only honest answer is to close the connection.
-    // Nothing is deleted, since the session never reaches UPDATE.
-    s.log.error({ err, uidl: info.uidl }, 'message read failed mid-stream');
-    s.destroy('read failure');
+    failedMidStream(s, info, err);
   }
+}
+
+/**
+ * A read that fails after the +OK went out: no -ERR can follow it, so the only honest answer is to close the
+ * connection. Nothing is deleted, since the session never reaches UPDATE.
+ */
+function failedMidStream(s: CommandSession, info: MessageInfo, err: unknown): void {
+  s.log.error({ err, uidl: info.uidl }, 'message read failed mid-stream');
+  s.destroy('read failure');
 }
 
 /** Reads the whole file once and counts its transmitted size. */
