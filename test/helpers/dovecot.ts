@@ -19,10 +19,11 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { skipUnlessCi } from './peers.ts';
+import { freePort } from './realServer.ts';
 import { testCert } from './server.ts';
 
 export const DOVECOT = '/usr/sbin/dovecot';
@@ -52,18 +53,6 @@ export interface DovecotInstance {
 const NOBODY = 65534;
 const NOGROUP = 65534;
 const WAIT_MS = 15_000;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForPort(port: number, deadline: number, proc: ChildProcess, logs: () => string): Promise<void> {
   for (;;) {

@@ -3,7 +3,7 @@
  * config, user file, Maildir tree and certificate, for interop tests with clients nobody here wrote.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -11,16 +11,45 @@ import { testCert } from './server.ts';
 
 export const BIN = resolve(import.meta.dirname, '../../bin/postern.js');
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+/** Can a listener bind `port` on 127.0.0.1 right now? */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((res) => {
     const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => res(port));
-    });
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
   });
+}
+
+/** The first port of the kernel's ephemeral range, where port 0 and outgoing connections take theirs. */
+function ephemeralStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(first) && first > 12_000) return first;
+  } catch {}
+  return 32_768;
+}
+
+const handedOut = new Set<number>();
+
+/**
+ * A free port for a server a test starts (it binds the port itself, later). Not port 0: the kernel picks that
+ * from the ephemeral range, the range every outgoing connection of a test run (PostgreSQL clients, LMTP and
+ * soak connections) takes its local port from, so between this check and the server's bind an outgoing socket
+ * could take it (seen in CI as EADDRINUSE). Below that range only listeners bind; a random pick among some
+ * 20 000 ports, never the same twice in a process, makes two test files choosing one port unlikely.
+ */
+export async function freePort(): Promise<number> {
+  const low = 10_000;
+  const high = ephemeralStart();
+  for (let i = 0; i < 100; i++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (handedOut.has(port)) continue;
+    if (await canBind(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port found in ${low}-${high - 1}`);
 }
 
 export interface RealServer {
