@@ -1,0 +1,272 @@
+/**
+ * A maildrop of the PostgreSQL store: the snapshot taken at login, bodies read in chunks (or small ones
+ * fetched ahead in batches), the lease renewed while it lives, and QUIT's deletions in one transaction that
+ * first checks, under the lease row's lock, that the lease is still ours and unexpired, so a holder that lost
+ * it (database unreachable past the expiry, taken over by another node) deletes nothing.
+ */
+import { Readable } from 'node:stream';
+import type pg from 'pg';
+import { type Maildrop, type MaildropState, type MessageInfo, StorageError } from '../types.ts';
+import { inTransaction, pgError } from './pool.ts';
+
+/** Small bodies fetched ahead per maildrop (readSmall): at most this many octets and messages at a time. */
+const PREFETCH_BYTES = 512 * 1024;
+const PREFETCH_MAX_MESSAGES = 64;
+/** Messages up to this size (transmitted) are fetched ahead. */
+const PREFETCH_SMALL = 128 * 1024;
+/** The first batch: a client that retrieves one message pays at most this many small bodies more. */
+const PREFETCH_FIRST_BATCH = 16;
+
+/** What a maildrop needs of its store. */
+export interface MaildropHost {
+  readonly pool: pg.Pool;
+  readonly leaseMs: number;
+  forget(drop: PostgresMaildrop): void;
+  dropLease(mailboxId: string, owner: string): Promise<void>;
+}
+
+interface BodyRow {
+  raw_size: string;
+  chunks: number;
+  data: Buffer | null;
+}
+
+export class PostgresMaildrop implements Maildrop {
+  private released = false;
+  /** Set when a renewal found the lease gone or expired: nothing may be committed any more. */
+  private lost = false;
+  private readonly ids: ReadonlySet<string>;
+  private readonly timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: MaildropHost,
+    readonly mailboxId: string,
+    readonly messages: readonly MessageInfo[],
+    /** The lease owner string, or null for a maildrop opened with lock: false. */
+    private readonly owner: string | null,
+  ) {
+    this.ids = new Set(messages.map((m) => m.id));
+    if (owner !== null) {
+      this.timer = setInterval(() => void this.renew(), Math.max(250, Math.floor(store.leaseMs / 3)));
+      this.timer.unref();
+    }
+  }
+
+  /** Extends the lease; a database error is retried at the next tick (the expiry is the safety net). */
+  private async renew(): Promise<void> {
+    if (this.released || this.lost || this.owner === null) return;
+    try {
+      const r = await this.store.pool.query(
+        `update maildrop_leases set expires_at = now() + $3 * interval '1 millisecond'
+         where mailbox_id = $1 and owner = $2 and expires_at > now()`,
+        [this.mailboxId, this.owner, this.store.leaseMs],
+      );
+      if (r.rowCount === 0) this.lost = true;
+    } catch {
+      // retried at the next tick
+    }
+  }
+
+  /** The message row and its first chunk in one round trip; notfound when it is not (or no longer) there. */
+  private async head(id: string): Promise<BodyRow> {
+    this.assertUsable();
+    if (!this.ids.has(id)) throw new StorageError('notfound', 'no such message');
+    let r: pg.QueryResult<BodyRow>;
+    try {
+      r = await this.store.pool.query<BodyRow>(
+        `select m.raw_size, m.chunks, c.data from messages m
+           left join message_chunks c on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
+         where m.mailbox_id = $1 and m.message_id = $2`,
+        [this.mailboxId, id],
+      );
+    } catch (e) {
+      throw pgError(e, 'read');
+    }
+    const row = r.rows[0];
+    if (!row) throw new StorageError('notfound', 'no such message');
+    return row;
+  }
+
+  async open(id: string): Promise<Readable> {
+    const row = await this.head(id);
+    const { pool } = this.store;
+    const mailboxId = this.mailboxId;
+    const total = row.chunks;
+    const first = row.data;
+    // One chunk per statement, fetched when the consumer asks for more: memory stays at about one chunk.
+    async function* chunks(): AsyncGenerator<Buffer> {
+      if (total === 0) return;
+      if (first === null) throw new StorageError('notfound', 'message removed while being read');
+      yield first;
+      for (let seq = 1; seq < total; seq++) {
+        let r: pg.QueryResult<{ data: Buffer }>;
+        try {
+          r = await pool.query<{ data: Buffer }>(
+            'select data from message_chunks where mailbox_id = $1 and message_id = $2 and seq = $3',
+            [mailboxId, id, seq],
+          );
+        } catch (e) {
+          throw pgError(e, 'read');
+        }
+        if (r.rows.length === 0) throw new StorageError('notfound', 'message removed while being read');
+        yield r.rows[0].data;
+      }
+    }
+    return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
+  }
+
+  /**
+   * Small bodies fetched ahead for the RETRs that usually follow (a client downloading its mailbox asks for
+   * 1, 2, 3, …): one round trip serves a run of messages. Bounded by PREFETCH_BYTES per maildrop; the batch
+   * grows (16, 32, 64 messages) only while the client keeps reading in order.
+   */
+  private readonly prefetched = new Map<string, Buffer>();
+  private nextBatch = PREFETCH_FIRST_BATCH;
+
+  async readSmall(id: string, maxBytes: number): Promise<Buffer | null> {
+    this.assertUsable();
+    const hit = this.prefetched.get(id);
+    if (hit !== undefined) {
+      this.prefetched.delete(id);
+      return hit.length <= maxBytes ? hit : null;
+    }
+    if (!this.ids.has(id)) throw new StorageError('notfound', 'no such message');
+    this.prefetched.clear();
+    const batch = this.batchFrom(id, maxBytes);
+    if (batch.length > 1) {
+      let r: pg.QueryResult<{ message_id: string; raw_size: string; chunks: number; data: Buffer | null }>;
+      try {
+        r = await this.store.pool.query(
+          `select m.message_id::text, m.raw_size, m.chunks, c.data from messages m
+             left join message_chunks c on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
+           where m.mailbox_id = $1 and m.message_id = any($2::bigint[])`,
+          [this.mailboxId, batch],
+        );
+      } catch (e) {
+        throw pgError(e, 'read');
+      }
+      this.nextBatch = Math.min(PREFETCH_MAX_MESSAGES, this.nextBatch * 2);
+      let mine: Buffer | null | undefined;
+      for (const row of r.rows) {
+        const body = row.chunks === 0 ? Buffer.alloc(0) : row.chunks === 1 ? row.data : null;
+        if (row.message_id === id) mine = body !== null && body.length <= maxBytes ? body : null;
+        else if (body !== null) this.prefetched.set(row.message_id, body);
+      }
+      if (mine === undefined) throw new StorageError('notfound', 'no such message');
+      if (mine !== null) return mine;
+    } else {
+      this.nextBatch = Math.min(PREFETCH_MAX_MESSAGES, this.nextBatch * 2);
+    }
+    return this.readSmallOne(id, maxBytes);
+  }
+
+  /** `id` and the messages after it in the snapshot, while they fit the batch and PREFETCH_BYTES. */
+  private batchFrom(id: string, maxBytes: number): string[] {
+    const start = this.messages.findIndex((m) => m.id === id);
+    const out = [id];
+    let bytes = this.messages[start]?.size ?? 0;
+    for (let i = start + 1; i < this.messages.length && out.length < this.nextBatch; i++) {
+      const m = this.messages[i];
+      // The caller's limit is this message's size; the others count as small up to PREFETCH_SMALL.
+      if (m.size > Math.max(maxBytes, PREFETCH_SMALL)) continue;
+      if (bytes + m.size > PREFETCH_BYTES) break;
+      bytes += m.size;
+      out.push(m.id);
+    }
+    return out;
+  }
+
+  private async readSmallOne(id: string, maxBytes: number): Promise<Buffer | null> {
+    const row = await this.head(id);
+    if (Number(row.raw_size) > maxBytes) return null;
+    if (row.chunks === 0) return Buffer.alloc(0);
+    if (row.chunks === 1 && row.data !== null) return row.data;
+    try {
+      const r = await this.store.pool.query<{ data: Buffer }>(
+        'select data from message_chunks where mailbox_id = $1 and message_id = $2 order by seq',
+        [this.mailboxId, id],
+      );
+      if (r.rows.length !== row.chunks) throw new StorageError('notfound', 'message removed while being read');
+      return Buffer.concat(r.rows.map((x) => x.data));
+    } catch (e) {
+      throw pgError(e, 'read');
+    }
+  }
+
+  async commit(deletedIds: readonly string[]): Promise<void> {
+    this.assertUsable();
+    if (this.lost) throw new StorageError('temp', 'maildrop lock lost (lease expired); nothing deleted');
+    const ids = [...new Set(deletedIds.filter((id) => this.ids.has(id)))];
+    // Nothing to delete: nothing to commit, and no round trip (the QUIT of a polling client).
+    if (ids.length === 0) return;
+    this.prefetched.clear();
+    await inTransaction(this.store.pool, 'commit', async (c) => {
+      if (this.owner !== null) {
+        const lease = await c.query(
+          'select 1 from maildrop_leases where mailbox_id = $1 and owner = $2 and expires_at > now() for update',
+          [this.mailboxId, this.owner],
+        );
+        if (lease.rowCount !== 1) {
+          this.lost = true;
+          throw new StorageError('temp', 'maildrop lock lost (lease expired); nothing deleted');
+        }
+      }
+      const gone = await c.query<{ n: string; bytes: string | null }>(
+        `with d as (delete from messages where mailbox_id = $1 and message_id = any($2::bigint[]) returning size)
+         select count(*)::text as n, sum(size)::text as bytes from d`,
+        [this.mailboxId, ids],
+      );
+      await c.query('delete from message_chunks where mailbox_id = $1 and message_id = any($2::bigint[])', [
+        this.mailboxId,
+        ids,
+      ]);
+      const n = Number(gone.rows[0].n);
+      if (n > 0) {
+        await c.query('update mailboxes set messages = messages - $2, bytes = bytes - $3 where mailbox_id = $1', [
+          this.mailboxId,
+          n,
+          Number(gone.rows[0].bytes ?? 0),
+        ]);
+      }
+    });
+  }
+
+  async readState(): Promise<MaildropState> {
+    this.assertUsable();
+    try {
+      const r = await this.store.pool.query<{ state: MaildropState }>(
+        'select state from mailboxes where mailbox_id = $1',
+        [this.mailboxId],
+      );
+      return r.rows[0]?.state ?? {};
+    } catch (e) {
+      throw pgError(e, 'state');
+    }
+  }
+
+  async writeState(state: MaildropState): Promise<void> {
+    this.assertUsable();
+    try {
+      await this.store.pool.query(
+        `insert into mailboxes (mailbox_id, state) values ($1, $2)
+         on conflict (mailbox_id) do update set state = excluded.state`,
+        [this.mailboxId, JSON.stringify(state)],
+      );
+    } catch (e) {
+      throw pgError(e, 'state');
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    this.prefetched.clear();
+    if (this.timer) clearInterval(this.timer);
+    this.store.forget(this);
+    if (this.owner !== null && !this.lost) await this.store.dropLease(this.mailboxId, this.owner);
+  }
+
+  private assertUsable(): void {
+    if (this.released) throw new StorageError('temp', 'maildrop was released');
+  }
+}
