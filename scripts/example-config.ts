@@ -5,7 +5,8 @@
  * `node --import tsx scripts/example-config.ts > postern.example.toml`; test/ops/example-config.test.ts
  * checks that the file in the repository covers every key of the schema and is a valid config.
  */
-import { type Field, schema } from '../src/config/schema.ts';
+import { schema } from '../src/config/schema.ts';
+import type { Field } from '../src/toml/schema.ts';
 
 type Value = string | number | boolean | readonly string[];
 

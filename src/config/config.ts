@@ -1,16 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { LmtpConfig } from '../delivery/lmtp.ts';
-import type { RecipientLookup } from '../delivery/recipients.ts';
 import { parseCidr } from '../server/address.ts';
-import type { Limits, ListenerConfig, ListenerTls, Policy } from '../server/options.ts';
+import type { Limits, ListenerConfig, Policy } from '../server/options.ts';
 import { parseExpireDays } from '../server/policy.ts';
-import { lineOf, parseTomlDocument } from '../toml/engine.ts';
-import { type Field, SERVER_SASL_MECHANISMS, schema } from './schema.ts';
+import { parseTomlDocument } from '../toml/engine.ts';
+import { allHandled, checkDocument } from '../toml/schema.ts';
+import { type ConfigFile, SERVER_SASL_MECHANISMS, schema } from './schema.ts';
 
 export { parseCidr } from '../server/address.ts';
 export type { ListenerConfig, ListenerTls } from '../server/options.ts';
 
+/**
+ * The configuration as the layers take it (their own option types, durations in ms, paths resolved), mapped
+ * from `ConfigFile`, the file as checked against the schema (src/config/schema.ts).
+ */
 export interface Config {
   readonly server: {
     readonly hostname?: string;
@@ -24,12 +28,12 @@ export interface Config {
   readonly tls?: {
     readonly cert: string;
     readonly key: string;
-    readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+    readonly minVersion: ConfigFile['tls']['min_version'];
     readonly clientCa?: string;
-    readonly clientCertUser: 'CN' | 'emailAddress';
+    readonly clientCertUser: ConfigFile['tls']['client_cert_user'];
   };
   readonly storage: {
-    readonly driver: 'maildir' | 'postgres';
+    readonly driver: ConfigFile['storage']['driver'];
     readonly root: string;
     readonly layout: string;
     readonly syncSmallReads: boolean;
@@ -37,7 +41,7 @@ export interface Config {
     readonly postgres: PostgresConfig;
   };
   readonly auth: {
-    readonly driver: 'passwd-file' | 'postgres';
+    readonly driver: ConfigFile['auth']['driver'];
     /** The user database's PostgreSQL connection when driver = "postgres" (url defaults to storage.url). */
     readonly postgres: PostgresConfig;
     readonly usersFile: string;
@@ -64,7 +68,7 @@ export interface Config {
   readonly policy: Policy;
   readonly certificates: readonly { readonly names: readonly string[]; readonly cert: string; readonly key: string }[];
   readonly proxy: { readonly trusted: readonly string[]; readonly timeoutMs: number };
-  readonly log: { readonly level: string };
+  readonly log: { readonly level: ConfigFile['log']['level'] };
   /** The LMTP listener; undefined when neither a port nor a socket is configured. */
   readonly lmtp?: LmtpConfig;
   readonly quota: QuotaConfig;
@@ -81,6 +85,7 @@ export interface PostgresConfig {
 
 export type { LmtpConfig } from '../delivery/lmtp.ts';
 export type { RecipientLookup } from '../delivery/recipients.ts';
+export type { ConfigFile } from './schema.ts';
 
 /** Default limits of every mailbox; 0 means no limit. */
 export interface QuotaConfig {
@@ -102,232 +107,190 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-type Raw = Record<string, unknown>;
-
-function describe(v: unknown): string {
-  if (Array.isArray(v)) return 'an array';
-  if (v === null) return 'null';
-  if (v instanceof Date) return 'a date';
-  return typeof v === 'object' ? 'a table' : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-function checkField(name: string, f: Field, v: unknown, where: () => string): unknown {
-  const bad = (want: string) => new ConfigError(`${where()}: "${name}" must be ${want}, got ${describe(v)}`);
-  if (v === undefined) return 'default' in f ? f.default : undefined;
-  switch (f.type) {
-    case 'string':
-      if (typeof v !== 'string') throw bad('a string');
-      if (f.enum && !f.enum.includes(v)) throw bad(`one of ${f.enum.map((e) => `"${e}"`).join(', ')}`);
-      return v;
-    case 'boolean':
-      if (typeof v !== 'boolean') throw bad('true or false');
-      return v;
-    case 'integer':
-    case 'number': {
-      const n = typeof v === 'bigint' ? Number(v) : v;
-      if (typeof n !== 'number' || Number.isNaN(n)) throw bad(f.type === 'integer' ? 'an integer' : 'a number');
-      if (f.type === 'integer' && !Number.isInteger(n)) throw bad('an integer');
-      if (f.min !== undefined && n < f.min) throw bad(`at least ${f.min}`);
-      if (f.max !== undefined && n > f.max) throw bad(`at most ${f.max}`);
-      return n;
-    }
-    case 'string[]':
-      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw bad('an array of strings');
-      return v;
-  }
-}
-
-function checkTable(
-  source: string,
-  file: string,
-  tableName: string,
-  fields: Readonly<Record<string, Field>>,
-  raw: Raw,
-  index?: number,
-): Raw {
-  const out: Raw = {};
-  const at = (key: string | null) => {
-    const line = lineOf(source, tableName, key, index ?? 0);
-    return `${file}${line ? `:${line}` : ''}`;
-  };
-  const label = index === undefined ? `[${tableName}]` : `[[${tableName}]] #${index + 1}`;
-  for (const key of Object.keys(raw)) {
-    if (!(key in fields)) {
-      throw new ConfigError(`${at(key)}: unknown key "${key}" in ${label} (known: ${Object.keys(fields).join(', ')})`);
-    }
-  }
-  for (const [key, f] of Object.entries(fields)) {
-    out[key] = checkField(`${tableName}.${key}`, f, raw[key], () => at(key));
-  }
-  return out;
-}
-
-/** Parses and validates TOML text. `file` is used in messages and to resolve relative paths. */
+/**
+ * Parses and validates TOML text. `file` is used in messages and to resolve relative paths. Each section of
+ * the checked file is taken apart key by key and the rest handed to `allHandled`: a key added to the schema
+ * and not mapped here does not compile.
+ */
 export function parseConfig(source: string, file = 'postern.toml'): Config {
-  const doc: Raw = parseTomlDocument(source, file, (m) => new ConfigError(m));
+  const doc = parseTomlDocument(source, file, (m) => new ConfigError(m));
+  const c: ConfigFile = checkDocument(schema, doc, source, file, (m) => new ConfigError(m));
   const base = dirname(resolve(file));
   const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  const t: Record<string, Raw | Raw[]> = {};
-  for (const key of Object.keys(doc)) {
-    if (!(key in schema)) {
-      const line = lineOf(source, key, null) ?? lineOf(source, null, key);
-      throw new ConfigError(
-        `${file}${line ? `:${line}` : ''}: unknown key or table "${key}" (known: ${Object.keys(schema).join(', ')})`,
-      );
-    }
-  }
-  for (const [name, spec] of Object.entries(schema)) {
-    const raw = doc[name];
-    if (spec.kind === 'array') {
-      if (raw !== undefined && !Array.isArray(raw)) {
-        throw new ConfigError(`${file}: "${name}" must be an array of tables ([[${name}]])`);
-      }
-      t[name] = ((raw as Raw[] | undefined) ?? []).map((r, i) => checkTable(source, file, name, spec.fields, r, i));
-    } else {
-      if (raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw) || raw === null)) {
-        throw new ConfigError(`${file}: "${name}" must be a table ([${name}])`);
-      }
-      t[name] = checkTable(source, file, name, spec.fields, (raw as Raw | undefined) ?? {});
-    }
-  }
-  const s = t.server as Raw;
-  const listen = (t.listen as Raw[]).map((l, i) => {
-    if (l.port === undefined) throw new ConfigError(`${file}: [[listen]] #${i + 1} needs a "port"`);
-    return {
-      address: l.address as string,
-      port: l.port as number,
-      tls: l.tls as ListenerTls,
-      proxyProtocol: l.proxy_protocol as boolean,
-    };
+  const optionalPath = (p: string | undefined) => (p === undefined ? undefined : path(p));
+  const ms = (seconds: number) => Math.round(seconds * 1000);
+  const fail = (message: string) => new ConfigError(`${file}: ${message}`);
+
+  const listen = c.listen.map(({ address, port, tls, proxy_protocol, ...rest }): ListenerConfig => {
+    allHandled(rest);
+    return { address, port, tls, proxyProtocol: proxy_protocol };
   });
-  const tlsRaw = t.tls as Raw;
-  let tls: Config['tls'];
-  if (tlsRaw.cert !== undefined || tlsRaw.key !== undefined) {
-    if (tlsRaw.cert === undefined || tlsRaw.key === undefined) {
-      throw new ConfigError(`${file}: [tls] needs both "cert" and "key"`);
-    }
-    tls = {
-      cert: path(tlsRaw.cert as string),
-      key: path(tlsRaw.key as string),
-      minVersion: tlsRaw.min_version as 'TLSv1.2' | 'TLSv1.3',
-      clientCa: tlsRaw.client_ca === undefined ? undefined : path(tlsRaw.client_ca as string),
-      clientCertUser: tlsRaw.client_cert_user as 'CN' | 'emailAddress',
-    };
-  }
+  const tls = tlsOf(c.tls, path, fail);
   if (!tls && listen.some((l) => l.tls !== 'none')) {
-    throw new ConfigError(`${file}: a listener uses TLS ("implicit" or "starttls") but [tls] has no cert and key`);
+    throw fail('a listener uses TLS ("implicit" or "starttls") but [tls] has no cert and key');
   }
-  const st = t.storage as Raw;
-  if (!(st.layout as string).includes('%u')) throw new ConfigError(`${file}: storage.layout must contain %u`);
-  const pgOf = (url: string | undefined): PostgresConfig => {
-    if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
-      throw new ConfigError(`${file}: a PostgreSQL url must start with postgres:// or postgresql://`);
+  const { trusted, timeout, ...proxyRest } = c.proxy;
+  allHandled(proxyRest);
+  for (const cidr of trusted) {
+    if (!parseCidr(cidr)) throw fail(`proxy.trusted: "${cidr}" is not a CIDR like "10.0.0.0/8"`);
+  }
+  if (listen.some((l) => l.proxyProtocol) && trusted.length === 0) {
+    throw fail('a listener has proxy_protocol = true but proxy.trusted is empty');
+  }
+  const { driver, root, url, pool_size, statement_timeout, lease, layout, sync_small_reads, ...storageRest } =
+    c.storage;
+  allHandled(storageRest);
+  if (!layout.includes('%u')) throw fail('storage.layout must contain %u');
+  const pgOf = (pgUrl: string | undefined): PostgresConfig => {
+    if (pgUrl !== undefined && !/^postgres(ql)?:\/\//.test(pgUrl)) {
+      throw fail('a PostgreSQL url must start with postgres:// or postgresql://');
     }
-    return {
-      url,
-      poolSize: st.pool_size as number,
-      statementTimeoutMs: Math.round((st.statement_timeout as number) * 1000),
-      leaseMs: Math.round((st.lease as number) * 1000),
-    };
+    return { url: pgUrl, poolSize: pool_size, statementTimeoutMs: ms(statement_timeout), leaseMs: ms(lease) };
   };
-  const lim = t.limits as Raw;
-  const px = t.proxy as Raw;
-  for (const cidr of px.trusted as string[]) {
-    if (!parseCidr(cidr)) throw new ConfigError(`${file}: proxy.trusted: "${cidr}" is not a CIDR like "10.0.0.0/8"`);
-  }
-  if (listen.some((l) => l.proxyProtocol) && (px.trusted as string[]).length === 0) {
-    throw new ConfigError(`${file}: a listener has proxy_protocol = true but proxy.trusted is empty`);
-  }
-  const sec = (k: string) => Math.round((lim[k] as number) * 1000);
-  const lm = t.lmtp as Raw;
-  let lmtp: LmtpConfig | undefined;
-  if (lm.port !== undefined && lm.socket !== undefined) {
-    throw new ConfigError(`${file}: [lmtp] takes "port" or "socket", not both`);
-  }
-  if (lm.port !== undefined || lm.socket !== undefined) {
-    const mode = lm.socket_mode as string;
-    if (!/^0?[0-7]{3}$/.test(mode)) throw new ConfigError(`${file}: lmtp.socket_mode must be octal like "0660"`);
-    lmtp = {
-      address: lm.address as string,
-      port: lm.port as number | undefined,
-      socket: lm.socket === undefined ? undefined : path(lm.socket as string),
-      socketMode: Number.parseInt(mode, 8),
-      hostname: lm.hostname as string | undefined,
-      maxMessageSize: lm.max_message_size as number,
-      maxRecipients: lm.max_recipients as number,
-      maxConnections: lm.max_connections as number,
-      idleTimeoutMs: Math.round((lm.idle_timeout as number) * 1000),
-      recipientLookup: lm.recipient_lookup as RecipientLookup,
-      recipientDelimiter: lm.recipient_delimiter as string,
-    };
-  }
-  const q = t.quota as Raw;
-  const me = t.metrics as Raw;
+  const { level, ...logRest } = c.log;
+  allHandled(logRest);
+  const { bytes, messages, tempfail, ...quotaRest } = c.quota;
+  allHandled(quotaRest);
+  const { login_delay, expire, ...policyRest } = c.policy;
+  allHandled(policyRest);
   return {
-    server: {
-      hostname: s.hostname as string | undefined,
-      greeting: s.greeting as string,
-      implementation: s.implementation as boolean,
-      allowPlaintextAuth: s.allow_plaintext_auth as boolean,
-      loopbackIsSecure: s.loopback_is_secure as boolean,
-      workers: s.workers as number,
-    },
+    server: serverOf(c.server),
     listen,
     tls,
-    storage: {
-      driver: st.driver as 'maildir' | 'postgres',
-      postgres: pgOf(st.url as string | undefined),
-      root: path(st.root as string),
-      layout: st.layout as string,
-      syncSmallReads: st.sync_small_reads as boolean,
-    },
-    auth: {
-      driver: (t.auth as Raw).driver as 'passwd-file' | 'postgres',
-      postgres: pgOf(((t.auth as Raw).url as string | undefined) ?? (st.url as string | undefined)),
-      usersFile: path((t.auth as Raw).users_file as string),
-      mechanisms: checkMechanisms((t.auth as Raw).mechanisms as string[], file),
-      apop: (t.auth as Raw).apop as boolean,
-      cacheSize: (t.auth as Raw).cache_size as number,
-      cacheTtlMs: Math.round(((t.auth as Raw).cache_ttl as number) * 1000),
-      scramIterations: (t.auth as Raw).scram_iterations as number,
-    },
-    oauth: oauthOf(t.oauth as Raw, file, path),
-    limits: {
-      maxLineLength: lim.max_line_length as number,
-      maxAuthLineLength: lim.max_auth_line_length as number,
-      idleTimeoutAuthMs: sec('idle_timeout_auth'),
-      idleTimeoutMs: sec('idle_timeout'),
-      maxBadCommands: lim.max_bad_commands as number,
-      maxConnections: lim.max_connections as number,
-      maxConnectionsPerAddress: lim.max_connections_per_address as number,
-      maxAuthFailures: lim.max_auth_failures as number,
-      failedLoginDelayMs: sec('failed_login_delay'),
-      failedLoginMaxDelayMs: sec('failed_login_max_delay'),
-      shutdownGraceMs: sec('shutdown_grace'),
-      tlsHandshakeTimeoutMs: sec('tls_handshake_timeout'),
-    },
-    policy: {
-      loginDelaySeconds: (t.policy as Raw).login_delay as number,
-      expireDays: parseExpire((t.policy as Raw).expire as string, file),
-    },
-    certificates: (t.certificate as Raw[]).map((c, i) => {
-      if (c.cert === undefined || c.key === undefined || (c.names as string[]).length === 0) {
-        throw new ConfigError(`${file}: [[certificate]] #${i + 1} needs "names", "cert" and "key"`);
+    storage: { driver, postgres: pgOf(url), root: path(root), layout, syncSmallReads: sync_small_reads },
+    auth: authOf(c.auth, url, pgOf, path, fail),
+    oauth: oauthOf(c.oauth, path, fail),
+    limits: limitsOf(c.limits, ms),
+    policy: { loginDelaySeconds: login_delay, expireDays: parseExpire(expire, file) },
+    certificates: c.certificate.map(({ names, cert, key, ...rest }, i) => {
+      allHandled(rest);
+      if (cert === undefined || key === undefined || names.length === 0) {
+        throw fail(`[[certificate]] #${i + 1} needs "names", "cert" and "key"`);
       }
-      return { names: c.names as string[], cert: path(c.cert as string), key: path(c.key as string) };
+      return { names, cert: path(cert), key: path(key) };
     }),
-    proxy: { trusted: px.trusted as string[], timeoutMs: Math.round((px.timeout as number) * 1000) },
-    log: { level: (t.log as Raw).level as string },
-    lmtp,
-    quota: { bytes: q.bytes as number, messages: q.messages as number, tempfail: q.tempfail as boolean },
-    metrics: {
-      enabled: me.enabled as boolean,
-      address: me.address as string,
-      port: me.port as number,
-      processMetrics: me.process_metrics as boolean,
-      maxConnections: me.max_connections as number,
-    },
+    proxy: { trusted, timeoutMs: ms(timeout) },
+    log: { level },
+    lmtp: lmtpOf(c.lmtp, optionalPath, ms, fail),
+    quota: { bytes, messages, tempfail },
+    metrics: metricsOf(c.metrics),
   };
+}
+
+type Fail = (message: string) => ConfigError;
+
+function serverOf(s: ConfigFile['server']): Config['server'] {
+  const { hostname, greeting, implementation, allow_plaintext_auth, loopback_is_secure, workers, ...rest } = s;
+  allHandled(rest);
+  return {
+    hostname,
+    greeting,
+    implementation,
+    allowPlaintextAuth: allow_plaintext_auth,
+    loopbackIsSecure: loopback_is_secure,
+    workers,
+  };
+}
+
+function tlsOf(t: ConfigFile['tls'], path: (p: string) => string, fail: Fail): Config['tls'] {
+  const { cert, key, client_ca, client_cert_user, min_version, ...rest } = t;
+  allHandled(rest);
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) throw fail('[tls] needs both "cert" and "key"');
+  return {
+    cert: path(cert),
+    key: path(key),
+    minVersion: min_version,
+    clientCa: client_ca === undefined ? undefined : path(client_ca),
+    clientCertUser: client_cert_user,
+  };
+}
+
+function authOf(
+  a: ConfigFile['auth'],
+  storageUrl: string | undefined,
+  pgOf: (url: string | undefined) => PostgresConfig,
+  path: (p: string) => string,
+  fail: Fail,
+): Config['auth'] {
+  const { driver, users_file, url, mechanisms, apop, cache_size, cache_ttl, scram_iterations, ...rest } = a;
+  allHandled(rest);
+  return {
+    driver,
+    postgres: pgOf(url ?? storageUrl),
+    usersFile: path(users_file),
+    mechanisms: checkMechanisms(mechanisms, fail),
+    apop,
+    cacheSize: cache_size,
+    cacheTtlMs: Math.round(cache_ttl * 1000),
+    scramIterations: scram_iterations,
+  };
+}
+
+function limitsOf(l: ConfigFile['limits'], ms: (seconds: number) => number): Limits {
+  const {
+    max_line_length,
+    max_auth_line_length,
+    idle_timeout_auth,
+    idle_timeout,
+    max_bad_commands,
+    max_connections,
+    max_connections_per_address,
+    max_auth_failures,
+    failed_login_delay,
+    failed_login_max_delay,
+    tls_handshake_timeout,
+    shutdown_grace,
+    ...rest
+  } = l;
+  allHandled(rest);
+  return {
+    maxLineLength: max_line_length,
+    maxAuthLineLength: max_auth_line_length,
+    idleTimeoutAuthMs: ms(idle_timeout_auth),
+    idleTimeoutMs: ms(idle_timeout),
+    maxBadCommands: max_bad_commands,
+    maxConnections: max_connections,
+    maxConnectionsPerAddress: max_connections_per_address,
+    maxAuthFailures: max_auth_failures,
+    failedLoginDelayMs: ms(failed_login_delay),
+    failedLoginMaxDelayMs: ms(failed_login_max_delay),
+    shutdownGraceMs: ms(shutdown_grace),
+    tlsHandshakeTimeoutMs: ms(tls_handshake_timeout),
+  };
+}
+
+function lmtpOf(
+  l: ConfigFile['lmtp'],
+  optionalPath: (p: string | undefined) => string | undefined,
+  ms: (seconds: number) => number,
+  fail: Fail,
+): LmtpConfig | undefined {
+  const { address, port, socket, socket_mode, hostname, max_message_size, max_recipients, ...more } = l;
+  const { max_connections, idle_timeout, recipient_lookup, recipient_delimiter, ...rest } = more;
+  allHandled(rest);
+  if (port !== undefined && socket !== undefined) throw fail('[lmtp] takes "port" or "socket", not both');
+  if (port === undefined && socket === undefined) return undefined;
+  if (!/^0?[0-7]{3}$/.test(socket_mode)) throw fail('lmtp.socket_mode must be octal like "0660"');
+  return {
+    address,
+    port,
+    socket: optionalPath(socket),
+    socketMode: Number.parseInt(socket_mode, 8),
+    hostname,
+    maxMessageSize: max_message_size,
+    maxRecipients: max_recipients,
+    maxConnections: max_connections,
+    idleTimeoutMs: ms(idle_timeout),
+    recipientLookup: recipient_lookup,
+    recipientDelimiter: recipient_delimiter,
+  };
+}
+
+function metricsOf(m: ConfigFile['metrics']): MetricsConfig {
+  const { enabled, address, port, process_metrics, max_connections, ...rest } = m;
+  allHandled(rest);
+  return { enabled, address, port, processMetrics: process_metrics, maxConnections: max_connections };
 }
 
 export function loadConfig(file: string): Config {
@@ -347,37 +310,34 @@ export function parseExpire(v: string, where = 'expire'): number | 'never' {
   throw new ConfigError(`${where}: policy.expire must be "never" or a number of days, got "${v}"`);
 }
 
-function checkMechanisms(list: string[], file: string): string[] {
+function checkMechanisms(list: readonly string[], fail: Fail): string[] {
   const out = list.map((m) => m.toUpperCase());
   for (const m of out) {
     if (!SERVER_SASL_MECHANISMS.includes(m)) {
-      throw new ConfigError(`${file}: auth.mechanisms: unknown "${m}" (known: ${SERVER_SASL_MECHANISMS.join(', ')})`);
+      throw fail(`auth.mechanisms: unknown "${m}" (known: ${SERVER_SASL_MECHANISMS.join(', ')})`);
     }
   }
   return out;
 }
 
-function oauthOf(o: Raw, file: string, path: (p: string) => string): Config['oauth'] {
-  const command = o.command as string[];
-  const jwks = o.jwks_file !== undefined || o.jwks_url !== undefined;
+function oauthOf(o: ConfigFile['oauth'], path: (p: string) => string, fail: Fail): Config['oauth'] {
+  const { jwks_file, jwks_url, issuer, audience, user_claim, strip_domain, command, ...rest } = o;
+  allHandled(rest);
+  const jwks = jwks_file !== undefined || jwks_url !== undefined;
   if (command.length > 0) {
-    if (jwks) throw new ConfigError(`${file}: [oauth] takes a JWKS or a command, not both`);
+    if (jwks) throw fail('[oauth] takes a JWKS or a command, not both');
     return { kind: 'command', command };
   }
   if (!jwks) return undefined;
-  if (o.jwks_file !== undefined && o.jwks_url !== undefined) {
-    throw new ConfigError(`${file}: [oauth] takes jwks_file or jwks_url, not both`);
-  }
-  if (o.issuer === undefined || o.audience === undefined) {
-    throw new ConfigError(`${file}: [oauth] needs "issuer" and "audience" with a JWKS`);
-  }
+  if (jwks_file !== undefined && jwks_url !== undefined) throw fail('[oauth] takes jwks_file or jwks_url, not both');
+  if (issuer === undefined || audience === undefined) throw fail('[oauth] needs "issuer" and "audience" with a JWKS');
   return {
     kind: 'jwks',
-    jwksFile: o.jwks_file === undefined ? undefined : path(o.jwks_file as string),
-    jwksUrl: o.jwks_url as string | undefined,
-    issuer: o.issuer as string,
-    audience: o.audience as string,
-    userClaim: o.user_claim as string,
-    stripDomain: o.strip_domain as boolean,
+    jwksFile: jwks_file === undefined ? undefined : path(jwks_file),
+    jwksUrl: jwks_url,
+    issuer,
+    audience,
+    userClaim: user_claim,
+    stripDomain: strip_domain,
   };
 }

@@ -34,6 +34,19 @@ test('a wrong type is an error naming the key and its line', () => {
   );
   assert.throws(() => parseConfig('[bogus]\nx = 1\n', 'p.toml'), /p\.toml:1: unknown key or table "bogus"/);
   assert.throws(() => parseConfig('a = [1,\n', 'p.toml'), /p\.toml:\d+: /);
+  assert.throws(
+    () => parseConfig('[[listen]]\nport = 110\ntls = "none"\n\n[[listen]]\naddress = "::1"\n', 'p.toml'),
+    /^ConfigError: p\.toml:5: \[\[listen\]\] #2 needs "port"$/,
+  );
+  assert.throws(() => parseConfig('listen = 3\n', 'p.toml'), /p\.toml:1: "listen" must be an array of tables/);
+});
+
+test('checked values carry the schema types: enums, defaults, seconds to ms', () => {
+  const c = parseConfig('[[listen]]\nport = 110\ntls = "none"\n[storage]\nstatement_timeout = 1.5\n', '/p.toml');
+  assert.deepEqual(c.listen, [{ address: '127.0.0.1', port: 110, tls: 'none', proxyProtocol: false }]);
+  assert.equal(c.storage.postgres.statementTimeoutMs, 1500);
+  assert.equal(c.auth.usersFile, '/var/users');
+  assert.deepEqual(c.policy, { loginDelaySeconds: 0, expireDays: 'never' });
 });
 
 test('a TLS listener without a certificate is refused', () => {
