@@ -9,35 +9,21 @@
  * Safety: nothing marked with delete() is removed unless quit() succeeds (RFC 1939 §6); destroy(), an abort,
  * a timeout or a broken connection close without QUIT, so the server deletes nothing.
  */
-import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
-import type { SaslClient } from '../auth/sasl/types.ts';
-import {
-  type AuthMechanism,
-  type AuthOptions,
-  apopDigest,
-  asAuthError,
-  chooseMechanism,
-  fromSaslError,
-  resolveSecret,
-  saslLines,
-} from './auth.ts';
+import type { AuthMechanism, AuthOptions } from './auth.ts';
 import { Capabilities } from './capabilities.ts';
 import { Connection, type RetrieveSink } from './connection.ts';
 import {
   Pop3AbortError,
-  Pop3AuthError,
   Pop3ClientError,
   Pop3ClosedError,
   Pop3ErrorCode,
   Pop3ProtocolError,
   Pop3ResponseError,
-  Pop3TlsError,
 } from './errors.ts';
 import type { MessageStream } from './message.ts';
 import { checkMsn, MAX_MSN, parseListLine, parseUidlLine } from './replies.ts';
-import { saslClientFor, saslMechanismsAvailable } from './sasl.ts';
-import { openImplicitTls, openTcp, type TlsInfo, type TlsParams, tlsInfo, upgradeToTls } from './transport.ts';
+import { login, openTransport, startTls } from './setup.ts';
+import type { TlsInfo, TlsParams } from './transport.ts';
 import type { ConnectOptions, ListEntry, MessageInfo, StatResult, UidlEntry } from './types.ts';
 
 export type { ConnectOptions, ListEntry, MessageInfo, StatResult, TlsMode, UidlEntry } from './types.ts';
@@ -92,29 +78,8 @@ export class Pop3Client {
       throw new Pop3ClientError(Pop3ErrorCode.Options, "the tls option is required: 'implicit', 'starttls' or 'none'");
     }
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const port = options.port ?? (options.tls === 'implicit' ? 995 : 110);
-    const pins = options.pinSha256 === undefined ? undefined : [options.pinSha256].flat();
-    const tlsParams: TlsParams = { host: options.host, tlsOptions: options.tlsOptions, pinSha256: pins };
+    const { socket, tls, tlsParams } = await openTransport(options, timeoutMs);
     const signal = options.signal;
-    if (signal?.aborted) throw new Pop3AbortError(signal.reason);
-
-    let socket: Duplex;
-    let tls: TlsInfo | undefined;
-    if (options.socket) {
-      socket = options.socket;
-      if (options.tls === 'implicit') {
-        const s = await upgradeToTls(socket, tlsParams, timeoutMs, signal);
-        tls = tlsInfo(s);
-        socket = s;
-      }
-    } else if (options.tls === 'implicit') {
-      const s = await openImplicitTls(tlsParams, port, timeoutMs, signal);
-      tls = tlsInfo(s);
-      socket = s;
-    } else {
-      // A connection that stays plain reads into one reused buffer (see openTcp).
-      socket = await openTcp(options.host, port, timeoutMs, signal, { reuseBuffer: options.tls === 'none' });
-    }
 
     const conn = new Connection(socket, { timeoutMs, debug: options.debug });
     let client: Pop3Client | undefined;
@@ -187,57 +152,19 @@ export class Pop3Client {
   /** Logs in with the chosen (or strongest offered) mechanism, then re-reads CAPA. */
   async login(auth: AuthOptions): Promise<void> {
     this.expectState('AUTHORIZATION', 'login');
-    const mech = chooseMechanism(auth, {
-      caps: this.caps,
-      apopTimestamp: this.apopTimestamp,
-      secure: this.secure,
-      allowInsecureAuth: this.options.allowInsecureAuth ?? false,
-      saslAvailable: saslMechanismsAvailable(),
-    });
-    try {
-      if (mech === 'USER') {
-        const password = await resolveSecret(auth.password, 'password', mech);
-        await this.conn.single('USER', auth.user, { barrier: true });
-        await this.conn.single('PASS', password, { barrier: true, debugText: 'PASS <password redacted>' });
-      } else if (mech === 'APOP') {
-        const password = await resolveSecret(auth.password, 'password', mech);
-        const digest = apopDigest(this.apopTimestamp ?? '', password);
-        if (/\s/.test(auth.user)) throw new TypeError('APOP: the user name must not contain white space');
-        await this.conn.single('APOP', `${auth.user} ${digest}`, {
-          barrier: true,
-          debugText: `APOP ${auth.user} <digest redacted>`,
-        });
-      } else {
-        const secret =
-          mech === 'OAUTHBEARER' || mech === 'XOAUTH2'
-            ? await resolveSecret(auth.accessToken, 'access token', mech)
-            : await resolveSecret(auth.password, 'password', mech);
-        const client: SaslClient = saslClientFor(mech, {
-          user: auth.user,
-          secret,
-          authzid: auth.authzid,
-          host: this.options.host,
-          port: this.options.port,
-        });
-        const { first, onChallenge } = saslLines(client);
-        const ok = await this.conn.sasl(
-          first,
-          `AUTH ${mech}${first.length > `AUTH ${mech}`.length ? ' <redacted>' : ''}`,
-          onChallenge,
-        );
-        void ok; // RFC 5034: +OK carries no SASL data; SCRAM's server-final came as the last challenge.
-        try {
-          client.finish(null);
-        } catch (err) {
-          // The server claimed success without proving it knows the credentials (SCRAM): drop the session.
-          const e = new Pop3AuthError('AUTH', `${mech}: server not verified: ${(err as Error).message}`, undefined);
-          this.destroy(e);
-          throw e;
-        }
-      }
-    } catch (err) {
-      throw asAuthError(fromSaslError(err));
-    }
+    const mech = await login(
+      this.conn,
+      auth,
+      {
+        caps: this.caps,
+        apopTimestamp: this.apopTimestamp,
+        secure: this.secure,
+        allowInsecureAuth: this.options.allowInsecureAuth ?? false,
+        host: this.options.host,
+        port: this.options.port,
+      },
+      (e) => this.destroy(e),
+    );
     this._mechanism = mech;
     this._state = 'TRANSACTION';
     await this.capa();
@@ -371,20 +298,9 @@ export class Pop3Client {
 
   // --- internals -------------------------------------------------------------------------------------------------
 
-  /** RFC 2595 §4 STLS, then the handshake on the same socket, then CAPA again (§4: it may have changed). */
+  /** RFC 2595 §4 STLS and the handshake, then CAPA again (§4: it may have changed). */
   private async startTls(): Promise<void> {
-    try {
-      await this.conn.single('STLS', '', { barrier: true });
-    } catch (err) {
-      if (err instanceof Pop3ResponseError) {
-        throw new Pop3TlsError(`server refused STLS: ${err.message}`, { cause: err });
-      }
-      throw err;
-    }
-    const plain = this.conn.detachForUpgrade();
-    const s: TLSSocket = await upgradeToTls(plain, this.tlsParams, this.timeoutMs, this.options.signal);
-    this._tls = tlsInfo(s);
-    this.conn.attachUpgraded(s);
+    this._tls = await startTls(this.conn, this.tlsParams, this.timeoutMs, this.options.signal);
     await this.capa();
   }
 

@@ -1,27 +1,27 @@
 /**
- * The client side of the POP3 wire: writes commands, matches replies to them in order, decodes multi-line
- * bodies as they stream in. It owns one Duplex (a TCP or TLS socket, or a fake in tests) and knows nothing of
- * what the commands mean; client.ts does.
- *
- * Pipelining (RFC 2449 §6.6): commands wait in `queue`; up to `window` of them are written ahead of their
- * replies and sit in `inflight`, oldest first. Replies arrive in order, so the head of `inflight` owns the
- * next bytes. A window of 1 is the plain RFC 1939 one-at-a-time dialogue. Commands that change the session's
- * state or the transport (STLS, AUTH, USER, PASS, APOP, QUIT) are barriers: written only when nothing else is in
- * flight, and nothing is written after them until their reply is complete.
+ * The client side of the POP3 wire: writes commands, matches replies to them in order, frames each reply (status
+ * line, then a dot-terminated body for positive multi-line replies) as it streams in. It owns one Duplex (a TCP
+ * or TLS socket, or a fake in tests) and knows nothing of what the commands mean; client.ts does. The command
+ * queue and pipelining are in pipeline.ts, what each kind of body becomes in bodies.ts.
  */
 import type { Duplex } from 'node:stream';
-import { DotDecoder } from '../protocol/dot.ts';
 import { LineReader } from '../protocol/lineReader.ts';
+import { type BodyHost, bodyData, closeBody, openBody } from './bodies.ts';
+import { Pop3ClientError, Pop3ClosedError, Pop3ProtocolError, Pop3TimeoutError } from './errors.ts';
+import type { MessageStream } from './message.ts';
 import {
-  Pop3ClientError,
-  Pop3ClosedError,
-  Pop3ProtocolError,
-  Pop3ResponseError,
-  Pop3TimeoutError,
-  splitRespCode,
-} from './errors.ts';
-import { MessageStream } from './message.ts';
+  CommandPipeline,
+  type DebugFn,
+  type OkReply,
+  type Pending,
+  type ReplyKind,
+  type RetrieveSink,
+  settle,
+} from './pipeline.ts';
+import { clip, isPlainOk, parseStatus } from './status.ts';
 import { REUSED_BUFFER_READS, type ReusedBufferReads } from './transport.ts';
+
+export type { DebugFn, OkReply, RetrieveSink } from './pipeline.ts';
 
 const LF = 0x0a;
 const EMPTY = Buffer.alloc(0);
@@ -34,82 +34,17 @@ export const MAX_STATUS_LINE = 4096;
 /** Longest line in a LIST/UIDL/CAPA body (a UIDL line is at most ~82 octets; CAPA lines are short too). */
 export const MAX_LIST_LINE = 4096;
 
-export type DebugFn = (direction: 'C' | 'S', line: string) => void;
-
-/** The reply to a single-line command: the text after "+OK ". */
-export interface OkReply {
-  text: string;
-}
-
-/**
- * Where the bodies of many RETR (or TOP) replies go, without a stream or a promise per message: the connection
- * calls these in order, for message `index` of the list given to Connection.many(). Body bytes are dot-unstuffed
- * and byte-exact (CRLF as sent); `chunk` may be a view of the socket's buffer, valid during the call only unless
- * copied. A callback that throws closes the connection (the error fails the whole call): that is how a consumer
- * stops a server that sends more than it should. `end` may return a promise: nothing more is read until it
- * settles (a rejection closes the connection too).
- */
-export interface RetrieveSink {
-  /** The +OK for message `index` came; its body follows. */
-  begin?(index: number): void;
-  data(chunk: Buffer, index: number): void;
-  end(index: number): void | Promise<void>;
-}
-
-/** The shared state of one Connection.many() call. */
-interface SinkBatch {
-  sink: RetrieveSink;
-  error: Error | undefined;
-  /** One reply came (positive). */
-  one(): void;
-  reject(err: Error): void;
-}
-
-/** A many() run whose commands are not all in the queue yet. */
-interface Feeder {
-  verb: string;
-  args: readonly string[];
-  next: number;
-  batch: SinkBatch;
-  sink: boolean;
-}
-
-/** How the reply to a command is read. */
-type ReplyKind =
-  | { type: 'single' }
-  | { type: 'lines'; lines: string[]; reader: LineReader }
-  | { type: 'stream'; stream?: MessageStream; abandoned: boolean }
-  | { type: 'sasl'; onChallenge: (challenge: string) => Promise<string> }
-  | { type: 'sink'; batch: SinkBatch; index: number }
-  | { type: 'each'; batch: SinkBatch };
-
-interface Pending {
-  verb: string;
-  /** Bytes to write, CRLF included; null for the greeting (nothing to send). */
-  wire: Buffer | null;
-  /** What the debug hook sees instead of `wire` (passwords and SASL payloads replaced). */
-  debugText: string;
-  barrier: boolean;
-  kind: ReplyKind;
-  resolve(value: unknown): void;
-  reject(err: Error): void;
-  /** Reading the body of a positive multi-line reply. */
-  decoder?: DotDecoder;
-  settled: boolean;
-}
-
 export interface ConnectionOptions {
   timeoutMs: number;
   debug?: DebugFn;
 }
 
-export class Connection {
+export class Connection implements BodyHost {
   private socket: Duplex;
   private readonly lines = new LineReader({ maxLine: MAX_STATUS_LINE });
-  private readonly queue: Pending[] = [];
-  private readonly inflight: Pending[] = [];
-  private readonly feeders: Feeder[] = [];
-  private window = 1;
+  private readonly commands = new CommandPipeline();
+  /** Written commands whose replies are not complete, oldest first (the pipeline's). */
+  private readonly inflight: Pending[] = this.commands.inflight;
   private timer: NodeJS.Timeout | undefined;
   /** Socket paused because a message stream's consumer is behind. */
   private pausedForStream = false;
@@ -143,13 +78,11 @@ export class Connection {
 
   /** Replies not yet complete plus commands not yet sent. */
   get pending(): number {
-    let fed = 0;
-    for (const f of this.feeders) fed += f.args.length - f.next;
-    return this.inflight.length + this.queue.length + fed;
+    return this.commands.pending;
   }
 
   setWindow(window: number): void {
-    this.window = Math.max(1, Math.floor(window));
+    this.commands.setWindow(window);
     this.pump();
   }
 
@@ -189,59 +122,10 @@ export class Connection {
    * dropped, and the connection stays usable.
    */
   many(verb: string, args: readonly string[], sink?: RetrieveSink): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (this.failure) {
-        reject(this.failure);
-        return;
-      }
-      if (args.length === 0) {
-        resolve();
-        return;
-      }
-      for (const a of args) {
-        if (/[\r\n]/.test(a)) {
-          reject(new TypeError(`${verb}: arguments must not contain CR or LF`));
-          return;
-        }
-      }
-      let left = args.length;
-      const batch: SinkBatch = {
-        sink: sink ?? { data() {}, end() {} },
-        error: undefined,
-        one: () => {
-          if (--left === 0 && !batch.error) resolve();
-        },
-        reject: (err: Error) => {
-          if (batch.error) return;
-          batch.error = err;
-          reject(err);
-        },
-      };
-      // Commands are made as the window drains, not all at once: a run over 100 000 messages holds a window's
-      // worth of them, and the replies are settled by two functions shared by the whole run.
-      this.feeders.push({ verb, args, next: 0, batch, sink: sink !== undefined });
-      this.pump();
-    });
-  }
-
-  /** Moves commands of many() runs into the queue, as much as the window can use. */
-  private feed(): void {
-    while (this.feeders.length > 0 && this.queue.length < this.window) {
-      const f = this.feeders[0];
-      const i = f.next++;
-      if (f.next === f.args.length) this.feeders.shift();
-      const line = `${f.verb} ${f.args[i]}`;
-      this.queue.push({
-        verb: f.verb,
-        wire: Buffer.from(`${line}\r\n`, 'latin1'),
-        debugText: line,
-        barrier: false,
-        kind: f.sink ? { type: 'sink', batch: f.batch, index: i } : { type: 'each', batch: f.batch },
-        resolve: f.batch.one,
-        reject: f.batch.reject,
-        settled: false,
-      });
-    }
+    if (this.failure) return Promise.reject(this.failure);
+    const run = this.commands.run(verb, args, sink);
+    this.pump();
+    return run;
   }
 
   /**
@@ -333,61 +217,20 @@ export class Connection {
   }
 
   private enqueue(verb: string, line: string | null, debugText: string, barrier: boolean, kind: ReplyKind) {
-    return new Promise((resolve, reject) => {
-      if (this.failure) {
-        reject(this.failure);
-        return;
-      }
-      if (line !== null && /[\r\n]/.test(line)) {
-        // A CR or LF in an argument would smuggle a second command onto the wire.
-        reject(new TypeError(`${verb}: arguments must not contain CR or LF`));
-        return;
-      }
-      const p: Pending = {
-        verb,
-        wire: line === null ? null : Buffer.from(`${line}\r\n`, 'utf8'),
-        debugText,
-        barrier,
-        kind,
-        resolve,
-        reject,
-        settled: false,
-      };
-      this.queue.push(p);
-      this.pump();
-    });
+    if (this.failure) return Promise.reject(this.failure);
+    const reply = this.commands.add(verb, line, debugText, barrier, kind);
+    this.pump();
+    return reply;
   }
 
-  /**
-   * Writes queued commands while the window and the barriers allow, all in one write. Once the window is full it
-   * is refilled only when half of it has been answered, so a long pipelined run costs a write per half window,
-   * not one per command.
-   */
+  /** Writes the queued commands that the window and the barriers allow, all in one write. */
   private pump(): void {
     if (this.failure) return;
-    this.feed();
-    const busy0 = this.inflight.length;
-    if (busy0 > 1 && busy0 > this.window >> 1 && this.queue.length > 0 && !this.queue[0].barrier) return;
-    const wires: Buffer[] = [];
-    let taken = 0;
-    const queue = this.queue;
-    while (taken < queue.length) {
-      const next = queue[taken];
-      const busy = this.inflight.length;
-      if (busy > 0 && (next.barrier || this.inflight[busy - 1].barrier || busy >= this.window)) break;
-      taken++;
-      this.inflight.push(next);
-      if (next.wire) {
-        this.debug?.('C', next.debugText);
-        wires.push(next.wire);
-      }
-    }
-    if (taken > 0) queue.splice(0, taken);
-    if (this.feeders.length > 0 && queue.length < this.window) {
-      // Top the queue up for the next refill.
-      this.feed();
-    }
-    if (wires.length > 0) this.socket.write(wires.length === 1 ? wires[0] : Buffer.concat(wires));
+    const commands = this.commands;
+    commands.feed();
+    if (commands.holding) return;
+    const wire = commands.take(this.debug);
+    if (wire) this.socket.write(wire);
     this.armTimer();
   }
 
@@ -403,10 +246,10 @@ export class Connection {
       if (head?.decoder) {
         if (data.length === 0) return;
         const r = head.decoder.push(data);
-        this.body(head, r.data);
+        bodyData(this, head, r.data);
         if (!r.done) return;
         data = r.rest;
-        this.finishBody(head);
+        closeBody(this, head);
         continue;
       }
       // A status line. Only the bytes up to its LF go through the line reader; what follows (a body, the next
@@ -434,14 +277,15 @@ export class Connection {
   }
 
   /** A sink's end() for `head` returned a promise: stop reading until it settles, then settle `head`. */
-  private block(p: Promise<void>, head: Pending): void {
+  blockOn(p: Promise<void>, head: Pending): void {
+    this.inflight.shift();
     this.blocked = true;
     this.socket.pause();
     this.clearTimer();
     p.then(
       () => {
         this.blocked = false;
-        this.settle(head, null);
+        settle(head, null);
         if (this.failure) return;
         this.pump();
         this.socket.resume();
@@ -457,7 +301,7 @@ export class Connection {
       (err: unknown) => {
         this.blocked = false;
         const e = err instanceof Error ? err : new Error(String(err));
-        this.settle(head, e); // the caller sees the sink's own error
+        settle(head, e); // the caller sees the sink's own error
         this.destroy(err instanceof Pop3ClientError ? err : new Pop3ClosedError(e.message, { cause: err }));
       },
     );
@@ -467,122 +311,48 @@ export class Connection {
   private status(head: Pending, raw: Buffer): void {
     if (head.kind.type === 'sink' && !this.debug && isPlainOk(raw)) {
       // The common case of a pipelined RETR run, without the string work below.
-      const kind = head.kind;
-      head.decoder = new DotDecoder();
-      if (kind.batch.error) return; // a failed run: read the body, drop it
-      kind.batch.sink.begin?.(kind.index);
+      openBody(this, head, '');
       return;
     }
     const line = raw.toString('utf8');
     this.debug?.('S', line);
-    const ok = /^\+OK(?: |$)/i.test(line);
-    const err = /^-ERR(?: |$)/i.test(line);
-    if (head.kind.type === 'sasl' && !ok && line.startsWith('+')) {
-      // RFC 5034 §4: "+" SP base64 (or a bare "+" from lenient servers) asks for the next client response.
-      const challenge = line.slice(1).trimStart();
-      const { onChallenge } = head.kind;
-      onChallenge(challenge).then(
-        (answer) => {
-          if (this.failure || head.settled) return;
-          this.debug?.('C', answer === '*' ? '*' : '<sasl response redacted>');
-          this.socket.write(`${answer}\r\n`);
-        },
-        (e: unknown) => {
-          if (this.failure || head.settled) return;
-          // Cancel the exchange (RFC 5034 §4); the server answers -ERR, which settles with this error instead.
-          head.kind = { type: 'single' };
-          this.socket.write('*\r\n');
-          this.debug?.('C', '*');
-          this.settle(head, e instanceof Error ? e : new Error(String(e)));
-        },
-      );
-      return;
-    }
-    if (!ok && !err) throw new Pop3ProtocolError(`${head.verb}: unexpected reply ${JSON.stringify(clip(raw))}`);
-    const text = line.slice(ok ? 3 : 4).replace(/^ /, '');
-    if (err) {
-      const split = splitRespCode(text);
-      this.complete(head, new Pop3ResponseError(head.verb, split.text, split.respCode));
-      return;
-    }
-    const kind = head.kind;
-    switch (kind.type) {
-      case 'single':
-      case 'sasl':
-      case 'each':
-        this.complete(head, null, { text });
-        return;
-      case 'sink':
-        head.decoder = new DotDecoder();
-        if (!kind.batch.error) kind.batch.sink.begin?.(kind.index);
-        return;
-      case 'lines':
-        head.decoder = new DotDecoder();
-        head.resolve = wrapLines(head.resolve, text, kind.lines);
-        return;
-      case 'stream': {
-        head.decoder = new DotDecoder();
-        const stream = new MessageStream({
-          resume: () => this.resumeForStream(),
-          abandon: () => {
-            kind.abandoned = true;
-            this.resumeForStream();
-          },
-        });
-        kind.stream = stream;
-        this.settle(head, null, stream);
-        return;
-      }
-    }
+    const status = parseStatus(head, line, raw);
+    if (status.type === 'challenge') this.answer(head, status.challenge);
+    else if (status.type === 'err') this.complete(head, status.error);
+    else openBody(this, head, status.text);
   }
 
-  /** Decoded body bytes for `head`. */
-  private body(head: Pending, data: Buffer): void {
-    if (data.length === 0) return;
-    const kind = head.kind;
-    if (kind.type === 'lines') {
-      kind.reader.push(this.reused ? Buffer.from(data) : data);
-      for (let r = kind.reader.next(); r !== null; r = kind.reader.next()) {
-        if (r.kind === 'toolong') throw new Pop3ProtocolError(`${head.verb}: listing line too long`);
-        kind.lines.push(r.line.toString('utf8'));
-      }
-    } else if (kind.type === 'sink') {
-      if (!kind.batch.error) kind.batch.sink.data(data, kind.index);
-    } else if (kind.type === 'stream' && !kind.abandoned && kind.stream) {
-      // push() copies nothing; `data` may be a view of the socket's chunk, which Node never reuses, unless the
-      // transport reuses its one read buffer: then the consumer gets a copy.
-      if (!kind.stream.push(this.reused ? Buffer.from(data) : data) && !this.pausedForStream) {
-        this.pausedForStream = true;
-        this.socket.pause();
-      }
-    }
+  /** RFC 5034 §4: a "+ challenge" line asks for the next client response. */
+  private answer(head: Pending, challenge: string): void {
+    if (head.kind.type !== 'sasl') return;
+    head.kind.onChallenge(challenge).then(
+      (answer) => {
+        if (this.failure || head.settled) return;
+        this.debug?.('C', answer === '*' ? '*' : '<sasl response redacted>');
+        this.socket.write(`${answer}\r\n`);
+      },
+      (e: unknown) => {
+        if (this.failure || head.settled) return;
+        // Cancel the exchange (RFC 5034 §4); the server answers -ERR, which settles with this error instead.
+        head.kind = { type: 'single' };
+        this.socket.write('*\r\n');
+        this.debug?.('C', '*');
+        settle(head, e instanceof Error ? e : new Error(String(e)));
+      },
+    );
   }
 
-  private finishBody(head: Pending): void {
-    const kind = head.kind;
-    if (kind.type === 'lines') {
-      if (kind.reader.buffered > 0) kind.lines.push(kind.reader.takeRest().toString('utf8'));
-      this.complete(head, null);
-    } else if (kind.type === 'stream') {
-      if (kind.stream) {
-        kind.stream.complete = true;
-        if (!kind.abandoned) kind.stream.push(null);
-      }
-      this.resumeForStream();
-      this.complete(head, null);
-    } else if (kind.type === 'sink') {
-      const r = kind.batch.error ? undefined : kind.batch.sink.end(kind.index);
-      if (!r) {
-        this.complete(head, null);
-        return;
-      }
-      // The reply is complete, but the command is settled only when the sink is done with it.
-      this.inflight.shift();
-      this.block(r, head);
-    }
+  get reusedReads(): boolean {
+    return this.reused !== undefined;
   }
 
-  private resumeForStream(): void {
+  pauseForStream(): void {
+    if (this.pausedForStream) return;
+    this.pausedForStream = true;
+    this.socket.pause();
+  }
+
+  resumeForStream(): void {
     if (!this.pausedForStream) return;
     this.pausedForStream = false;
     if (!this.failure) this.socket.resume();
@@ -590,33 +360,17 @@ export class Connection {
   }
 
   /** The reply of the head command is complete: drop it, settle it, send what waited for it. */
-  private complete(head: Pending, err: Error | null, value?: unknown): void {
+  complete(head: Pending, err: Error | null, value?: unknown): void {
     this.inflight.shift();
-    this.settle(head, err, value);
+    settle(head, err, value);
     this.pump();
-  }
-
-  private settle(p: Pending, err: Error | null, value?: unknown): void {
-    if (p.settled) return;
-    p.settled = true;
-    if (err) p.reject(err);
-    else p.resolve(value);
   }
 
   private fail(err: Pop3ClientError): void {
     if (this.failure) return;
     this.failure = err;
     this.clearTimer();
-    for (const p of [...this.inflight, ...this.queue]) {
-      if (p.kind.type === 'stream' && p.kind.stream && !p.kind.stream.complete) {
-        p.kind.stream.complete = true;
-        p.kind.stream.destroy(err);
-      }
-      this.settle(p, err);
-    }
-    this.inflight.length = 0;
-    this.queue.length = 0;
-    for (const f of this.feeders.splice(0)) f.batch.reject(err);
+    this.commands.failAll(err);
     this.onClose?.(err);
   }
 
@@ -642,24 +396,3 @@ export class Connection {
     this.timer = undefined;
   }
 }
-
-/** "+OK", "+OK " or "+OK …" in any case (RFC 1939 §3: the status indicators are upper case; be lenient). */
-function isPlainOk(raw: Buffer): boolean {
-  return (
-    raw.length >= 3 &&
-    raw[0] === 0x2b &&
-    (raw[1] | 0x20) === 0x6f &&
-    (raw[2] | 0x20) === 0x6b &&
-    (raw.length === 3 || raw[3] === 0x20)
-  );
-}
-
-function wrapLines(resolve: (v: unknown) => void, text: string, lines: string[]) {
-  return () => resolve({ text, lines });
-}
-
-function clip(b: Buffer): string {
-  return b.subarray(0, 80).toString('latin1');
-}
-
-export { Pop3ResponseError };

@@ -2,7 +2,7 @@
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { AuthOptions } from './auth.ts';
-import type { DebugFn } from './connection.ts';
+import type { DebugFn } from './pipeline.ts';
 
 export type TlsMode = 'implicit' | 'starttls' | 'none';
 

@@ -1,0 +1,97 @@
+/**
+ * The bodies of positive multi-line replies (RFC 1939 §3), once the Connection has framed them: the dot-decoded
+ * bytes of a LIST/UIDL/CAPA listing become lines, a RETR/TOP body becomes a MessageStream or goes to a
+ * RetrieveSink. The Connection owns the socket and the order of replies; these functions say what each kind of
+ * reply does with its bytes.
+ */
+import { DotDecoder } from '../protocol/dot.ts';
+import { Pop3ProtocolError } from './errors.ts';
+import { MessageStream } from './message.ts';
+import { type Pending, settle } from './pipeline.ts';
+
+/** What the body functions need of the Connection. */
+export interface BodyHost {
+  /** The transport reuses its read buffer: bytes kept beyond a call must be copied (see openTcp). */
+  readonly reusedReads: boolean;
+  /** The head command's reply is complete: drop it, settle it, send what waited for it. */
+  complete(head: Pending, err: Error | null, value?: unknown): void;
+  /** A message stream's consumer is behind: stop reading the socket. */
+  pauseForStream(): void;
+  resumeForStream(): void;
+  /** A sink's end() returned a promise: the reply is complete, but read nothing more until it settles. */
+  blockOn(p: Promise<void>, head: Pending): void;
+}
+
+/** +OK came for a command whose positive reply has a body: get ready to read it. */
+export function openBody(host: BodyHost, head: Pending, text: string): void {
+  const kind = head.kind;
+  switch (kind.type) {
+    case 'sink':
+      head.decoder = new DotDecoder();
+      if (!kind.batch.error) kind.batch.sink.begin?.(kind.index);
+      return;
+    case 'lines':
+      head.decoder = new DotDecoder();
+      head.resolve = wrapLines(head.resolve, text, kind.lines);
+      return;
+    case 'stream': {
+      head.decoder = new DotDecoder();
+      const stream = new MessageStream({
+        resume: () => host.resumeForStream(),
+        abandon: () => {
+          kind.abandoned = true;
+          host.resumeForStream();
+        },
+      });
+      kind.stream = stream;
+      settle(head, null, stream);
+      return;
+    }
+    default:
+      host.complete(head, null, { text });
+  }
+}
+
+/** Decoded body bytes for `head`. */
+export function bodyData(host: BodyHost, head: Pending, data: Buffer): void {
+  if (data.length === 0) return;
+  const kind = head.kind;
+  if (kind.type === 'lines') {
+    kind.reader.push(host.reusedReads ? Buffer.from(data) : data);
+    for (let r = kind.reader.next(); r !== null; r = kind.reader.next()) {
+      if (r.kind === 'toolong') throw new Pop3ProtocolError(`${head.verb}: listing line too long`);
+      kind.lines.push(r.line.toString('utf8'));
+    }
+  } else if (kind.type === 'sink') {
+    if (!kind.batch.error) kind.batch.sink.data(data, kind.index);
+  } else if (kind.type === 'stream' && !kind.abandoned && kind.stream) {
+    // push() copies nothing; `data` may be a view of the socket's chunk, which Node never reuses, unless the
+    // transport reuses its one read buffer: then the consumer gets a copy.
+    if (!kind.stream.push(host.reusedReads ? Buffer.from(data) : data)) host.pauseForStream();
+  }
+}
+
+/** The terminating "." of `head`'s body was read. */
+export function closeBody(host: BodyHost, head: Pending): void {
+  const kind = head.kind;
+  if (kind.type === 'lines') {
+    if (kind.reader.buffered > 0) kind.lines.push(kind.reader.takeRest().toString('utf8'));
+    host.complete(head, null);
+  } else if (kind.type === 'stream') {
+    if (kind.stream) {
+      kind.stream.complete = true;
+      if (!kind.abandoned) kind.stream.push(null);
+    }
+    host.resumeForStream();
+    host.complete(head, null);
+  } else if (kind.type === 'sink') {
+    const r = kind.batch.error ? undefined : kind.batch.sink.end(kind.index);
+    if (!r) host.complete(head, null);
+    // The reply is complete, but the command is settled only when the sink is done with it.
+    else host.blockOn(r, head);
+  }
+}
+
+function wrapLines(resolve: (v: unknown) => void, text: string, lines: string[]) {
+  return () => resolve({ text, lines });
+}
