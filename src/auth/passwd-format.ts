@@ -23,6 +23,7 @@
  */
 import { mailboxIdProblem, userNameProblem } from './names.ts';
 import { parseStoredPassword, plaintextOf, type StoredPassword } from './schemes.ts';
+import { extraFieldPairs, parseUserSettings, type UserSettingProblem, type UserSettings } from './user-settings.ts';
 
 /**
  * One line of the file, as read. `raw` is the exact text, without its `\n`, used when rewriting; a line that
@@ -52,6 +53,10 @@ export interface PasswdEntry {
   readonly blocked: string | null;
   /** Findings that do not block every login but deserve a log line (e.g. an undecodable apop_secret). */
   readonly warnings: readonly string[];
+  /** Per-user policy and quota from the extra fields, parsed (user-settings.ts); undefined when none. */
+  readonly settings: UserSettings | undefined;
+  /** Setting fields whose value could not be used (each also in `warnings`); the default applies. */
+  readonly settingProblems: readonly UserSettingProblem[];
 }
 
 export interface PasswdIssue {
@@ -186,7 +191,10 @@ export function parseUserLine(raw: string): PasswdEntry | null {
   }
   if (blocked) sharedSecret = null;
 
-  return { name, fields, password, extra, mailboxId, sharedSecret, blocked, warnings };
+  const { settings, problems: settingProblems } = parseUserSettings(extraFieldPairs(extra));
+  for (const p of settingProblems) warnings.push(p.message);
+
+  return { name, fields, password, extra, mailboxId, sharedSecret, blocked, warnings, settings, settingProblems };
 }
 
 function fieldKey(token: string): string {

@@ -22,6 +22,7 @@ import { makeScramCredentials, parseScramCredentials, SCRAM_DEFAULT_ITERATIONS }
 import type { ScramCredentials } from './sasl/types.ts';
 import { type Argon2Verify, defaultArgon2Verify, dummyArgon2Hash, verifyStoredPassword } from './schemes.ts';
 import type { Authenticator, AuthLogger, Principal } from './types.ts';
+import { overridesPolicy } from './user-settings.ts';
 
 export {
   type AddUserOptions,
@@ -216,9 +217,7 @@ export class PasswdFileAuthenticator implements Authenticator {
   }
 
   hasPolicyOverrides(): boolean {
-    for (const entry of this.snapshot.users.values()) {
-      if (entry.extra.some((t) => t.startsWith('login_delay=') || t.startsWith('expire='))) return true;
-    }
+    for (const entry of this.snapshot.users.values()) if (overridesPolicy(entry.settings)) return true;
     return false;
   }
 
@@ -273,19 +272,10 @@ export class PasswdFileAuthenticator implements Authenticator {
   }
 }
 
-/** Extra fields that carry per-user policy (never secrets), exposed on the principal. */
-export const POLICY_FIELDS = ['login_delay', 'expire', 'quota_bytes', 'quota_messages'] as const;
-
 function principalOf(entry: PasswdEntry): Principal | null {
   if (entry.mailboxId === null) return null;
-  const settings: Record<string, string> = {};
-  for (const token of entry.extra) {
-    const eq = token.indexOf('=');
-    const key = eq < 0 ? token : token.slice(0, eq);
-    if ((POLICY_FIELDS as readonly string[]).includes(key)) settings[key] = eq < 0 ? '' : token.slice(eq + 1);
-  }
   const principal = { user: entry.name, mailboxId: entry.mailboxId };
-  return Object.keys(settings).length > 0 ? { ...principal, settings } : principal;
+  return entry.settings ? { ...principal, settings: entry.settings } : principal;
 }
 
 /** The user's `scram_sha256=` keys: undefined without the field, null when it is malformed. */

@@ -35,6 +35,7 @@ import {
   verifyStoredPassword,
 } from './schemes.ts';
 import type { Authenticator, AuthLogger, Principal } from './types.ts';
+import { parseUserSettings, USER_SETTING_FIELDS } from './user-settings.ts';
 
 export interface PostgresUserDbOptions {
   readonly logger?: AuthLogger;
@@ -121,7 +122,7 @@ export class PostgresUserDb implements Authenticator, QuotaSource {
   async verifyPassword(user: string, password: string): Promise<Principal | null> {
     const row = await this.row(user);
     const stored = row ? parseStoredPassword(row.password) : null;
-    const principal = row && !row.disabled && stored?.problem === null ? principalOf(row) : null;
+    const principal = row && !row.disabled && stored?.problem === null ? this.principalOf(row) : null;
     if (!row || !stored || principal === null) {
       await this.dummyVerify(password);
       if (row)
@@ -175,15 +176,24 @@ export class PostgresUserDb implements Authenticator, QuotaSource {
 
   async lookup(user: string): Promise<Principal | null> {
     const row = await this.row(user);
-    return row ? principalOf(row) : null;
+    return row ? this.principalOf(row) : null;
   }
 
   async quotaOf(user: string): Promise<Quota> {
     const row = await this.row(user);
-    return {
-      bytes: row?.quota_bytes != null ? Number(row.quota_bytes) : this.defaults.bytes,
-      messages: row?.quota_messages != null ? Number(row.quota_messages) : this.defaults.messages,
-    };
+    const quota = row ? this.principalOf(row).settings?.quota : undefined;
+    return { bytes: quota?.bytes ?? this.defaults.bytes, messages: quota?.messages ?? this.defaults.messages };
+  }
+
+  /** The principal of a row, its setting columns parsed (a value that cannot be used is logged and ignored). */
+  private principalOf(row: UserRow): Principal {
+    const columns = USER_SETTING_FIELDS.flatMap((f): [string, string][] =>
+      row[f] === null ? [] : [[f, String(row[f])]],
+    );
+    const { settings, problems } = parseUserSettings(columns);
+    for (const p of problems) this.logger.warn({ user: row.name, field: p.field }, `users table: ${p.message}`);
+    const principal = { user: row.name, mailboxId: row.mailbox_id };
+    return settings ? { ...principal, settings } : principal;
   }
 
   private async dummyVerify(password: string): Promise<void> {
@@ -267,16 +277,6 @@ export class PostgresUserDb implements Authenticator, QuotaSource {
     const r = await this.pool.query('delete from users where name = $1', [name]);
     if (r.rowCount !== 1) throw new PasswdFileError('NO_SUCH_USER', `no user ${JSON.stringify(name)}`);
   }
-}
-
-function principalOf(row: UserRow): Principal {
-  const settings: Record<string, string> = {};
-  if (row.login_delay !== null) settings.login_delay = String(row.login_delay);
-  if (row.expire !== null) settings.expire = row.expire;
-  if (row.quota_bytes !== null) settings.quota_bytes = String(row.quota_bytes);
-  if (row.quota_messages !== null) settings.quota_messages = String(row.quota_messages);
-  const principal = { user: row.name, mailboxId: row.mailbox_id };
-  return Object.keys(settings).length > 0 ? { ...principal, settings } : principal;
 }
 
 function scramOf(password: string, iterations = SCRAM_DEFAULT_ITERATIONS): string {

@@ -1,3 +1,5 @@
+import type { UserSettings } from './user-settings.ts';
+
 /**
  * What the server needs from a user database (design.md §2: auth turns credentials into a verified
  * principal; storage never sees a password).
@@ -8,10 +10,11 @@ export interface Principal {
   readonly user: string;
   readonly mailboxId: string;
   /**
-   * Per-user policy from the user database (passwd-file extra fields such as `login_delay=900`,
-   * `expire=30`, `quota_bytes=…`); secrets are never in here.
+   * Per-user policy and quota from the user database (passwd-file extra fields such as `login_delay=900`,
+   * `expire=30`, `quota_bytes=…`, or PostgreSQL columns), parsed where the user was read (user-settings.ts);
+   * absent when the user has none. Secrets are never in here.
    */
-  readonly settings?: Readonly<Record<string, string>>;
+  readonly settings?: UserSettings;
 }
 
 export interface Authenticator {

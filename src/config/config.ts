@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseExpireDays } from '../auth/user-settings.ts';
 import type { LmtpConfig } from '../delivery/lmtp.ts';
 import { parseCidr } from '../server/address.ts';
 import type { Limits, ListenerConfig, Policy } from '../server/options.ts';
-import { parseExpireDays } from '../server/policy.ts';
 import { parseTomlDocument } from '../toml/engine.ts';
 import { allHandled, checkDocument } from '../toml/schema.ts';
 import { type ConfigFile, SERVER_SASL_MECHANISMS, schema } from './schema.ts';

@@ -12,6 +12,7 @@
  * deliveries; the last one settles who fits, so the limit holds across recipients, processes and machines.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import type { UserSettings } from '../auth/user-settings.ts';
 import { SizeCounter } from '../mail/size.ts';
 import { type MailboxStats, type Quota, type QuotaSource, StorageError } from '../storage/types.ts';
 
@@ -21,35 +22,9 @@ export function hasLimit(q: Quota): boolean {
   return q.bytes > 0 || q.messages > 0;
 }
 
-const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
-
-/** `1048576`, `512K`, `100M`, `2G`, `1T` (case-insensitive, an optional trailing B) → octets; null if invalid. */
-export function parseQuotaSize(text: string): number | null {
-  const m = /^(\d+)\s*([kmgt]?)b?$/i.exec(text.trim());
-  if (!m) return null;
-  const n = Number(m[1]) * UNITS[m[2].toLowerCase()];
-  return Number.isSafeInteger(n) ? n : null;
-}
-
-/** Applies `quota_bytes=` / `quota_messages=` extra fields to the defaults. Invalid values are reported. */
-export function quotaFromExtraFields(extra: readonly string[], defaults: Quota): { quota: Quota; problems: string[] } {
-  let { bytes, messages } = defaults;
-  const problems: string[] = [];
-  for (const token of extra) {
-    const eq = token.indexOf('=');
-    if (eq < 0) continue;
-    const key = token.slice(0, eq);
-    const value = token.slice(eq + 1);
-    if (key === 'quota_bytes') {
-      const n = parseQuotaSize(value);
-      if (n === null) problems.push(`quota_bytes=${value} is not a size like 1048576, 500M or 2G`);
-      else bytes = n;
-    } else if (key === 'quota_messages') {
-      if (/^\d+$/.test(value) && Number.isSafeInteger(Number(value))) messages = Number(value);
-      else problems.push(`quota_messages=${value} is not a whole number`);
-    }
-  }
-  return { quota: { bytes, messages }, problems };
+/** A user's quota: their own limits (parsed settings, auth/user-settings.ts) where set, else the defaults. */
+export function userQuota(settings: UserSettings | undefined, defaults: Quota): Quota {
+  return { bytes: settings?.quota?.bytes ?? defaults.bytes, messages: settings?.quota?.messages ?? defaults.messages };
 }
 
 /** Where delivery learns each user's quota. */

@@ -14,7 +14,7 @@ import { readPasswdFile, stampOf } from '../auth/passwd-file.ts';
 import type { PasswdEntry } from '../auth/passwd-format.ts';
 import type { Principal } from '../auth/types.ts';
 import type { Quota, QuotaSource } from '../storage/types.ts';
-import { quotaFromExtraFields } from './quota.ts';
+import { userQuota } from './quota.ts';
 
 export class UsersFile implements QuotaSource {
   private users: ReadonlyMap<string, PasswdEntry> = new Map();
@@ -79,10 +79,10 @@ export class UsersFile implements QuotaSource {
     }
     const quotas = new Map<string, Quota>();
     for (const [name, entry] of parsed.users) {
-      if (!entry.extra.some((t) => t.startsWith('quota_'))) continue;
-      const { quota, problems } = quotaFromExtraFields(entry.extra, this.defaults);
-      for (const p of problems) this.warn(`${this.path}: user ${name}: ${p}; the default applies`);
-      quotas.set(name, quota);
+      for (const p of entry.settingProblems) {
+        if (p.field.startsWith('quota_')) this.warn(`${this.path}: user ${name}: ${p.message}`);
+      }
+      if (entry.settings?.quota) quotas.set(name, userQuota(entry.settings, this.defaults));
     }
     this.users = parsed.users;
     this.quotas = quotas;

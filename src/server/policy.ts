@@ -2,6 +2,7 @@
  * RFC 2449 LOGIN-DELAY and EXPIRE as plain functions, shared by the session (enforced at login and QUIT) and
  * `postern mailbox expire` (a cleanup for users who do not come back).
  */
+import type { UserSettings } from '../auth/user-settings.ts';
 import type { MaildropState, MessageInfo } from '../storage/types.ts';
 import type { Policy } from './options.ts';
 
@@ -14,32 +15,15 @@ export interface UserPolicy {
 
 const DAY_MS = 86_400_000;
 
-/** An EXPIRE value (RFC 2449 §6.7): "never" or a whole number of days; undefined when malformed. */
-export function parseExpireDays(v: string): number | 'never' | undefined {
-  if (v.toLowerCase() === 'never') return 'never';
-  if (/^\d{1,5}$/.test(v)) return Number(v);
-  return undefined;
-}
-
-/** The policy for a user: the server's defaults, overridden by `login_delay=` and `expire=` user fields. */
-export function userPolicy(
-  defaults: Policy,
-  settings: Readonly<Record<string, string>> | undefined,
-  onMalformed?: (field: string) => void,
-): UserPolicy {
-  let loginDelay = defaults.loginDelaySeconds;
-  let expire = defaults.expireDays;
-  const s = settings ?? {};
-  if (s.login_delay !== undefined) {
-    if (/^\d{1,7}$/.test(s.login_delay)) loginDelay = Number(s.login_delay);
-    else onMalformed?.('login_delay');
-  }
-  if (s.expire !== undefined) {
-    const days = parseExpireDays(s.expire);
-    if (days !== undefined) expire = days;
-    else onMalformed?.('expire');
-  }
-  return { loginDelay, expire };
+/**
+ * The policy for a user: the server's defaults, overridden by the user's `login_delay=` and `expire=` (parsed
+ * where the user was read; a malformed value was reported there and is absent here).
+ */
+export function userPolicy(defaults: Policy, settings: UserSettings | undefined): UserPolicy {
+  return {
+    loginDelay: settings?.loginDelaySeconds ?? defaults.loginDelaySeconds,
+    expire: settings?.expireDays ?? defaults.expireDays,
+  };
 }
 
 /**

@@ -114,9 +114,7 @@ export class Session implements CommandSession, SessionHandle {
   }
 
   policyFor(principal: Principal | undefined): UserPolicy {
-    return userPolicy(this.ctx.policy, principal?.settings, (field) =>
-      this.log.warn({ user: principal?.user, field }, 'ignoring a malformed policy field'),
-    );
+    return userPolicy(this.ctx.policy, principal?.settings);
   }
 
   start(): void {

@@ -2,8 +2,9 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { extraFieldPairs, parseQuotaSize, parseUserSettings } from '../../src/auth/user-settings.ts';
 import { DeliveryAgent } from '../../src/delivery/agent.ts';
-import { FixedQuota, parseQuotaSize, quotaFromExtraFields, quotaRefusal } from '../../src/delivery/quota.ts';
+import { FixedQuota, quotaRefusal, userQuota } from '../../src/delivery/quota.ts';
 import { candidateUsers } from '../../src/delivery/recipients.ts';
 import { decodeFieldValue, headerField, readHeaderSection } from '../../src/mail/headerFields.ts';
 import { TraceHeaders } from '../../src/mail/headers.ts';
@@ -62,13 +63,19 @@ describe('quota', () => {
     assert.equal(parseQuotaSize('1.5G'), null);
     assert.equal(parseQuotaSize('-1'), null);
     const d = { bytes: 100, messages: 5 };
-    assert.deepEqual(quotaFromExtraFields(['mailbox=x', 'quota_bytes=1K'], d), {
-      quota: { bytes: 1024, messages: 5 },
-      problems: [],
-    });
-    assert.deepEqual(quotaFromExtraFields(['quota_messages=0'], d).quota, { bytes: 100, messages: 0 });
-    assert.equal(quotaFromExtraFields(['quota_bytes=lots'], d).problems.length, 1);
-    assert.deepEqual(quotaFromExtraFields(['quota_bytes=lots'], d).quota, d);
+    const parse = (extra: string[]) => parseUserSettings(extraFieldPairs(extra));
+    assert.deepEqual(parse(['mailbox=x', 'quota_bytes=1K']), { settings: { quota: { bytes: 1024 } }, problems: [] });
+    assert.deepEqual(userQuota(parse(['mailbox=x', 'quota_bytes=1K']).settings, d), { bytes: 1024, messages: 5 });
+    assert.deepEqual(userQuota(parse(['quota_messages=0']).settings, d), { bytes: 100, messages: 0 });
+    const bad = parse(['quota_bytes=lots']);
+    assert.deepEqual(bad.problems, [
+      {
+        field: 'quota_bytes',
+        message: 'quota_bytes=lots is not a size like 1048576, 500M or 2G; ignored, the default applies',
+      },
+    ]);
+    assert.equal(bad.settings, undefined);
+    assert.deepEqual(userQuota(bad.settings, d), d);
   });
 
   test('refusals', () => {

@@ -3,6 +3,7 @@ import { generate } from 'selfsigned';
 import type { Authenticator, Principal } from '../../src/auth/passwd.ts';
 import { makeScramCredentials, SCRAM_DEFAULT_ITERATIONS } from '../../src/auth/sasl/scram.ts';
 import type { ScramCredentials } from '../../src/auth/sasl/types.ts';
+import { overridesPolicy, type UserSettings } from '../../src/auth/user-settings.ts';
 import { parseConfig } from '../../src/config/config.ts';
 import { silentLogger } from '../../src/observability/log.ts';
 import type { Limits } from '../../src/server/context.ts';
@@ -12,7 +13,7 @@ import { MemoryStore } from '../../src/storage/memory/store.ts';
 export interface TestUser {
   password: string;
   secret?: string;
-  settings?: Record<string, string>;
+  settings?: UserSettings;
 }
 
 /** Users with plaintext passwords and, optionally, an APOP/CRAM-MD5 shared secret and policy settings. */
@@ -46,9 +47,7 @@ export class TestAuthenticator implements Authenticator {
     return c;
   }
   hasPolicyOverrides(): boolean {
-    return Object.values(this.users).some(
-      (u) => u.settings?.login_delay !== undefined || u.settings?.expire !== undefined,
-    );
+    return Object.values(this.users).some((u) => overridesPolicy(u.settings));
   }
 }
 

@@ -57,9 +57,20 @@ if (skip) {
         assert.ok(scram && scram.iterations >= 4096 && scram.storedKey.length === 32);
         assert.deepEqual(await b.quotaOf('alice'), { bytes: 0, messages: 0 });
         assert.deepEqual(await a.quotaOf('bob'), { bytes: 1000, messages: 7 });
-        assert.deepEqual((await a.lookup('bob'))?.settings, { quota_messages: '7' });
+        assert.deepEqual((await a.lookup('bob'))?.settings, { quota: { messages: 7 } });
         await poolA.query("update users set login_delay = 900, expire = '30' where name = 'bob'");
-        assert.deepEqual((await b.lookup('bob'))?.settings, { login_delay: '900', expire: '30', quota_messages: '7' });
+        assert.deepEqual((await b.lookup('bob'))?.settings, {
+          loginDelaySeconds: 900,
+          expireDays: 30,
+          quota: { messages: 7 },
+        });
+        // A value the server cannot use is ignored (the default applies), not a refused login.
+        await poolA.query("update users set expire = 'soon' where name = 'bob'");
+        assert.deepEqual((await b.verifyPassword('bob', 'bob-pw'))?.settings, {
+          loginDelaySeconds: 900,
+          quota: { messages: 7 },
+        });
+        await poolA.query("update users set expire = '30' where name = 'bob'");
 
         // A password changed on one frontend is refused at once by another, whose cache saw the old one.
         assert.ok(await b.verifyPassword('alice', 'secret-1'));

@@ -20,7 +20,7 @@ async function capa(w: Wire): Promise<string[]> {
 describe('LOGIN-DELAY', () => {
   test('advertised, enforced with [LOGIN-DELAY], overridable per user', async () => {
     const t = await startTestServer({
-      users: { alice: { password: 'pw' }, bob: { password: 'pw', settings: { login_delay: '0' } } },
+      users: { alice: { password: 'pw' }, bob: { password: 'pw', settings: { loginDelaySeconds: 0 } } },
       server: { policy: { loginDelaySeconds: 900, expireDays: 'never' } },
     });
     try {
@@ -102,7 +102,7 @@ describe('EXPIRE', () => {
     store.add('alice', 'Subject: 3\r\n\r\n3\r\n');
     const t = await startTestServer({
       store,
-      users: { alice: { password: 'pw', settings: { expire: '5' } } },
+      users: { alice: { password: 'pw', settings: { expireDays: 5 } } },
       server: { policy: { loginDelaySeconds: 0, expireDays: 'never' } },
     });
     try {
