@@ -9,6 +9,18 @@ import { join, resolve } from 'node:path';
 import { AUTH_MECHANISMS, type AuthMechanism } from '../client/auth.ts';
 import type { TlsMode } from '../client/client.ts';
 import { lineOf, parseTomlDocument, where } from '../toml/engine.ts';
+import {
+  allHandled,
+  bool,
+  checkSection,
+  custom,
+  describe,
+  int,
+  isTable,
+  placeOf,
+  type Section,
+  str,
+} from '../toml/schema.ts';
 import type { DeliveryTarget } from './deliver.ts';
 
 /** A mistake in the accounts file (exit 78, EX_CONFIG). */
@@ -107,49 +119,64 @@ export function checkPins(pins: readonly string[], where: string, usage: boolean
   });
 }
 
-const ACCOUNT_KEYS = [
-  'name',
-  'host',
-  'port',
-  'tls',
-  'user',
-  'password_command',
-  'password_env',
-  'auth',
-  'allow_insecure_auth',
-  'ca_file',
-  'pin_sha256',
-  'maildir',
-  'mbox',
-  'mda',
-  'keep',
-  'keep_days',
-  'max_size',
-  'timeout',
-  'received_header',
-  'state_file',
-] as const;
+/** The keys of an `[[account]]` table, checked with the TOML engine's typed schema (src/toml/schema.ts). */
+const accountFields = {
+  name: str('Name of the account in messages and state files (default: user@host).', { nonEmpty: true }),
+  host: str('Host name of the POP3 server.', { nonEmpty: true, required: true }),
+  port: int('Port (default: 995 with implicit TLS, 110 otherwise).', { min: 1, max: 65535 }),
+  tls: str('"implicit", "starttls" or "none" (cleartext).', { enum: ['implicit', 'starttls', 'none'] }),
+  user: str('User name on the server.', { nonEmpty: true, required: true }),
+  password_command: str('Command whose first output line is the password.', { nonEmpty: true }),
+  password_env: str('Environment variable that holds the password.', { nonEmpty: true }),
+  auth: custom('"auto" or SASL mechanisms, strongest first.', parseAuth),
+  allow_insecure_auth: bool('Allow a plaintext password on an unencrypted connection.', false),
+  ca_file: str('Trust this CA (PEM) too.', { nonEmpty: true }),
+  pin_sha256: custom('Accept exactly these certificates (SHA-256 fingerprints).', pinsOf),
+  maildir: str('Deliver into this Maildir.', { nonEmpty: true }),
+  mbox: str('Deliver into this mbox file.', { nonEmpty: true }),
+  mda: str('Deliver through this command (the message on stdin).', { nonEmpty: true }),
+  keep: bool('Leave messages on the server.', true),
+  keep_days: custom('With keep: delete messages delivered more than this many days ago.', (v, at) =>
+    numberOf(v, at, 'a number of days', (n) => n >= 0),
+  ),
+  max_size: custom('Skip larger messages: octets, or like "25M".', parseSize),
+  timeout: custom('Seconds a connection may stay silent (default 60).', (v, at) =>
+    numberOf(v, at, 'seconds', (n) => n > 0),
+  ),
+  received_header: bool('Add a Received: header to each message.', false),
+  state_file: str('The UIDL state file (default: one per account under state_dir).', { nonEmpty: true }),
+} as const;
+type AccountFields = typeof accountFields;
+type AccountSection = Section<AccountFields>;
+
 /** Keys that make sense for every account, settable in [defaults]. */
-const DEFAULT_KEYS = new Set<string>([
-  'tls',
-  'auth',
-  'allow_insecure_auth',
-  'ca_file',
-  'maildir',
-  'mbox',
-  'mda',
-  'keep',
-  'keep_days',
-  'max_size',
-  'timeout',
-  'received_header',
-]);
+const defaultFields = {
+  tls: accountFields.tls,
+  auth: accountFields.auth,
+  allow_insecure_auth: accountFields.allow_insecure_auth,
+  ca_file: accountFields.ca_file,
+  maildir: accountFields.maildir,
+  mbox: accountFields.mbox,
+  mda: accountFields.mda,
+  keep: accountFields.keep,
+  keep_days: accountFields.keep_days,
+  max_size: accountFields.max_size,
+  timeout: accountFields.timeout,
+  received_header: accountFields.received_header,
+} as const satisfies Partial<AccountFields>;
+const DELIVERY_KEYS = ['maildir', 'mbox', 'mda'] as const;
 
-type Table = Record<string, unknown>;
-const DELIVERY_KEYS = ['maildir', 'mbox', 'mda'];
+/** A number, or a string holding one (as earlier versions took it). */
+function numberOf(v: unknown, at: string, want: string, ok: (n: number) => boolean): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN;
+  if (!(Number.isFinite(n) && ok(n))) throw new FetchConfigError(`${at} must be ${want}, got ${describe(v)}`);
+  return n;
+}
 
-function isTable(v: unknown): v is Table {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+function pinsOf(v: unknown, at: string): string[] {
+  const pins = Array.isArray(v) ? v : [v];
+  if (!pins.every((p) => typeof p === 'string')) throw new FetchConfigError(`${at} must be a string or strings`);
+  return checkPins(pins, at, false);
 }
 
 export function parseAccountsFile(file: string, opts: { stateDir?: string } = {}): FetchAccount[] {
@@ -163,128 +190,85 @@ export function parseAccountsFile(file: string, opts: { stateDir?: string } = {}
 }
 
 export function parseAccounts(text: string, file: string, opts: { stateDir?: string } = {}): FetchAccount[] {
-  const doc = parseTomlDocument(text, file, (m) => new FetchConfigError(m));
+  const error = (m: string) => new FetchConfigError(m);
+  const doc = parseTomlDocument(text, file, error);
   // Every error names the line: of the key, or of the table it is in.
-  const at = (table: string | null, key: string | null, index?: number) =>
-    where(file, lineOf(text, table, key, index) ?? (table === null ? undefined : lineOf(text, table, null, index)));
+  const at = (key: string) => where(file, lineOf(text, null, key) ?? lineOf(text, key, null));
   for (const key of Object.keys(doc)) {
     if (key !== 'account' && key !== 'defaults' && key !== 'state_dir') {
-      const line = lineOf(text, null, key) ?? lineOf(text, key, null);
-      throw new FetchConfigError(
-        `${where(file, line)}: unknown key "${key}" (known: state_dir, [defaults], [[account]])`,
-      );
+      throw new FetchConfigError(`${at(key)}: unknown key "${key}" (known: state_dir, [defaults], [[account]])`);
     }
   }
-  const defaults = doc.defaults ?? {};
-  if (!isTable(defaults))
-    throw new FetchConfigError(`${at(null, 'defaults')}: "defaults" must be a table ([defaults])`);
-  for (const k of Object.keys(defaults)) {
-    if (!DEFAULT_KEYS.has(k)) {
-      throw new FetchConfigError(
-        `${at('defaults', k)}: [defaults]: unknown key "${k}" (known: ${[...DEFAULT_KEYS].join(', ')})`,
-      );
-    }
-  }
+  const rawDefaults = doc.defaults ?? {};
+  if (!isTable(rawDefaults)) throw new FetchConfigError(`${at('defaults')}: "defaults" must be a table ([defaults])`);
+  checkSection(defaultFields, rawDefaults, {
+    source: text,
+    file,
+    table: 'defaults',
+    error,
+    keyLabel: (k) => `[defaults]: "${k}"`,
+  });
   const list = doc.account ?? [];
   if (!Array.isArray(list)) {
-    throw new FetchConfigError(`${at(null, 'account')}: "account" must be an array of tables ([[account]])`);
+    throw new FetchConfigError(`${at('account')}: "account" must be an array of tables ([[account]])`);
   }
   if (list.length === 0) throw new FetchConfigError(`${file}: no [[account]] table`);
   const stateDir = opts.stateDir ?? (typeof doc.state_dir === 'string' ? expandHome(doc.state_dir) : defaultStateDir());
   const names = new Set<string>();
-  return list.map((raw, i) => {
-    if (!isTable(raw)) throw new FetchConfigError(`${at('account', null, i)}: [[account]] #${i + 1} must be a table`);
-    for (const k of Object.keys(raw)) {
-      if (!(ACCOUNT_KEYS as readonly string[]).includes(k)) {
-        throw new FetchConfigError(
-          `${at('account', k, i)}: [[account]] #${i + 1}: unknown key "${k}" (known: ${ACCOUNT_KEYS.join(', ')})`,
-        );
-      }
-    }
-    const merged: Table = { ...defaults, ...raw };
+  return list.map((raw: unknown, index: number) => {
+    const place = { source: text, file, table: 'account', index, error };
+    const label = `[[account]] #${index + 1}`;
+    if (!isTable(raw)) throw new FetchConfigError(`${placeOf(place, null)}: ${label} must be a table`);
+    // [defaults] was checked above (its errors name its own lines); what is left to go wrong is the account's.
+    const merged: Record<string, unknown> = { ...rawDefaults, ...raw };
     // An account that names its own delivery replaces the default one instead of conflicting with it.
     if (DELIVERY_KEYS.some((k) => k in raw)) for (const k of DELIVERY_KEYS) if (!(k in raw)) delete merged[k];
-    const a = buildAccount(merged, `${at('account', null, i)}: [[account]] #${i + 1}`, stateDir);
+    const checked = checkSection(accountFields, merged, { ...place, keyLabel: (k) => `${label}: "${k}"` });
+    const a = buildAccount(checked, `${placeOf(place, null)}: ${label}`, stateDir);
     if (names.has(a.name)) {
-      throw new FetchConfigError(`${at('account', 'name', i)}: two accounts are named "${a.name}"`);
+      throw new FetchConfigError(`${placeOf(place, 'name')}: two accounts are named "${a.name}"`);
     }
     names.add(a.name);
     return a;
   });
 }
 
-function buildAccount(t: Table, where: string, stateDir: string): FetchAccount {
-  const str = (k: string, required = false): string | undefined => {
-    const v = t[k];
-    if (v === undefined) {
-      if (required) throw new FetchConfigError(`${where}: "${k}" is required`);
-      return undefined;
-    }
-    if (typeof v !== 'string' || v === '') throw new FetchConfigError(`${where}: "${k}" must be a non-empty string`);
-    return v;
-  };
-  const bool = (k: string, dflt: boolean): boolean => {
-    const v = t[k];
-    if (v === undefined) return dflt;
-    if (typeof v !== 'boolean') throw new FetchConfigError(`${where}: "${k}" must be true or false`);
-    return v;
-  };
-  const host = str('host', true)!;
-  const user = str('user', true)!;
-  const tls = (str('tls') ?? 'implicit') as TlsMode;
-  if (!['implicit', 'starttls', 'none'].includes(tls)) {
-    throw new FetchConfigError(`${where}: "tls" must be "implicit", "starttls" or "none"`);
+function buildAccount(t: AccountSection, where: string, stateDir: string): FetchAccount {
+  const { name, host, port, tls = 'implicit', user, password_command, password_env, auth, ...more } = t;
+  const { allow_insecure_auth, ca_file, pin_sha256, maildir, mbox, mda, keep, keep_days, ...more2 } = more;
+  const { max_size, timeout = 60, received_header, state_file, ...rest } = more2;
+  allHandled(rest);
+  if (password_command && password_env) {
+    throw new FetchConfigError(`${where}: use one of "password_command" and "password_env"`);
   }
-  let port = tls === 'implicit' ? 995 : 110;
-  if (t.port !== undefined) {
-    if (typeof t.port !== 'number' || !Number.isInteger(t.port) || t.port < 1 || t.port > 65535) {
-      throw new FetchConfigError(`${where}: "port" must be a port number`);
-    }
-    port = t.port;
-  }
-  const pwCommand = str('password_command');
-  const pwEnv = str('password_env');
-  if (pwCommand && pwEnv) throw new FetchConfigError(`${where}: use one of "password_command" and "password_env"`);
-  const password: FetchAccount['password'] = pwCommand ? { command: pwCommand } : pwEnv ? { env: pwEnv } : 'prompt';
-  const deliver = parseDelivery(t, where);
-  let auth: FetchAccount['auth'] = 'auto';
-  if (t.auth !== undefined) auth = parseAuth(t.auth, where);
-  const keepDays = t.keep_days === undefined ? undefined : Number(t.keep_days);
-  if (keepDays !== undefined && !(Number.isFinite(keepDays) && keepDays >= 0)) {
-    throw new FetchConfigError(`${where}: "keep_days" must be a number of days`);
-  }
-  const timeout = t.timeout === undefined ? 60 : Number(t.timeout);
-  if (!(Number.isFinite(timeout) && timeout > 0)) throw new FetchConfigError(`${where}: "timeout" must be seconds`);
-  const pin = t.pin_sha256;
-  let pinSha256: string[] | undefined;
-  if (pin !== undefined) {
-    const pins = Array.isArray(pin) ? pin : [pin];
-    if (!pins.every((p) => typeof p === 'string'))
-      throw new FetchConfigError(`${where}: "pin_sha256" must be a string or strings`);
-    pinSha256 = checkPins(pins as string[], `${where}: "pin_sha256"`, false);
-  }
-  const stateFile = str('state_file');
+  const password: FetchAccount['password'] = password_command
+    ? { command: password_command }
+    : password_env
+      ? { env: password_env }
+      : 'prompt';
+  const accountName = name ?? `${user}@${host}`;
+  const realPort = port ?? (tls === 'implicit' ? 995 : 110);
   return {
-    name: str('name') ?? `${user}@${host}`,
+    name: accountName,
     host,
-    port,
+    port: realPort,
     tls,
     user,
     password,
-    auth,
-    allowInsecureAuth: bool('allow_insecure_auth', false),
-    caFile: str('ca_file') ? expandHome(str('ca_file')!) : undefined,
-    pinSha256,
-    deliver,
-    keep: bool('keep', true),
-    keepDays,
-    maxSize: t.max_size === undefined ? undefined : parseSize(t.max_size, `${where}: "max_size"`),
+    auth: auth ?? 'auto',
+    allowInsecureAuth: allow_insecure_auth,
+    caFile: ca_file ? expandHome(ca_file) : undefined,
+    pinSha256: pin_sha256,
+    deliver: deliveryOf({ maildir, mbox, mda }, where),
+    keep,
+    keepDays: keep_days,
+    maxSize: max_size,
     timeoutMs: timeout * 1000,
-    receivedHeader: bool('received_header', false),
-    stateFile: stateFile
-      ? resolve(expandHome(stateFile))
-      : stateFileFor(stateDir, { user, host, port, name: str('name') ?? `${user}@${host}` }),
-    legacyStateFile: stateFile ? undefined : legacyStateFileFor(stateDir, user, host),
+    receivedHeader: received_header,
+    stateFile: state_file
+      ? resolve(expandHome(state_file))
+      : stateFileFor(stateDir, { user, host, port: realPort, name: accountName }),
+    legacyStateFile: state_file ? undefined : legacyStateFileFor(stateDir, user, host),
   };
 }
 
@@ -304,16 +288,18 @@ export function parseAuth(v: unknown, where: string): FetchAccount['auth'] {
   });
 }
 
-function parseDelivery(t: Table, where: string): DeliveryTarget {
-  const set = (['maildir', 'mbox', 'mda'] as const).filter((k) => t[k] !== undefined);
+function deliveryOf(
+  targets: { maildir: string | undefined; mbox: string | undefined; mda: string | undefined },
+  where: string,
+): DeliveryTarget {
+  const set = DELIVERY_KEYS.filter((k) => targets[k] !== undefined);
   if (set.length !== 1) {
     throw new FetchConfigError(
       `${where}: exactly one of "maildir", "mbox" and "mda" is needed${set.length ? ` (got ${set.join(', ')})` : ''}`,
     );
   }
   const k = set[0];
-  const v = t[k];
-  if (typeof v !== 'string' || v === '') throw new FetchConfigError(`${where}: "${k}" must be a non-empty string`);
+  const v = targets[k] ?? '';
   if (k === 'mda') return { kind: 'mda', command: v };
   return { kind: k, path: resolve(expandHome(v)) };
 }

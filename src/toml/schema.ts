@@ -15,6 +15,8 @@ export interface StringField extends Base {
   readonly type: 'string';
   readonly default?: string;
   readonly enum?: readonly string[];
+  /** '' is refused. */
+  readonly nonEmpty?: true;
 }
 export interface BooleanField extends Base {
   readonly type: 'boolean';
@@ -30,7 +32,13 @@ export interface StringListField extends Base {
   readonly type: 'string[]';
   readonly default: readonly string[];
 }
-export type Field = StringField | BooleanField | NumberField | StringListField;
+/** A value of another shape ("25M" or 1000, a string or a list of them): `parse` checks and converts it. */
+export interface CustomField<T = unknown> extends Base {
+  readonly type: 'custom';
+  /** Throws (an error that starts with `where`) when the value cannot be used. */
+  readonly parse: (v: unknown, where: string) => T;
+}
+export type Field = StringField | BooleanField | NumberField | StringListField | CustomField;
 export type Fields = Readonly<Record<string, Field>>;
 
 export interface Table {
@@ -74,18 +82,24 @@ export function num<const O extends Options<NumberField>>(
 export function strs(doc: string, dflt: readonly string[]): StringListField {
   return { type: 'string[]', doc, default: dflt };
 }
+export function custom<T>(doc: string, parse: (v: unknown, where: string) => T): CustomField<T> {
+  return { type: 'custom', doc, parse };
+}
 
-type Plain<F> = F extends { type: 'string'; enum: readonly (infer E)[] }
-  ? E
-  : F extends { type: 'string' }
-    ? string
-    : F extends { type: 'boolean' }
-      ? boolean
-      : F extends { type: 'integer' | 'number' }
-        ? number
-        : F extends { type: 'string[]' }
-          ? readonly string[]
-          : never;
+type Plain<F> =
+  F extends CustomField<infer T>
+    ? T
+    : F extends { type: 'string'; enum: readonly (infer E)[] }
+      ? E
+      : F extends { type: 'string' }
+        ? string
+        : F extends { type: 'boolean' }
+          ? boolean
+          : F extends { type: 'integer' | 'number' }
+            ? number
+            : F extends { type: 'string[]' }
+              ? readonly string[]
+              : never;
 /** The checked value of a field: never undefined when it has a default or is required. */
 export type ValueOf<F> = F extends { default: string | number | boolean | readonly string[] } | { required: true }
   ? Plain<F>
@@ -114,12 +128,19 @@ export function isTable(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
-/** Checks one value against its field; `bad(want)` builds the error for a value that is not `want`. */
-export function checkField(f: Field, v: unknown, bad: (want: string) => Error): unknown {
-  if (v === undefined) return f.default;
+/**
+ * Checks one value against its field. `where` starts every error (`file:line: "table.key"`); `error` builds
+ * the file's error type.
+ */
+export function checkField(f: Field, v: unknown, where: string, error: (message: string) => Error): unknown {
+  if (v === undefined) return 'default' in f ? f.default : undefined;
+  const bad = (want: string) => error(`${where} must be ${want}, got ${describe(v)}`);
   switch (f.type) {
+    case 'custom':
+      return f.parse(v, where);
     case 'string':
       if (typeof v !== 'string') throw bad('a string');
+      if (f.nonEmpty && v === '') throw bad('a non-empty string');
       if (f.enum && !f.enum.includes(v)) throw bad(`one of ${f.enum.map((e) => `"${e}"`).join(', ')}`);
       return v;
     case 'boolean':
@@ -149,6 +170,8 @@ export interface TablePlace {
   readonly index?: number;
   /** Builds the file's error type (ConfigError, FetchConfigError). */
   readonly error: (message: string) => Error;
+  /** How a key is named in errors (default `"table.key"`). */
+  readonly keyLabel?: (key: string) => string;
 }
 
 /** `file:line` of a key of the table (or of the table's header when the key is not written in it). */
@@ -172,9 +195,8 @@ export function checkSection<F extends Fields>(fields: F, raw: Record<string, un
   for (const [key, f] of Object.entries(fields)) {
     const v = raw[key];
     if (v === undefined && f.required) throw p.error(`${placeOf(p, null)}: ${label} needs "${key}"`);
-    out[key] = checkField(f, v, (want) =>
-      p.error(`${placeOf(p, key)}: "${p.table}.${key}" must be ${want}, got ${describe(v)}`),
-    );
+    const keyLabel = p.keyLabel?.(key) ?? `"${p.table}.${key}"`;
+    out[key] = checkField(f, v, `${placeOf(p, key)}: ${keyLabel}`, p.error);
   }
   // The one place the shape is asserted: every key of `fields` was checked against its field just above.
   return out as Section<F>;

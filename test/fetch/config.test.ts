@@ -68,7 +68,7 @@ auth = ["SCRAM-SHA-256", "cram-md5"]
     bad(`[[account]]\n${base}maildir = "/m"\ntls = "ssl"`, /"tls" must be/);
     bad(`[[account]]\n${base}maildir = "/m"\nauth = "DIGEST-MD5"`, /unknown auth mechanism/);
     bad(`[[account]]\n${base}maildir = "/m"\nport = 99999`, /"port"/);
-    bad('[[account]]\nhost = "h"\nmaildir = "/m"', /"user" is required/);
+    bad('[[account]]\nhost = "h"\nmaildir = "/m"', /\[\[account\]\] #1 needs "user"/);
     bad('x = 1', /unknown key "x"/);
     bad('[[account]\n', /fetch.toml:1/);
   });
