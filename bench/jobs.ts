@@ -37,6 +37,8 @@ export interface SessionsResult {
   readonly firstError?: string;
   readonly seconds: number;
   readonly perSec: number;
+  /** CPU time (user + system) the load generator spent per session in the timed loop, in µs. */
+  readonly loadCpuUsPerSession?: number;
 }
 
 /**

@@ -71,6 +71,7 @@ async function sessions(job: SessionsJob): Promise<SessionsResult> {
     messages = 0;
   }
   const t0 = now();
+  const cpu0 = process.cpuUsage();
   const deadline = t0 + job.durationMs;
   const worker = async (i: number): Promise<void> => {
     const mine = mineOf(i);
@@ -88,7 +89,9 @@ async function sessions(job: SessionsJob): Promise<SessionsResult> {
   };
   await Promise.all(Array.from({ length: job.concurrency }, (_, i) => worker(i)));
   const seconds = (now() - t0) / 1000;
-  return { sessions: done, messages, errors, firstError, seconds, perSec: done / seconds };
+  const cpu = process.cpuUsage(cpu0);
+  const loadCpuUsPerSession = done > 0 ? (cpu.user + cpu.system) / done : 0;
+  return { sessions: done, messages, errors, firstError, seconds, perSec: done / seconds, loadCpuUsPerSession };
 }
 
 async function retr(job: RetrJob): Promise<RetrResult> {

@@ -52,6 +52,7 @@ export class Connection {
   private closed = false;
   private tornDown = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  private idleMs = 0;
   private closeReason = 'client';
   private continuation: ((line: LineResult | null) => void) | undefined;
   private readonly onDataBound = (chunk: Buffer) => this.onData(chunk);
@@ -294,8 +295,15 @@ export class Connection {
   /** (Re)starts the idle timer with the timeout the handler says is in force now. */
   armIdle(): void {
     if (this.closed) return;
+    const ms = this.handler.idleTimeoutMs();
+    // The same timeout as before (every command but the login): restart the timer rather than make a new one.
+    if (this.idleTimer !== undefined && ms === this.idleMs) {
+      this.idleTimer.refresh();
+      return;
+    }
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.handler.idle(), this.handler.idleTimeoutMs());
+    this.idleMs = ms;
+    this.idleTimer = setTimeout(() => this.handler.idle(), ms);
     this.idleTimer.unref();
   }
 

@@ -102,6 +102,7 @@ export class Pop3Server {
       for (const n of c.names) byName.set(n.toLowerCase(), ctx);
     }
     this.sniContexts = byName;
+    this.contexts.clear(); // new sessions get the new certificate; open ones keep theirs
   }
 
   private sniContexts = new Map<string, SecureContext>();
@@ -152,7 +153,19 @@ export class Pop3Server {
     return this.listeners;
   }
 
+  /** The context of each listener's sessions, made once (and again after setTls): not an object spread per connection. */
+  private readonly contexts = new Map<ListenerConfig, ServerContext>();
+
   private context(config: ListenerConfig): ServerContext {
+    let ctx = this.contexts.get(config);
+    if (ctx === undefined) {
+      ctx = this.makeContext(config);
+      this.contexts.set(config, ctx);
+    }
+    return ctx;
+  }
+
+  private makeContext(config: ListenerConfig): ServerContext {
     const o = this.options;
     const { tls: _tls, hooks, proxy: _proxy, coordinator: _coordinator, ...settings } = o;
     return {

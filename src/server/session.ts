@@ -26,6 +26,9 @@ import { certificateUser } from './tls-identity.ts';
 export type { SessionState } from './commands/types.ts';
 
 let sessionCounter = 0;
+/** `process.pid` is a getpid(2) at every read: once per process is enough. */
+const PID = process.pid;
+const PID36 = PID.toString(36);
 
 export class Session implements CommandSession, SessionHandle {
   state: SessionState = 'AUTHORIZATION';
@@ -53,7 +56,7 @@ export class Session implements CommandSession, SessionHandle {
     readonly remoteAddress: string,
     secure: boolean,
   ) {
-    this.id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
+    this.id = `${PID36}${(++sessionCounter).toString(36)}`;
     this.log = ctx.logger.child({ session: this.id, remote: remoteAddress });
     // Sized for SASL continuation lines; command lines are held to the shorter limit in line().
     const maxLine = Math.max(ctx.limits.maxLineLength, ctx.limits.maxAuthLineLength);
@@ -65,7 +68,7 @@ export class Session implements CommandSession, SessionHandle {
       closed: (reason) => this.teardown(reason),
     });
     if (ctx.apop && ctx.authenticator.hasSharedSecrets()) {
-      this.apopTimestamp = `<${randomBytes(9).toString('hex')}.${process.pid}@${ctx.hostname}>`;
+      this.apopTimestamp = `<${randomBytes(9).toString('hex')}.${PID}@${ctx.hostname}>`;
     }
   }
 

@@ -64,6 +64,9 @@ interface HeldName {
   readonly host: string;
 }
 
+/** This process's pid (`process.pid` is a getpid(2) at every read). */
+const PID = process.pid;
+
 /** Tokens of the locks this process holds or is taking right now. */
 const liveTokens = new Set<string>();
 
@@ -89,7 +92,7 @@ function isStale(held: HeldName, mtimeMs: number, opts: LockOptions): boolean {
   if (held.host !== lockHost(opts.hostname)) return false;
   // Our own pid: live only if this process holds it (a leftover from an earlier process that had the same pid —
   // common for pid 1 in containers — is not).
-  if (held.pid === process.pid) return !liveTokens.has(held.token);
+  if (held.pid === PID) return !liveTokens.has(held.token);
   return !processExists(held.pid);
 }
 
@@ -157,7 +160,7 @@ export class MaildirLock {
    */
   static async acquire(dir: string, opts: LockOptions): Promise<MaildirLock> {
     const base = opts.name ?? LOCK_FILE;
-    const held: HeldName = { pid: process.pid, token: randomBytes(8).toString('hex'), host: lockHost(opts.hostname) };
+    const held: HeldName = { pid: PID, token: randomBytes(8).toString('hex'), host: lockHost(opts.hostname) };
     const mine = join(dir, heldName(base, held));
     const deadline = Date.now() + (opts.waitMs ?? 0);
     liveTokens.add(held.token);

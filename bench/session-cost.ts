@@ -1,0 +1,115 @@
+/**
+ * What one short session costs each side, in CPU time rather than in sessions per second (which a busy machine
+ * moves by 2-3x): `node --import tsx bench/session-cost.ts [--dir BENCHDIR] [--sessions N] [--conns C]`.
+ *
+ * Starts Postern and the tuned Dovecot in turn (as `npm run bench` does, pinned to CPU 1), runs N sessions
+ * (connect, USER/PASS {PLAIN}, STAT, QUIT) from the load generator (CPU 0) on C connections, and prints per
+ * session: the server's CPU time (every process and thread of it, exited Dovecot processes included), its
+ * context switches, and the load generator's own CPU time. CPU per session stays put under load; the
+ * sessions/s beside it does not.
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { SessionsJob, SessionsResult } from './jobs.ts';
+import { descendants, HOST, hasDovecot, type ServerHandle, startDovecot, startPostern } from './servers.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    dir: { type: 'string' },
+    sessions: { type: 'string', default: '2000' },
+    conns: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '3' },
+    only: { type: 'string' },
+  },
+});
+const TICK_US = 1e6 / 100; // USER_HZ
+
+/** CPU time (µs) and context switches of a server: live processes and threads, plus reaped children. */
+function usage(pid: number): { cpuUs: number; switches: number } {
+  let ticks = 0;
+  let switches = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'latin1');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime stime cutime cstime are fields 14-17 (1-based), i.e. 11-14 after the command name.
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+      for (const t of readdirSync(`/proc/${p}/task`)) {
+        const st = readFileSync(`/proc/${p}/task/${t}/status`, 'latin1');
+        switches += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
+        switches += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
+      }
+    } catch {}
+  }
+  return { cpuUs: ticks * TICK_US, switches };
+}
+
+function runLoad(job: SessionsJob): Promise<SessionsResult> {
+  const load = resolve(import.meta.dirname, 'load.ts');
+  const child = spawn('taskset', ['-c', '0', process.execPath, '--import', 'tsx', load, JSON.stringify(job)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  return new Promise((res, rej) =>
+    child.on('exit', () => {
+      const line = out.split('\n').find((l) => l.startsWith('{"result"'));
+      if (line) res(JSON.parse(line).result);
+      else rej(new Error(out));
+    }),
+  );
+}
+
+const dir = flags.dir;
+if (!dir) throw new Error('--dir: a folder kept by `npm run bench -- --only sessions --keep`');
+const users = readFileSync(join(dir, 'users'), 'utf8')
+  .split('\n')
+  .filter((l) => /^p\d+:/.test(l))
+  .map((l) => l.split(':')[0]);
+const n = Number(flags.sessions);
+const conns = Number(flags.conns);
+const job = (s: ServerHandle, count: number): SessionsJob => ({
+  kind: 'sessions',
+  target: { host: HOST, port: s.port },
+  users,
+  password: 'bench-plain-secret',
+  mechanism: 'pass',
+  concurrency: conns,
+  durationMs: 600_000,
+  maxSessions: count,
+});
+const kinds = (flags.only ?? `postern${hasDovecot() ? ',dovecot' : ''}`).split(',');
+const mailRoot = join(dir, 'mail');
+for (let round = 0; round < Number(flags.rounds); round++) {
+  for (const kind of round % 2 === 0 ? kinds : [...kinds].reverse()) {
+    const s =
+      kind === 'postern'
+        ? await startPostern({ dir, mailRoot, usersFile: join(dir, 'users'), workers: 1, cpu: '1' })
+        : await startDovecot({
+            dir,
+            mailRoot,
+            usersFile: join(dir, 'dovecot-users'),
+            maxConnections: 100,
+            tuned: true,
+            cpu: '1',
+          });
+    try {
+      await runLoad(job(s, 300)); // warm-up: JIT, caches, listings
+      const u0 = usage(s.pid);
+      const r = await runLoad(job(s, n));
+      const u1 = usage(s.pid);
+      const per = (x: number) => (x / r.sessions).toFixed(1);
+      console.log(
+        `${kind.padEnd(8)} ${conns} conn: ${r.perSec.toFixed(0).padStart(5)} sessions/s, server ${per(u1.cpuUs - u0.cpuUs).padStart(6)} µs CPU and ` +
+          `${per(u1.switches - u0.switches).padStart(5)} context switches per session, load generator ` +
+          `${(r.loadCpuUsPerSession ?? 0).toFixed(1).padStart(6)} µs CPU per session (${r.errors} errors)`,
+      );
+    } finally {
+      await s.stop();
+    }
+  }
+}
