@@ -121,6 +121,23 @@ if (skip) {
         assert.equal(await nodeB.gate('198.51.100.7', 'carol'), 0);
         // Node A's local copy still remembers its own failures: the address waits there until it expires.
         assert.ok((await nodeA.gate('192.0.2.1')) > 0);
+        // A login with no failure on record costs one statement (the gate), not a delete after the success.
+        const pool = poolB as unknown as { query: (...a: unknown[]) => Promise<unknown> };
+        const real = pool.query.bind(pool);
+        const seen: string[] = [];
+        pool.query = (...a: unknown[]) => {
+          const q = a[0] as string | { text: string };
+          seen.push(typeof q === 'string' ? q : q.text);
+          return real(...a);
+        };
+        try {
+          assert.equal(await nodeB.gate('203.0.113.9', 'erin'), 0);
+          nodeB.succeed('203.0.113.9', 'erin');
+        } finally {
+          pool.query = real;
+        }
+        assert.equal(seen.length, 1, seen.join('\n'));
+        assert.match(seen[0], /^select/);
       } finally {
         nodeA.close();
         nodeB.close();

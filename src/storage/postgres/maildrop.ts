@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { type Maildrop, type MaildropState, type MessageInfo, StorageError } from '../types.ts';
-import { inTransaction, pgError } from './pool.ts';
+import { pgError } from './pool.ts';
 
 /** Small bodies fetched ahead per maildrop (readSmall): at most this many octets and messages at a time. */
 const PREFETCH_BYTES = 512 * 1024;
@@ -15,7 +15,26 @@ const PREFETCH_MAX_MESSAGES = 64;
 /** Messages up to this size (transmitted) are fetched ahead. */
 const PREFETCH_SMALL = 128 * 1024;
 /** The first batch: a client that retrieves one message pays at most this many small bodies more. */
-const PREFETCH_FIRST_BATCH = 16;
+const PREFETCH_FIRST_BATCH = 32;
+
+/**
+ * QUIT's deletions as one statement: with `leased`, only while the lease row (locked for the statement) is
+ * still ours and unexpired; `leased` in the result is 1 when it was (always 1 without a lock).
+ */
+function commitSql(leased: boolean): string {
+  return `with lease as (${
+    leased
+      ? 'select 1 from maildrop_leases where mailbox_id = $1 and owner = $3 and expires_at > now() for update'
+      : 'select 1'
+  }),
+  d as (delete from messages where mailbox_id = $1 and message_id = any($2::bigint[]) and exists (select 1 from lease)
+        returning message_id, size),
+  c as (delete from message_chunks where mailbox_id = $1 and message_id in (select message_id from d)),
+  u as (update mailboxes b set messages = b.messages - g.n, bytes = b.bytes - g.octets
+          from (select count(*) as n, coalesce(sum(size), 0) as octets from d) g
+        where b.mailbox_id = $1 and g.n > 0)
+  select (select count(*) from lease)::int as leased, (select count(*) from d)::int as n`;
+}
 
 /** What a maildrop needs of its store. */
 export interface MaildropHost {
@@ -56,11 +75,12 @@ export class PostgresMaildrop implements Maildrop {
   private async renew(): Promise<void> {
     if (this.released || this.lost || this.owner === null) return;
     try {
-      const r = await this.store.pool.query(
-        `update maildrop_leases set expires_at = now() + $3 * interval '1 millisecond'
-         where mailbox_id = $1 and owner = $2 and expires_at > now()`,
-        [this.mailboxId, this.owner, this.store.leaseMs],
-      );
+      const r = await this.store.pool.query({
+        name: 'postern_lease_renew',
+        text: `update maildrop_leases set expires_at = now() + $3 * interval '1 millisecond'
+               where mailbox_id = $1 and owner = $2 and expires_at > now()`,
+        values: [this.mailboxId, this.owner, this.store.leaseMs],
+      });
       if (r.rowCount === 0) this.lost = true;
     } catch {
       // retried at the next tick
@@ -73,12 +93,14 @@ export class PostgresMaildrop implements Maildrop {
     if (!this.ids.has(id)) throw new StorageError('notfound', 'no such message');
     let r: pg.QueryResult<BodyRow>;
     try {
-      r = await this.store.pool.query<BodyRow>(
-        `select m.raw_size, m.chunks, c.data from messages m
-           left join message_chunks c on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
-         where m.mailbox_id = $1 and m.message_id = $2`,
-        [this.mailboxId, id],
-      );
+      r = await this.store.pool.query<BodyRow>({
+        name: 'postern_head',
+        text: `select m.raw_size, m.chunks, c.data from messages m
+                 left join message_chunks c
+                   on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
+               where m.mailbox_id = $1 and m.message_id = $2`,
+        values: [this.mailboxId, id],
+      });
     } catch (e) {
       throw pgError(e, 'read');
     }
@@ -101,10 +123,11 @@ export class PostgresMaildrop implements Maildrop {
       for (let seq = 1; seq < total; seq++) {
         let r: pg.QueryResult<{ data: Buffer }>;
         try {
-          r = await pool.query<{ data: Buffer }>(
-            'select data from message_chunks where mailbox_id = $1 and message_id = $2 and seq = $3',
-            [mailboxId, id, seq],
-          );
+          r = await pool.query<{ data: Buffer }>({
+            name: 'postern_chunk',
+            text: 'select data from message_chunks where mailbox_id = $1 and message_id = $2 and seq = $3',
+            values: [mailboxId, id, seq],
+          });
         } catch (e) {
           throw pgError(e, 'read');
         }
@@ -118,7 +141,7 @@ export class PostgresMaildrop implements Maildrop {
   /**
    * Small bodies fetched ahead for the RETRs that usually follow (a client downloading its mailbox asks for
    * 1, 2, 3, …): one round trip serves a run of messages. Bounded by PREFETCH_BYTES per maildrop; the batch
-   * grows (16, 32, 64 messages) only while the client keeps reading in order.
+   * grows (32, 64 messages) only while the client keeps reading in order.
    */
   private readonly prefetched = new Map<string, Buffer>();
   private nextBatch = PREFETCH_FIRST_BATCH;
@@ -136,12 +159,14 @@ export class PostgresMaildrop implements Maildrop {
     if (batch.length > 1) {
       let r: pg.QueryResult<{ message_id: string; raw_size: string; chunks: number; data: Buffer | null }>;
       try {
-        r = await this.store.pool.query(
-          `select m.message_id::text, m.raw_size, m.chunks, c.data from messages m
-             left join message_chunks c on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
-           where m.mailbox_id = $1 and m.message_id = any($2::bigint[])`,
-          [this.mailboxId, batch],
-        );
+        r = await this.store.pool.query({
+          name: 'postern_prefetch',
+          text: `select m.message_id::text, m.raw_size, m.chunks, c.data from messages m
+                   left join message_chunks c
+                     on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
+                 where m.mailbox_id = $1 and m.message_id = any($2::bigint[])`,
+          values: [this.mailboxId, batch],
+        });
       } catch (e) {
         throw pgError(e, 'read');
       }
@@ -200,44 +225,32 @@ export class PostgresMaildrop implements Maildrop {
     // Nothing to delete: nothing to commit, and no round trip (the QUIT of a polling client).
     if (ids.length === 0) return;
     this.prefetched.clear();
-    await inTransaction(this.store.pool, 'commit', async (c) => {
-      if (this.owner !== null) {
-        const lease = await c.query(
-          'select 1 from maildrop_leases where mailbox_id = $1 and owner = $2 and expires_at > now() for update',
-          [this.mailboxId, this.owner],
-        );
-        if (lease.rowCount !== 1) {
-          this.lost = true;
-          throw new StorageError('temp', 'maildrop lock lost (lease expired); nothing deleted');
-        }
-      }
-      const gone = await c.query<{ n: string; bytes: string | null }>(
-        `with d as (delete from messages where mailbox_id = $1 and message_id = any($2::bigint[]) returning size)
-         select count(*)::text as n, sum(size)::text as bytes from d`,
-        [this.mailboxId, ids],
+    // One statement, so one implicit transaction and one round trip: the lease checked under its row's lock
+    // (a holder that lost it deletes nothing), the messages, their chunks and the mailbox counts.
+    let r: pg.QueryResult<{ leased: number; n: number }>;
+    try {
+      r = await this.store.pool.query<{ leased: number; n: number }>(
+        this.owner === null
+          ? { name: 'postern_commit_unlocked', text: commitSql(false), values: [this.mailboxId, ids] }
+          : { name: 'postern_commit', text: commitSql(true), values: [this.mailboxId, ids, this.owner] },
       );
-      await c.query('delete from message_chunks where mailbox_id = $1 and message_id = any($2::bigint[])', [
-        this.mailboxId,
-        ids,
-      ]);
-      const n = Number(gone.rows[0].n);
-      if (n > 0) {
-        await c.query('update mailboxes set messages = messages - $2, bytes = bytes - $3 where mailbox_id = $1', [
-          this.mailboxId,
-          n,
-          Number(gone.rows[0].bytes ?? 0),
-        ]);
-      }
-    });
+    } catch (e) {
+      throw pgError(e, 'commit');
+    }
+    if (r.rows[0]?.leased !== 1) {
+      this.lost = true;
+      throw new StorageError('temp', 'maildrop lock lost (lease expired); nothing deleted');
+    }
   }
 
   async readState(): Promise<MaildropState> {
     this.assertUsable();
     try {
-      const r = await this.store.pool.query<{ state: MaildropState }>(
-        'select state from mailboxes where mailbox_id = $1',
-        [this.mailboxId],
-      );
+      const r = await this.store.pool.query<{ state: MaildropState }>({
+        name: 'postern_state_read',
+        text: 'select state from mailboxes where mailbox_id = $1',
+        values: [this.mailboxId],
+      });
       return r.rows[0]?.state ?? {};
     } catch (e) {
       throw pgError(e, 'state');
@@ -247,11 +260,12 @@ export class PostgresMaildrop implements Maildrop {
   async writeState(state: MaildropState): Promise<void> {
     this.assertUsable();
     try {
-      await this.store.pool.query(
-        `insert into mailboxes (mailbox_id, state) values ($1, $2)
-         on conflict (mailbox_id) do update set state = excluded.state`,
-        [this.mailboxId, JSON.stringify(state)],
-      );
+      await this.store.pool.query({
+        name: 'postern_state_write',
+        text: `insert into mailboxes (mailbox_id, state) values ($1, $2)
+               on conflict (mailbox_id) do update set state = excluded.state`,
+        values: [this.mailboxId, JSON.stringify(state)],
+      });
     } catch (e) {
       throw pgError(e, 'state');
     }

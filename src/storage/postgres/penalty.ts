@@ -34,6 +34,13 @@ export interface SharedPenaltySettings {
 export class SharedPenaltyCoordinator implements PenaltyCoordinator {
   private readonly forgetMs: number;
   private readonly pruner: NodeJS.Timeout;
+  /**
+   * Keys this process saw in `login_failures` (gate) or wrote there (fail), with when: a success deletes only
+   * these, so the login of a user with no failures costs no statement. Every verification is gated first, so
+   * a row that exists is seen; one written by another frontend between the gate and the success stays until
+   * it is forgotten (a failure that happened meanwhile).
+   */
+  private readonly known = new Map<string, number>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -68,13 +75,15 @@ export class SharedPenaltyCoordinator implements PenaltyCoordinator {
     if (this.settings.baseMs === 0) return local;
     const keys = user === undefined ? [`a:${address}`] : [`a:${address}`, `u:${user}`];
     try {
-      const r = await this.pool.query<{ failures: number; age: number }>(
-        `select failures, (extract(epoch from now() - last_failure) * 1000)::float8 as age
-           from login_failures where address = any($1)`,
-        [keys],
-      );
+      const r = await this.pool.query<{ address: string; failures: number; age: number }>({
+        name: 'postern_penalty_gate',
+        text: `select address, failures, (extract(epoch from now() - last_failure) * 1000)::float8 as age
+                 from login_failures where address = any($1)`,
+        values: [keys],
+      });
       let wait = local;
       for (const row of r.rows) {
+        this.known.set(row.address, Date.now());
         if (row.age > this.forgetMs) continue;
         wait = Math.max(wait, this.penalty(row.failures) - row.age);
       }
@@ -98,6 +107,7 @@ export class SharedPenaltyCoordinator implements PenaltyCoordinator {
          returning address, failures`,
         [keys, this.forgetMs],
       );
+      for (const key of keys) this.known.set(key, Date.now());
       const mine = r.rows.find((row) => row.address === keys[0]);
       return Math.max(local, this.penalty(mine?.failures ?? 0));
     } catch {
@@ -107,12 +117,17 @@ export class SharedPenaltyCoordinator implements PenaltyCoordinator {
 
   succeed(address: string, user?: string): void {
     this.inner.succeed(address, user);
-    const keys = user === undefined ? [`a:${address}`] : [`a:${address}`, `u:${user}`];
+    const keys = (user === undefined ? [`a:${address}`] : [`a:${address}`, `u:${user}`]).filter((k) =>
+      this.known.delete(k),
+    );
+    if (keys.length === 0) return;
     this.pool.query('delete from login_failures where address = any($1)', [keys]).catch(() => {});
   }
 
   /** Forgets old rows (called now and then; the table stays the size of recent attackers). */
   async prune(): Promise<void> {
+    const old = Date.now() - this.forgetMs;
+    for (const [key, at] of this.known) if (at < old) this.known.delete(key);
     await this.pool
       .query("delete from login_failures where last_failure < now() - $1 * interval '1 millisecond'", [this.forgetMs])
       .catch(() => {});

@@ -88,8 +88,9 @@ export class PostgresStore implements MailStore {
     // taken; the messages follow, read only when it was.
     let rows: { k: number; got: string | null; message_id: string; uidl: string; size: string }[];
     try {
-      const r = await this.pool.query(
-        lock
+      const r = await this.pool.query({
+        name: lock ? 'postern_login' : 'postern_listing',
+        text: lock
           ? `with l as (
                insert into maildrop_leases (mailbox_id, owner, expires_at)
                  values ($1, $2, now() + $3 * interval '1 millisecond')
@@ -103,8 +104,8 @@ export class PostgresStore implements MailStore {
              order by k, ord`
           : `select 1 as k, null as got, message_id::text, uidl, size::text from messages
              where mailbox_id = $1 order by ord`,
-        lock ? [mailboxId, owner, this.leaseMs] : [mailboxId],
-      );
+        values: lock ? [mailboxId, owner, this.leaseMs] : [mailboxId],
+      });
       rows = r.rows;
     } catch (e) {
       throw pgError(e, 'login');
@@ -167,7 +168,11 @@ export class PostgresStore implements MailStore {
   /** @internal Drops a lease if it is still ours; a failure leaves it to expire. */
   async dropLease(mailboxId: string, owner: string): Promise<void> {
     await this.pool
-      .query('delete from maildrop_leases where mailbox_id = $1 and owner = $2', [mailboxId, owner])
+      .query({
+        name: 'postern_lease_drop',
+        text: 'delete from maildrop_leases where mailbox_id = $1 and owner = $2',
+        values: [mailboxId, owner],
+      })
       .catch(() => {});
   }
 
