@@ -5,24 +5,10 @@
  * users exist. Its strength is only that the password does not cross the wire; prefer SCRAM-SHA-256.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { ChallengeClient, challengeError, requirePassword, ServerMechanism } from './mechanism.ts';
 import type { PasswordCredentials } from './plain.ts';
-import {
-  type SaslClient,
-  SaslError,
-  SaslErrorCode,
-  type SaslServer,
-  type SaslVerifier,
-  type ServerStep,
-} from './types.ts';
-import {
-  badCredentials,
-  challenge,
-  decodeUtf8,
-  failure,
-  MAX_PAYLOAD_BYTES,
-  ServerMechanism,
-  userProblem,
-} from './util.ts';
+import type { SaslClient, SaslServer, SaslVerifier, ServerStep } from './types.ts';
+import { badCredentials, challenge, decodeUtf8, failure, MAX_PAYLOAD_BYTES, userProblem } from './util.ts';
 
 export interface CramMd5ServerOptions {
   /** Put in the challenge (RFC 2195 §2: a fully qualified host name); default `localhost`. */
@@ -52,16 +38,9 @@ export function createCramMd5Server(
 
 const DIGEST = /^[0-9a-fA-F]{32}$/;
 
-class CramMd5Server extends ServerMechanism {
+class CramMd5Server extends ServerMechanism<Pick<SaslVerifier, 'sharedSecret' | 'lookup'>, CramMd5ServerOptions> {
   readonly mechanism = 'CRAM-MD5';
   private sentChallenge: string | null = null;
-
-  constructor(
-    private readonly verifier: Pick<SaslVerifier, 'sharedSecret' | 'lookup'>,
-    private readonly options: CramMd5ServerOptions,
-  ) {
-    super();
-  }
 
   protected async next(response: Buffer | null, initial: boolean): Promise<ServerStep> {
     if (initial) {
@@ -94,36 +73,23 @@ class CramMd5Server extends ServerMechanism {
 
 /** `password` is the shared secret (the same string the user would give APOP). */
 export function createCramMd5Client(credentials: Omit<PasswordCredentials, 'authzid'>): SaslClient {
-  if (credentials.username === '' || credentials.password === '') {
-    throw new SaslError(SaslErrorCode.BadCredentials, 'CRAM-MD5 needs a user name and a secret');
-  }
+  requirePassword('CRAM-MD5', credentials, 'a secret');
   return new CramMd5Client(credentials.username, credentials.password);
 }
 
-class CramMd5Client implements SaslClient {
+class CramMd5Client extends ChallengeClient {
   readonly mechanism = 'CRAM-MD5';
   private answered = false;
-
-  constructor(
-    private readonly username: string,
-    private readonly secret: string,
-  ) {}
 
   get done(): boolean {
     return this.answered;
   }
 
-  start(): null {
-    return null;
-  }
-
   step(challengeData: Buffer): Buffer {
-    if (this.answered) throw new SaslError(SaslErrorCode.BadChallenge, 'CRAM-MD5: unexpected second challenge');
-    if (challengeData.length === 0) throw new SaslError(SaslErrorCode.BadChallenge, 'CRAM-MD5: empty challenge');
+    if (this.answered) throw challengeError('CRAM-MD5', 'unexpected second challenge');
+    if (challengeData.length === 0) throw challengeError('CRAM-MD5', 'empty challenge');
     this.answered = true;
     const digest = cramMd5Digest(this.secret, challengeData);
     return Buffer.from(`${this.username} ${digest}`, 'utf8');
   }
-
-  finish(): void {}
 }

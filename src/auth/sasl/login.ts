@@ -4,15 +4,9 @@
  * connection, like PLAIN. Kept for old Outlook and Apple Mail versions that know nothing else.
  */
 
+import { ChallengeClient, challengeError, requirePassword, ServerMechanism } from './mechanism.ts';
 import type { PasswordCredentials } from './plain.ts';
-import {
-  type SaslClient,
-  SaslError,
-  SaslErrorCode,
-  type SaslServer,
-  type SaslVerifier,
-  type ServerStep,
-} from './types.ts';
+import type { SaslClient, SaslServer, SaslVerifier, ServerStep } from './types.ts';
 import {
   badCredentials,
   challenge,
@@ -20,7 +14,6 @@ import {
   failure,
   MAX_PASSWORD_BYTES,
   MAX_USER_BYTES,
-  ServerMechanism,
   userProblem,
 } from './util.ts';
 
@@ -28,16 +21,12 @@ export const LOGIN_USERNAME_CHALLENGE = 'Username:';
 export const LOGIN_PASSWORD_CHALLENGE = 'Password:';
 
 export function createLoginServer(verifier: Pick<SaslVerifier, 'verifyPassword'>): SaslServer {
-  return new LoginServer(verifier);
+  return new LoginServer(verifier, {});
 }
 
-class LoginServer extends ServerMechanism {
+class LoginServer extends ServerMechanism<Pick<SaslVerifier, 'verifyPassword'>> {
   readonly mechanism = 'LOGIN';
   private user: string | null = null;
-
-  constructor(private readonly verifier: Pick<SaslVerifier, 'verifyPassword'>) {
-    super();
-  }
 
   protected async next(response: Buffer | null, initial: boolean): Promise<ServerStep> {
     // An initial response (curl sends one) is the user name. An empty one (`=`) counts as none, as in
@@ -65,34 +54,21 @@ class LoginServer extends ServerMechanism {
  * `User Name`, `Password:`), otherwise by position: first the user name, then the password.
  */
 export function createLoginClient(credentials: Omit<PasswordCredentials, 'authzid'>): SaslClient {
-  if (credentials.username === '' || credentials.password === '') {
-    throw new SaslError(SaslErrorCode.BadCredentials, 'LOGIN needs a user name and a password');
-  }
+  requirePassword('LOGIN', credentials, 'a password');
   return new LoginClient(credentials.username, credentials.password);
 }
 
-class LoginClient implements SaslClient {
+class LoginClient extends ChallengeClient {
   readonly mechanism = 'LOGIN';
   private answered = 0;
   private sentPassword = false;
-
-  constructor(
-    private readonly username: string,
-    private readonly password: string,
-  ) {}
 
   get done(): boolean {
     return this.sentPassword;
   }
 
-  start(): null {
-    return null;
-  }
-
   step(challengeData: Buffer): Buffer {
-    if (this.sentPassword || this.answered >= 2) {
-      throw new SaslError(SaslErrorCode.BadChallenge, 'LOGIN: unexpected third challenge');
-    }
+    if (this.sentPassword || this.answered >= 2) throw challengeError('LOGIN', 'unexpected third challenge');
     const prompt = challengeData.toString('latin1').toLowerCase();
     let wantsPassword: boolean;
     if (prompt.includes('pass')) wantsPassword = true;
@@ -101,10 +77,8 @@ class LoginClient implements SaslClient {
     this.answered++;
     if (wantsPassword) {
       this.sentPassword = true;
-      return Buffer.from(this.password, 'utf8');
+      return Buffer.from(this.secret, 'utf8');
     }
     return Buffer.from(this.username, 'utf8');
   }
-
-  finish(): void {}
 }

@@ -9,24 +9,9 @@
  *   XOAUTH2      C: user=<user>^Aauth=Bearer <token>^A^A
  *                S: (success) or  + {"status":"401",...}             C: (empty)   S: -ERR
  */
-import {
-  type ClientFirstSaslClient,
-  SaslError,
-  SaslErrorCode,
-  type SaslServer,
-  type SaslVerifier,
-  type ServerStep,
-} from './types.ts';
-import {
-  challenge,
-  decodeUtf8,
-  encodeSaslName,
-  failure,
-  MAX_BEARER_PAYLOAD_BYTES,
-  parseGs2Header,
-  ServerMechanism,
-  userProblem,
-} from './util.ts';
+import { challengeError, credentialsError, InitialResponseClient, MessageServer } from './mechanism.ts';
+import type { ClientFirstSaslClient, SaslServer, SaslVerifier, ServerStep } from './types.ts';
+import { encodeSaslName, failure, MAX_BEARER_PAYLOAD_BYTES, parseGs2Header, userProblem } from './util.ts';
 
 const KVSEP = '\x01';
 /** RFC 7628 §3.1: `auth-scheme 1*SP b64token`, the scheme name case-insensitive (RFC 6750 §2.1). */
@@ -84,24 +69,11 @@ function errorJson(status: string, options: OAuthServerOptions, withOpenid: bool
   return Buffer.from(JSON.stringify(body), 'utf8');
 }
 
-/** Shared by both servers: the size and UTF-8 checks, and the empty challenge when nothing was sent yet. */
-abstract class BearerServer extends ServerMechanism {
-  constructor(
-    protected readonly verifier: Pick<SaslVerifier, 'verifyBearer'>,
-    protected readonly options: OAuthServerOptions,
-  ) {
-    super();
-  }
+type BearerVerifier = Pick<SaslVerifier, 'verifyBearer'>;
 
-  protected async next(response: Buffer | null): Promise<ServerStep> {
-    if (response === null) return challenge(Buffer.alloc(0)); // client-first; XOAUTH2's "two-step" form
-    if (response.length > MAX_BEARER_PAYLOAD_BYTES) return failure('message too long');
-    const text = decodeUtf8(response);
-    if (text === null) return failure('message is not UTF-8');
-    return this.message(text);
-  }
-
-  protected abstract message(text: string): Promise<ServerStep>;
+/** Shared by both servers: the frame (with the larger size limit tokens need), and the token check. */
+abstract class BearerServer extends MessageServer<BearerVerifier, OAuthServerOptions> {
+  protected override readonly maxBytes = MAX_BEARER_PAYLOAD_BYTES;
 
   protected async verify(token: string, user: string | undefined, errorChallenge: Buffer): Promise<ServerStep> {
     const principal = await this.verifier.verifyBearer(token, user);
@@ -110,11 +82,12 @@ abstract class BearerServer extends ServerMechanism {
   }
 }
 
-export function createOAuthBearerServer(
-  verifier: Pick<SaslVerifier, 'verifyBearer'>,
-  options: OAuthServerOptions = {},
-): SaslServer {
+export function createOAuthBearerServer(verifier: BearerVerifier, options: OAuthServerOptions = {}): SaslServer {
   return new OAuthBearerServer(verifier, options);
+}
+
+export function createXOAuth2Server(verifier: BearerVerifier, options: OAuthServerOptions = {}): SaslServer {
+  return new XOAuth2Server(verifier, options);
 }
 
 class OAuthBearerServer extends BearerServer {
@@ -127,19 +100,11 @@ class OAuthBearerServer extends BearerServer {
     if (!gs2.rest.startsWith(KVSEP)) return failure('malformed message');
     const pairs = parseKvPairs(gs2.rest.slice(1));
     if (!pairs) return failure('malformed message');
-    const auth = pairs.get('auth');
-    const token = auth === undefined ? null : BEARER.exec(auth)?.[1];
+    const token = bearerToken(pairs);
     if (!token) return failure('missing or malformed auth=Bearer');
     if (gs2.authzid !== undefined && userProblem(gs2.authzid) !== null) return failure('malformed user name');
     return this.verify(token, gs2.authzid, errorJson('invalid_token', this.options, true));
   }
-}
-
-export function createXOAuth2Server(
-  verifier: Pick<SaslVerifier, 'verifyBearer'>,
-  options: OAuthServerOptions = {},
-): SaslServer {
-  return new XOAuth2Server(verifier, options);
 }
 
 class XOAuth2Server extends BearerServer {
@@ -149,14 +114,19 @@ class XOAuth2Server extends BearerServer {
     const pairs = parseKvPairs(text);
     if (!pairs) return failure('malformed message');
     const user = pairs.get('user');
-    const auth = pairs.get('auth');
     if (!user) return failure('missing user');
     if (userProblem(user) !== null) return failure('malformed user name');
-    const token = auth === undefined ? null : BEARER.exec(auth)?.[1];
+    const token = bearerToken(pairs);
     if (!token) return failure('missing or malformed auth=Bearer');
     // Google answers a bad token with an HTTP-style status in this JSON; clients only show it.
     return this.verify(token, user, errorJson('401', this.options, false));
   }
+}
+
+/** The token of `auth=Bearer <token>`, or undefined. */
+function bearerToken(pairs: Map<string, string>): string | undefined {
+  const auth = pairs.get('auth');
+  return auth === undefined ? undefined : BEARER.exec(auth)?.[1];
 }
 
 // ---------------------------------------------------------------------------------------------- clients
@@ -176,7 +146,7 @@ export interface OAuthBearerClientOptions extends BearerCredentials {
 
 function checkToken(token: string): void {
   if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) {
-    throw new SaslError(SaslErrorCode.BadCredentials, 'the access token is empty or not a b64token (RFC 6750)');
+    throw credentialsError('the access token is empty or not a b64token (RFC 6750)');
   }
 }
 
@@ -185,13 +155,13 @@ export function createOAuthBearerClient(options: OAuthBearerClientOptions): OAut
   checkToken(options.token);
   const { username, host, port } = options;
   if (username !== undefined && (username === '' || /[\0\x01]/.test(username))) {
-    throw new SaslError(SaslErrorCode.BadCredentials, 'OAUTHBEARER: malformed user name');
+    throw credentialsError('OAUTHBEARER: malformed user name');
   }
   if (host !== undefined && !/^[\x21-\x7E]+$/.test(host)) {
-    throw new SaslError(SaslErrorCode.BadCredentials, 'OAUTHBEARER: malformed host');
+    throw credentialsError('OAUTHBEARER: malformed host');
   }
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
-    throw new SaslError(SaslErrorCode.BadCredentials, 'OAUTHBEARER: malformed port');
+    throw credentialsError('OAUTHBEARER: malformed port');
   }
   let message = `n,${username === undefined ? '' : `a=${encodeSaslName(username)}`},${KVSEP}`;
   if (host !== undefined) message += `host=${host}${KVSEP}`;
@@ -205,46 +175,37 @@ export function createXOAuth2Client(options: BearerCredentials): OAuthClient {
   checkToken(options.token);
   const { username } = options;
   if (!username || /[\0\x01]/.test(username)) {
-    throw new SaslError(SaslErrorCode.BadCredentials, 'XOAUTH2 needs a user name without control characters');
+    throw credentialsError('XOAUTH2 needs a user name without control characters');
   }
   const message = `user=${username}${KVSEP}auth=Bearer ${options.token}${KVSEP}${KVSEP}`;
   // Google's XOAUTH2 description: the client answers the error challenge with an empty response.
   return new BearerClient('XOAUTH2', Buffer.from(message, 'utf8'), Buffer.alloc(0));
 }
 
-class BearerClient implements OAuthClient {
-  private sent = false;
+/** The one message of InitialResponseClient, and the answer to the server's error challenge. */
+class BearerClient extends InitialResponseClient implements OAuthClient {
   private error: OAuthServerError | null = null;
 
   constructor(
-    readonly mechanism: string,
-    private readonly message: Buffer,
+    mechanism: string,
+    message: Buffer,
     private readonly errorAnswer: Buffer,
-  ) {}
-
-  get done(): boolean {
-    return this.sent;
+  ) {
+    super(mechanism, message);
   }
 
   get serverError(): OAuthServerError | null {
     return this.error;
   }
 
-  start(): Buffer {
-    this.sent = true;
-    return Buffer.from(this.message);
-  }
-
-  step(challengeData: Buffer): Buffer {
-    if (this.error) throw new SaslError(SaslErrorCode.BadChallenge, `${this.mechanism}: challenge after the error`);
+  override step(challengeData: Buffer): Buffer {
+    if (this.error) throw challengeError(this.mechanism, 'challenge after the error');
     // Empty: the server wants the message (it was not sent as an initial response).
     if (challengeData.length === 0) return this.start();
     // Anything else is the error report; answer it so the server can send its final -ERR.
     this.error = readServerError(challengeData);
     return Buffer.from(this.errorAnswer);
   }
-
-  finish(): void {}
 }
 
 function readServerError(data: Buffer): OAuthServerError {

@@ -12,6 +12,7 @@
  * This file: the stored keys and the server side, and the primitives both sides use; scram-client.ts: the client.
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { MessageServer } from './mechanism.ts';
 import { saslprep } from './saslprep.ts';
 import type { ProxyAuthorization, SaslServer, SaslVerifier, ScramCredentials, ServerStep } from './types.ts';
 import {
@@ -20,11 +21,8 @@ import {
   challenge,
   decodeBase64Strict,
   decodeSaslName,
-  decodeUtf8,
   failure,
-  MAX_PAYLOAD_BYTES,
   parseGs2Header,
-  ServerMechanism,
   userProblem,
 } from './util.ts';
 
@@ -162,22 +160,11 @@ interface ServerExchange {
   readonly real: boolean;
 }
 
-class ScramServer extends ServerMechanism {
+class ScramServer extends MessageServer<Pick<SaslVerifier, 'scramCredentials' | 'lookup'>, ScramServerOptions> {
   readonly mechanism = 'SCRAM-SHA-256';
   private exchange: ServerExchange | null = null;
 
-  constructor(
-    private readonly verifier: Pick<SaslVerifier, 'scramCredentials' | 'lookup'>,
-    private readonly options: ScramServerOptions,
-  ) {
-    super();
-  }
-
-  protected async next(response: Buffer | null): Promise<ServerStep> {
-    if (response === null) return challenge(Buffer.alloc(0)); // client-first: ask for the message
-    if (response.length > MAX_PAYLOAD_BYTES) return failure('message too long');
-    const text = decodeUtf8(response);
-    if (text === null) return failure('message is not UTF-8');
+  protected async message(text: string): Promise<ServerStep> {
     if (this.exchange === null) {
       // The first message may come as the initial response or after our empty challenge.
       return this.clientFirst(text);

@@ -1,9 +1,9 @@
 /**
  * Pieces shared by the mechanisms: strict UTF-8, RFC 5802 saslnames and GS2 headers, the size limits, the
- * authorization-identity rule, and the base class that makes every server side finish exactly once.
+ * authorization-identity rule and the steps a server side returns (the frames are in mechanism.ts).
  */
 import { userNameProblem } from '../names.ts';
-import type { Principal, ProxyAuthorization, SaslServer, SaslVerifier, ServerStep } from './types.ts';
+import type { Principal, ProxyAuthorization, SaslVerifier, ServerStep } from './types.ts';
 
 /** RFC 4616 §2 asks servers to accept at least 255 octets per field; names.ts caps user names there too. */
 export const MAX_USER_BYTES = 255;
@@ -133,43 +133,4 @@ export async function authorize(
   return data
     ? { kind: 'success', principal: target, data, authcid: authenticated.user }
     : { kind: 'success', principal: target, authcid: authenticated.user };
-}
-
-/**
- * The frame of every server side: tells the first call (the initial response) from the later ones, and makes
- * the exchange end exactly once. A mechanism only writes `next`; once it returns success or failure, every
- * further call is a failure, so a confused caller can never be handed a second success.
- */
-export abstract class ServerMechanism implements SaslServer {
-  abstract readonly mechanism: string;
-  private started = false;
-  private busy = false;
-  private ended: ServerStep | null = null;
-
-  async step(response: Buffer | null): Promise<ServerStep> {
-    if (this.ended) {
-      return failure(this.ended.kind === 'failure' ? this.ended.reason : 'authentication exchange already finished');
-    }
-    if (this.busy) {
-      this.ended = failure('step called while the previous one was pending');
-      return this.ended;
-    }
-    const initial = !this.started;
-    this.started = true;
-    this.busy = true;
-    try {
-      const result = await this.next(initial ? response : (response ?? Buffer.alloc(0)), initial);
-      if (result.kind !== 'challenge') this.ended = result;
-      return result;
-    } catch (err) {
-      // The verifier failed (e.g. the database is down): the exchange is over, and the caller learns why.
-      this.ended = failure('verifier error');
-      throw err;
-    } finally {
-      this.busy = false;
-    }
-  }
-
-  /** `response` is null only on the initial call when the client sent no initial response. */
-  protected abstract next(response: Buffer | null, initial: boolean): Promise<ServerStep>;
 }
