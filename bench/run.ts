@@ -21,6 +21,8 @@
  *                     \`postern store migrate\`), as extra columns "Postern PG ×N" for N frontend processes
  *   --frontends LIST  frontend counts for --store postgres (default 1,2,4; server.workers = N, each worker an
  *                     independent process with its own connection pool); not used by idle and list
+ *   --node-load       run the session lines with bench/load.ts too (default: bench/load-sessions.c, compiled
+ *                     with cc at start, when a C compiler is there; see docs/bench.md "The load generator")
  *   --json FILE       also write every run's value to FILE
  *   --keep            keep the temp dir (configs, logs, mail) for a look afterwards
  */
@@ -66,6 +68,7 @@ import {
 } from './servers.ts';
 
 const LOAD = resolve(import.meta.dirname, 'load.ts');
+const LOAD_SESSIONS_C = resolve(import.meta.dirname, 'load-sessions.c');
 const SCENARIOS = ['idle', 'sessions', 'retr', 'big', 'list'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -93,6 +96,7 @@ const { values: flags } = parseArgs({
     store: { type: 'string', default: 'maildir' },
     frontends: { type: 'string', default: '1,2,4' },
     json: { type: 'string' },
+    'node-load': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -387,6 +391,46 @@ function startServer(kind: ServerName): Promise<ServerHandle> {
 
 // ----- load processes ------------------------------------------------------------------------------------------
 
+/**
+ * The C load generator of the session lines (bench/load-sessions.c), compiled into the temp dir; undefined when
+ * --node-load is given or no C compiler works (then bench/load.ts runs them, as it runs every other line).
+ */
+const sessionsBin = ((): string | undefined => {
+  if (flags['node-load']) return undefined;
+  const bin = join(dir, 'load-sessions');
+  const r = spawnSync('cc', ['-O2', '-o', bin, LOAD_SESSIONS_C], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status === 0) return bin;
+  log(
+    `  (no C compiler for bench/load-sessions.c: the session lines use bench/load.ts; ${r.error?.message ?? r.stderr.trim().split('\n')[0]})`,
+  );
+  return undefined;
+})();
+const generator = sessionsBin ? 'C (bench/load-sessions.c)' : 'Node (bench/load.ts)';
+
+/** The command line of a load process: the C generator for {PLAIN}/USER-PASS session jobs, bench/load.ts else. */
+function loadCommand(job: Job): [string, string[]] {
+  if (sessionsBin && job.kind === 'sessions' && job.mechanism === 'pass') {
+    const flag = (b: boolean | undefined) => (b ? '1' : '0');
+    return [
+      sessionsBin,
+      [
+        job.target.host,
+        String(job.target.port),
+        String(job.concurrency),
+        String(job.durationMs),
+        String(job.maxSessions),
+        String(job.retr ?? 0),
+        flag(job.pipelined),
+        flag(job.onceEach),
+        flag(job.warmupEachUser),
+        job.password,
+        ...job.users,
+      ],
+    ];
+  }
+  return [process.execPath, ['--import', 'tsx', LOAD, JSON.stringify(job)]];
+}
+
 interface LoadRun<R> {
   child: ChildProcess;
   /** Resolves with the `ready` line of an idle job. */
@@ -395,10 +439,10 @@ interface LoadRun<R> {
 }
 
 function startLoad<R>(job: Job, timeoutMs: number): LoadRun<R> {
-  const args = ['--import', 'tsx', LOAD, JSON.stringify(job)];
+  const [cmd, args] = loadCommand(job);
   const child = pin
-    ? spawn('taskset', ['-c', LOAD_CPU, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
-    : spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    ? spawn('taskset', ['-c', LOAD_CPU, cmd, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+    : spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   loads.add(child);
   let out = '';
   let onReady: (r: IdleReady) => void = () => {};
@@ -522,7 +566,8 @@ async function measureSessions(s: ServerHandle, users: Users, run: number): Prom
       const r = await runLoad<SessionsResult>(v.job, 180_000);
       log(
         `  ${s.name} run ${run}: ${v.label}: ${r.perSec.toFixed(1)} sessions/s ` +
-          `(${r.sessions} in ${r.seconds.toFixed(1)} s, ${r.errors} errors${r.firstError ? `: ${r.firstError}` : ''})`,
+          `(${r.sessions} in ${r.seconds.toFixed(1)} s, ${r.errors} errors${r.firstError ? `: ${r.firstError}` : ''}; ` +
+          `load generator ${(r.loadCpuUsPerSession ?? 0).toFixed(0)} µs CPU per session)`,
       );
       if (r.errors > 0) results.note(`${s.name}: errors in "${v.label}": ${r.firstError}`);
       results.add('Sessions: connect, USER/PASS, STAT, QUIT', v.label, 'sessions/s', 'higher', s.name, r.perSec);
@@ -748,7 +793,7 @@ async function main(): Promise<number> {
     `Postern bench${quick ? ' --quick' : ''}: median (min–max) of ${runs} run(s) (memory: 1 run), ${secs.toFixed(0)} s, ` +
     `node ${process.version}, ${cpus} CPUs, ${pin ? `servers on CPU ${SERVER_CPU} and load on CPU ${LOAD_CPU} (taskset)` : 'not pinned'}, ` +
     `load average ${load0.toFixed(1)} at start, ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} before the measurements, ` +
-    `${loadavg()[0].toFixed(1)} at end, Postern workers = ${workers}` +
+    `${loadavg()[0].toFixed(1)} at end, Postern workers = ${workers}, session lines generated by ${generator}` +
     (useDovecot
       ? `, ${spawnSync('dovecot', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ')[0]} (tuned: high-performance mode${useStock ? '; stock as an extra column' : ''})`
       : '');
