@@ -43,14 +43,19 @@ export async function runCheckConfig(
   }
   const config = resolve(values.config, await import('../config/config.ts'));
   const problems = serveProblems(config).map(formatProblem);
+  const usersInDb = config.auth.driver === 'postgres';
   // Run as root, the read checks pass for any file; say when the service user will not be able to read it.
-  const warnings = rootOnlyUsersFile(config.auth.usersFile)
-    ? [
-        `auth.users_file = "${config.auth.usersFile}": root-only (0600 root); a server running as another ` +
-          'user cannot read it: chown it to the service user',
-      ]
-    : [];
-  const users = await usersFileReport(config.auth.usersFile);
+  const warnings =
+    !usersInDb && rootOnlyUsersFile(config.auth.usersFile)
+      ? [
+          `auth.users_file = "${config.auth.usersFile}": root-only (0600 root); a server running as another ` +
+            'user cannot read it: chown it to the service user',
+        ]
+      : [];
+  // With [auth] driver = "postgres" the users file is not read by anything: it is neither reported nor asked
+  // whether some user has a shared secret (the database is, as the server asks it).
+  const users = usersInDb ? { summary: '', issues: [] } : await usersFileReport(config.auth.usersFile);
+  const secrets = usersInDb ? await databaseSecrets(config) : await fileSecrets(config.auth.usersFile);
   const lines = [
     problems.length === 0 ? 'config OK' : 'config has problems: `postern serve` would not start',
     ...problems.map((p) => `  problem ${p}`),
@@ -65,7 +70,7 @@ export async function runCheckConfig(
     `  tls     ${config.tls ? `${config.tls.cert} (min ${config.tls.minVersion})` : 'not configured'}`,
     `  lmtp    ${config.lmtp ? (config.lmtp.socket ?? `${config.lmtp.address}:${config.lmtp.port}`) : 'off'}`,
     `  metrics ${config.metrics.enabled ? `http://${config.metrics.address}:${config.metrics.port}/metrics` : 'off'}`,
-    ...(await saslLines(config)),
+    ...saslLines(config, secrets),
     // What the server will skip (and log) when it reads the users file: by line number, never the line's text.
     ...users.issues.map((issue) => `  warning ${config.auth.usersFile}:${issue.lineNo}: ${issue.message}`),
   ];
@@ -111,14 +116,43 @@ function redactUrl(url: string | undefined): string {
   }
 }
 
-/** What CAPA will list under SASL, on a TLS connection and on a cleartext one, and why the rest is off. */
-async function saslLines(config: Config): Promise<string[]> {
-  let sharedSecrets = false;
+/** Whether some user of the users file has a shared secret (CRAM-MD5, APOP). */
+async function fileSecrets(file: string): Promise<boolean> {
   try {
-    sharedSecrets = (await listUsers(config.auth.usersFile)).some((u) => u.hasSharedSecret);
+    return (await listUsers(file)).some((u) => u.hasSharedSecret);
   } catch {
     // An unreadable users file is reported as a problem above; here it means no shared secrets.
+    return false;
   }
+}
+
+/**
+ * Whether some user in the PostgreSQL user database has a shared secret, asked the way the server asks it
+ * (PostgresUserDb's flags); undefined when the database cannot be read (databaseReport says why).
+ */
+async function databaseSecrets(config: Config): Promise<boolean | undefined> {
+  const [{ createPgPool }, { PostgresUserDb }] = await Promise.all([
+    import('../storage/postgres/pool.ts'),
+    import('../auth/postgres.ts'),
+  ]);
+  const pool = createPgPool({ ...config.auth.postgres, poolSize: 1, connectTimeoutMs: 5_000 });
+  try {
+    const users = new PostgresUserDb(pool);
+    await users.reload();
+    return users.hasSharedSecrets();
+  } catch {
+    return undefined;
+  } finally {
+    await pool.end().catch(() => {});
+  }
+}
+
+/**
+ * What CAPA will list under SASL, on a TLS connection and on a cleartext one, and why the rest is off.
+ * `secrets`: whether some user has a shared secret; undefined when the user database cannot be read.
+ */
+function saslLines(config: Config, secrets: boolean | undefined): string[] {
+  const sharedSecrets = secrets === true;
   const enabled = config.auth.mechanisms;
   const base = {
     sharedSecrets,
@@ -141,6 +175,8 @@ async function saslLines(config: Config): Promise<string[]> {
   }
   for (const m of SERVER_SASL_MECHANISMS) {
     if (!enabled.includes(m)) out.push(`          ${m} off: not in auth.mechanisms`);
+    else if (m === 'CRAM-MD5' && secrets === undefined)
+      out.push(`          ${m} unknown: the user database cannot be read (offered when some user has a shared secret)`);
     else if (!onTls.includes(m)) out.push(`          ${m} off: ${saslUnavailable(m, secure)}`);
     else if (hasClear && !onClear.includes(m)) out.push(`          ${m} not unencrypted: ${saslUnavailable(m, clear)}`);
     else if (m === 'EXTERNAL')

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -201,6 +201,35 @@ if (skip) {
       const l = postern(['user', 'list', '--config', nodes[2].config]);
       assert.equal(l.status, 0, l.stderr);
       assert.deepEqual(l.stdout.trim().split('\n'), ['alice', 'bob', 'carol', 'dave', 'erin']);
+    });
+
+    test('check-config asks the user database, not a users file, whether CRAM-MD5 can be offered', async () => {
+      // A users file at the configured path with a {PLAIN} user must not count: the server never reads it.
+      const file = join(dir, 'users');
+      writeFileSync(file, 'frank:{PLAIN}secret::::::\n', { mode: 0o600 });
+      const cfg = join(dir, 'check.toml');
+      writeFileSync(
+        cfg,
+        `${readFileSync(nodes[1].config, 'utf8')}\n`.replace(
+          'driver = "postgres"\n\n[lmtp]',
+          `driver = "postgres"\nusers_file = "${file}"\n\n[lmtp]`,
+        ),
+      );
+      const off = postern(['check-config', '--config', cfg]);
+      assert.equal(off.status, 0, off.stderr);
+      assert.match(off.stdout, /CRAM-MD5 off: no user has a shared secret/);
+      assert.doesNotMatch(off.stdout, /frank|users {3}\//);
+      const pool = new pg.Pool({ connectionString: db.url });
+      try {
+        await pool.query("update users set apop_secret = 'shared' where name = 'erin'");
+        const on = postern(['check-config', '--config', cfg]);
+        assert.equal(on.status, 0, on.stderr);
+        assert.doesNotMatch(on.stdout, /CRAM-MD5 (off|unknown)/);
+        assert.match(on.stdout, /sasl .*CRAM-MD5/);
+      } finally {
+        await pool.query("update users set apop_secret = null where name = 'erin'");
+        await pool.end();
+      }
     });
 
     test('the maildrop lock is exclusive across frontends', async () => {
