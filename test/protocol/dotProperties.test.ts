@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { SizeCounter, transmittedSize } from '../../src/mail/size.ts';
-import { DotDecoder, DotEncoder } from '../../src/protocol/dot.ts';
+import { DotDecoder, DotEncoder, dotEncoderEngine, encodedBound } from '../../src/protocol/dot.ts';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -78,8 +82,8 @@ function chunk(buf: Buffer, sizes: number[]): Buffer[] {
   return out;
 }
 
-function encode(pieces: Buffer[], topLines?: number): Buffer {
-  const enc = new DotEncoder(topLines === undefined ? {} : { topLines });
+function encode(pieces: Buffer[], topLines?: number, engine?: 'wasm' | 'js'): Buffer {
+  const enc = new DotEncoder(topLines === undefined ? { engine } : { topLines });
   const out = pieces.map((p) => enc.write(p));
   out.push(enc.end());
   return Buffer.concat(out);
@@ -97,16 +101,18 @@ function decode(pieces: Buffer[]): { data: Buffer; done: boolean; rest: Buffer }
 }
 
 /** Messages biased towards the bytes that matter: '.', CR, LF; plus some text and any byte. */
-const message = fc
-  .array(
-    fc.oneof(
-      { arbitrary: fc.constantFrom(DOT, CR, LF), weight: 6 },
-      { arbitrary: fc.constantFrom(0x41, 0x20), weight: 2 },
-      { arbitrary: fc.integer({ min: 0, max: 255 }), weight: 1 },
-    ),
-    { maxLength: 400 },
-  )
-  .map((a) => Buffer.from(a));
+const messageOf = (maxLength: number, textWeight: number, size: 'small' | 'max' = 'small') =>
+  fc
+    .array(
+      fc.oneof(
+        { arbitrary: fc.constantFrom(DOT, CR, LF), weight: 6 },
+        { arbitrary: fc.constantFrom(0x41, 0x20), weight: textWeight },
+        { arbitrary: fc.integer({ min: 0, max: 255 }), weight: 1 },
+      ),
+      { maxLength, size },
+    )
+    .map((a) => Buffer.from(a));
+const message = messageOf(400, 2);
 const sizes = fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 16 });
 const RUNS = { numRuns: 1000 };
 
@@ -191,5 +197,127 @@ describe('dot codec properties', () => {
       }),
       RUNS,
     );
+  });
+});
+
+// The WebAssembly encoding loop (src/protocol/dot-encode.wat, 16 bytes per step) against the byte-by-byte
+// references above and against the JavaScript loop, on inputs long enough for its steps, cut everywhere.
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const wire = (x: Uint8Array) => Buffer.concat([stuff(repair(x)), TERMINATOR]);
+
+/** writeInto() into one reused buffer full of line ends and dots, at a moving offset. */
+function encodeInto(pieces: Buffer[]): Buffer {
+  const enc = new DotEncoder();
+  const max = Math.max(0, ...pieces.map((p) => p.length));
+  const target = Buffer.alloc(encodedBound(max) + 7);
+  const out: Buffer[] = [];
+  pieces.forEach((p, k) => {
+    target.fill(k % 2 === 0 ? LF : DOT);
+    const at = k % 7;
+    const n = enc.writeInto(p, target, at);
+    out.push(Buffer.from(target.subarray(at, at + n)));
+  });
+  out.push(enc.end());
+  return Buffer.concat(out);
+}
+
+/** Every engine and entry point gives `want` for these pieces. */
+function assertAllEngines(pieces: Buffer[], want: Buffer, label = ''): void {
+  assert.deepEqual(encode(pieces, undefined, 'wasm'), want, `wasm ${label}`);
+  assert.deepEqual(encode(pieces, undefined, 'js'), want, `js ${label}`);
+  assert.deepEqual(encodeInto(pieces), want, `writeInto ${label}`);
+}
+
+describe('DotEncoder, WebAssembly loop', () => {
+  it('is the engine in use on this Node (so the tests below test it)', () => {
+    assert.equal(dotEncoderEngine(), 'wasm');
+  });
+
+  it('the committed bytes are what scripts/wat-subset.mjs makes of dot-encode.wat', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'postern-wat-'));
+    try {
+      const out = join(dir, 'dotEncodeWasm.ts');
+      execFileSync(process.execPath, [join(ROOT, 'scripts/wat-subset.mjs'), 'src/protocol/dot-encode.wat', out], {
+        cwd: ROOT,
+      });
+      assert.equal(readFileSync(out, 'utf8'), readFileSync(join(ROOT, 'src/protocol/dotEncodeWasm.ts'), 'utf8'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives the reference bytes, as the JavaScript loop does, whatever the chunking (long inputs)', () => {
+    const long = messageOf(3000, 18, 'max');
+    const pieces = fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 8 });
+    fc.assert(
+      fc.property(long, pieces, (x, s) => assertAllEngines(chunk(x, s), wire(x))),
+      { numRuns: 600 },
+    );
+  });
+
+  it('an LF, a CR before it and a dot after it at every position of a 16-byte step, cut at every position', () => {
+    for (let pad = 0; pad < 40; pad++) {
+      for (const tail of ['\n', '\r\n', '\n.', '\r\n.', '\r', '.', '\n\n', '\n.\n', '\r\r\n']) {
+        const x = Buffer.from(`${'a'.repeat(pad)}${tail}${'b'.repeat(17)}${tail}`, 'latin1');
+        const want = wire(x);
+        for (let at = 0; at <= x.length; at++) {
+          assertAllEngines([x.subarray(0, at), x.subarray(at)], want, `pad ${pad} ${JSON.stringify(tail)} at ${at}`);
+        }
+      }
+    }
+  });
+
+  it('edge inputs: lone CR, CR at a chunk edge, dot first in a chunk, empty lines, no final newline', () => {
+    const cases = [
+      `${'x'.repeat(31)}\r`,
+      `${'x'.repeat(16)}\r\r\r${'y'.repeat(20)}\r`,
+      `.${'x'.repeat(40)}\n.${'y'.repeat(40)}\n..`,
+      '\n'.repeat(70),
+      '\r\n'.repeat(70),
+      '\n.'.repeat(40),
+      'z'.repeat(100),
+      `${'.\r\n'.repeat(33)}.`,
+    ];
+    for (const c of cases) {
+      const x = Buffer.from(c, 'latin1');
+      const want = wire(x);
+      for (let at = 0; at <= x.length; at++) {
+        for (const step of [1, 15, 16, 17, 33]) {
+          const pieces = [x.subarray(0, at), ...chunk(x.subarray(at), [step])];
+          assertAllEngines(pieces, want, `${JSON.stringify(c)} at ${at} step ${step}`);
+        }
+      }
+    }
+  });
+
+  it('large chunks that cross the stages of its memory (256 KiB) give the reference bytes', () => {
+    let seed = 7;
+    const rand = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return seed >>> 0;
+    };
+    const alphabet = [LF, LF, CR, DOT, 0x41, 0x42, 0x20, 0x20, 0x20, 0x43, 0x44, 0x45];
+    const x = Buffer.alloc(700_001);
+    for (let i = 0; i < x.length; i++) x[i] = alphabet[rand() % alphabet.length];
+    const want = wire(x);
+    for (const s of [[x.length], [262_144], [262_143, 262_145], [1 << 20], [100_000, 300_000]]) {
+      assertAllEngines(chunk(x, s), want, `pieces of ${s}`);
+    }
+  });
+
+  it('returns the chunk itself when nothing is inserted (CRLF text without a line starting with a dot)', () => {
+    const enc = new DotEncoder();
+    const crlf = Buffer.from('Subject: x\r\n\r\nsome text. more text\r\n'.repeat(20), 'latin1');
+    assert.equal(enc.write(crlf), crlf);
+    const lf = Buffer.from('a\nb\n', 'latin1');
+    assert.notEqual(enc.write(lf), lf);
+  });
+
+  it('writeInto refuses a buffer without room for the worst case', () => {
+    const enc = new DotEncoder();
+    assert.throws(() => enc.writeInto(Buffer.from('abc\n'), Buffer.alloc(8), 0), RangeError);
   });
 });

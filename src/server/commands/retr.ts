@@ -93,26 +93,29 @@ export async function sendMessage(s: CommandSession, info: MessageInfo, topLines
 /**
  * The read loop of a large message: the next piece is read (in the thread pool) while the current one is
  * encoded, and encoded while the previous one drains to the socket; each piece is one write. No streams, and
- * per piece only the read and the drain as promises.
+ * per piece only the read and the drain as promises. The two read buffers take turns (a fresh one for each read
+ * would cost page faults on every piece); the encoded piece is a new buffer, owned by the socket until written.
  */
 async function streamFile(s: CommandSession, info: MessageInfo, file: MessageFile, enc: DotEncoder): Promise<void> {
+  const buffers = [Buffer.allocUnsafe(LARGE_READ), Buffer.allocUnsafe(LARGE_READ)];
+  let turn = 0;
   let pos = 0;
-  const readAt = (at: number) => {
-    const buf = Buffer.allocUnsafe(LARGE_READ);
-    return file.read(buf, 0, LARGE_READ, at).then((n) => buf.subarray(0, n));
-  };
+  const readInto = (buf: Buffer, at: number) => file.read(buf, 0, LARGE_READ, at).then((n) => buf.subarray(0, n));
   // Three pieces at most in hand: one being written (until the socket drains), one being encoded meanwhile, one
   // being read ahead. Encoding while the previous piece drains keeps both the CPU and the socket busy.
   let writing: Promise<void> = Promise.resolve();
   try {
-    let next = readAt(0);
+    let next = readInto(buffers[0], 0);
     for (;;) {
       const chunk = await next;
       if (chunk.length === 0 || s.isClosed) break;
       pos += chunk.length;
-      next = readAt(pos);
+      turn ^= 1;
+      next = readInto(buffers[turn], pos);
       next.catch(() => {}); // handled when awaited; do not let an early close leave it unobserved
       const out = enc.write(chunk);
+      // Nothing inserted (CRLF text): the read buffer itself goes to the socket, so it cannot be read into again.
+      if (out.buffer === chunk.buffer) buffers[turn ^ 1] = Buffer.allocUnsafe(LARGE_READ);
       await writing;
       writing = s.write(out);
       if (enc.finished) break;

@@ -1,0 +1,184 @@
+;; RFC 1939 §3 multi-line encoding of stored message bytes, the hot loop of a large RETR (src/protocol/dot.ts,
+;; DotEncoder, which defines the rules and keeps a plain JavaScript version of the same loop):
+;;   - an LF not preceded by CR gets a CR in front of it (bare LF → CRLF); a CR alone is data;
+;;   - a '.' at the start of a line (the start of the message, or after an LF) gets one more '.'.
+;; 16 bytes at a time: one SIMD compare finds the LFs of a block; a block without one is copied as it is.
+;;
+;; Assembled into src/protocol/dotEncodeWasm.ts by `node scripts/wat-subset.mjs` (see there).
+(module
+  (memory (export "memory") 1)
+
+  ;; encode(src, n, dst, prev) → bytes written at dst.
+  ;; src..src+n: stored bytes; prev: the byte before src in the message (-1 at its start).
+  ;; dst must have room for 2·n + 17 bytes: every byte may double, one '.' may lead, and a block store may
+  ;; write up to 16 bytes past the end of the output (garbage there is never read).
+  (func (export "encode") (param $src i32) (param $n i32) (param $dst i32) (param $prev i32) (result i32)
+    (local $i i32) (local $end i32) (local $o i32) (local $m i32) (local $b i32) (local $v v128) (local $lf v128)
+    local.get $src
+    local.set $i
+    local.get $src
+    local.get $n
+    i32.add
+    local.set $end
+    local.get $dst
+    local.set $o
+    i32.const 10
+    i8x16.splat
+    local.set $lf
+    ;; A '.' first in the chunk, at the start of a line, is stuffed here (later ones after each LF below).
+    local.get $n
+    if
+      local.get $prev
+      i32.const 10
+      i32.eq
+      local.get $prev
+      i32.const -1
+      i32.eq
+      i32.or
+      local.get $src
+      i32.load8_u
+      i32.const 46
+      i32.eq
+      i32.and
+      if
+        local.get $o
+        i32.const 46
+        i32.store8
+        local.get $o
+        i32.const 1
+        i32.add
+        local.set $o
+      end
+    end
+    block $done
+      loop $next
+        local.get $end
+        local.get $i
+        i32.sub
+        i32.const 16
+        i32.ge_u
+        if
+          ;; A whole block: store it as it is, then look for an LF in it.
+          local.get $o
+          local.get $i
+          v128.load
+          local.tee $v
+          v128.store
+          local.get $v
+          local.get $lf
+          i8x16.eq
+          i8x16.bitmask
+          local.tee $m
+          i32.eqz
+          if
+            local.get $i
+            i32.const 16
+            i32.add
+            local.set $i
+            local.get $o
+            i32.const 16
+            i32.add
+            local.set $o
+            br $next
+          end
+          ;; The bytes before the first LF are in place; go to the LF (it is overwritten below).
+          local.get $m
+          i32.ctz
+          local.tee $b
+          local.get $i
+          i32.add
+          local.set $i
+          local.get $o
+          local.get $b
+          i32.add
+          local.set $o
+        else
+          ;; Fewer than 16 bytes left: one at a time.
+          local.get $i
+          local.get $end
+          i32.eq
+          br_if $done
+          local.get $i
+          i32.load8_u
+          local.tee $b
+          i32.const 10
+          i32.ne
+          if
+            local.get $o
+            local.get $b
+            i32.store8
+            local.get $i
+            i32.const 1
+            i32.add
+            local.set $i
+            local.get $o
+            i32.const 1
+            i32.add
+            local.set $o
+            br $next
+          end
+        end
+        ;; An LF at i. The byte before it: prev for the first byte of the chunk.
+        local.get $i
+        local.get $src
+        i32.eq
+        if
+          local.get $prev
+          local.set $b
+        else
+          local.get $i
+          i32.const 1
+          i32.sub
+          i32.load8_u
+          local.set $b
+        end
+        local.get $b
+        i32.const 13
+        i32.ne
+        if
+          local.get $o
+          i32.const 13
+          i32.store8
+          local.get $o
+          i32.const 1
+          i32.add
+          local.set $o
+        end
+        local.get $o
+        i32.const 10
+        i32.store8
+        local.get $o
+        i32.const 1
+        i32.add
+        local.set $o
+        local.get $i
+        i32.const 1
+        i32.add
+        local.set $i
+        ;; The next line starts here; a '.' first in it gets another (at the chunk's end, the next chunk does it).
+        local.get $i
+        local.get $end
+        i32.lt_u
+        if
+          local.get $i
+          i32.load8_u
+          i32.const 46
+          i32.eq
+          if
+            local.get $o
+            i32.const 46
+            i32.store8
+            local.get $o
+            i32.const 1
+            i32.add
+            local.set $o
+          end
+        end
+        br $next
+      end
+    end
+    local.get $o
+    local.get $dst
+    i32.sub
+  )
+)
