@@ -15,6 +15,7 @@ import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../durable/files.ts';
 import { LockBusyError, LockFile } from '../durable/lockfile.ts';
+import { CodedError } from './errors.ts';
 import { userNameProblem } from './names.ts';
 import {
   encodeSecret,
@@ -37,14 +38,8 @@ export const MAX_PASSWORD_BYTES = 1024;
 export type PasswdErrorCode = 'USER_EXISTS' | 'NO_SUCH_USER' | 'INVALID_NAME' | 'INVALID_PASSWORD' | 'LOCKED';
 
 /** A refused change, with a stable code for callers and a message fit to show an operator. */
-export class PasswdFileError extends Error {
+export class PasswdFileError extends CodedError<PasswdErrorCode> {
   override readonly name = 'PasswdFileError';
-  constructor(
-    readonly code: PasswdErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /** Why `password` cannot be set, or null. It must be something a POP3 client can send. */

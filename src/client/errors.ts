@@ -68,33 +68,20 @@ export class Pop3AuthError extends Pop3ResponseError {
   }
 }
 
-export class Pop3TimeoutError extends Pop3ClientError {
-  override name = 'Pop3TimeoutError';
-  constructor(message: string) {
-    super(Pop3ErrorCode.Timeout, message);
-  }
+/** A Pop3ClientError class whose code and name are fixed, taking the message (and a cause). */
+function withCode(code: Pop3ErrorCode, name: string) {
+  return class extends Pop3ClientError {
+    override name = name;
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(code, message, options);
+    }
+  };
 }
 
-export class Pop3TlsError extends Pop3ClientError {
-  override name = 'Pop3TlsError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(Pop3ErrorCode.Tls, message, options);
-  }
-}
-
-export class Pop3ProtocolError extends Pop3ClientError {
-  override name = 'Pop3ProtocolError';
-  constructor(message: string) {
-    super(Pop3ErrorCode.Protocol, message);
-  }
-}
-
-export class Pop3ClosedError extends Pop3ClientError {
-  override name = 'Pop3ClosedError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(Pop3ErrorCode.Closed, message, options);
-  }
-}
+export class Pop3TimeoutError extends withCode(Pop3ErrorCode.Timeout, 'Pop3TimeoutError') {}
+export class Pop3TlsError extends withCode(Pop3ErrorCode.Tls, 'Pop3TlsError') {}
+export class Pop3ProtocolError extends withCode(Pop3ErrorCode.Protocol, 'Pop3ProtocolError') {}
+export class Pop3ClosedError extends withCode(Pop3ErrorCode.Closed, 'Pop3ClosedError') {}
 
 export class Pop3AbortError extends Pop3ClientError {
   override name = 'Pop3AbortError';

@@ -6,6 +6,7 @@
  * an empty initial response, `*` to cancel, line limits, and the wording of `-ERR` replies. No sockets, no
  * timers, no logging here; the only I/O is what the verifier the caller passes in does.
  */
+import { CodedError } from '../errors.ts';
 import type { Principal } from '../types.ts';
 
 export type { Principal } from '../types.ts';
@@ -23,15 +24,12 @@ export const SaslErrorCode = {
 } as const;
 export type SaslErrorCode = (typeof SaslErrorCode)[keyof typeof SaslErrorCode];
 
-/** Thrown by client sides only. Server sides never throw for bad input; they return a failure step. */
-export class SaslError extends Error {
+/**
+ * Thrown by client sides only (built with mechanism.ts's credentialsError and challengeError). Server sides
+ * never throw for bad input; they return a failure step.
+ */
+export class SaslError extends CodedError<SaslErrorCode> {
   override readonly name = 'SaslError';
-  constructor(
-    readonly code: SaslErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export interface SaslClient {
