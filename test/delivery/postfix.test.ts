@@ -19,19 +19,17 @@ import {
   chownSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Pop3Client } from '../../src/client/index.ts';
 import { commandWorks, skipUnlessCi } from '../helpers/peers.ts';
 import { BIN, freePort, postern } from '../helpers/realServer.ts';
+import { removeTempDir, tempDir } from '../helpers/tmp.ts';
 import { swaks } from './helpers.ts';
 
 const POSTFIX = '/usr/sbin/postfix';
@@ -91,8 +89,7 @@ describe('Postfix → Postern, as docs/delivery.md sets it up', { skip: skipUnle
   const maillog = () => (existsSync(join(dir, 'postfix.log')) ? readFileSync(join(dir, 'postfix.log'), 'utf8') : '');
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'postern-postfix-'));
-    chmodSync(dir, 0o755);
+    dir = tempDir('postfix', { reachable: true });
     etc = join(dir, 'etc');
     const spool = join(dir, 'spool');
     const data = join(dir, 'data');
@@ -236,7 +233,7 @@ postern_destination_recipient_limit = 1
       server.kill('SIGTERM');
       await exited;
     }
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (dir) removeTempDir(dir);
   });
 
   /** Waits (bounded) until `user`'s Maildir has `n` messages in new/. */

@@ -1,23 +1,14 @@
 /** The UIDL state file and crash recovery of each delivery kind, at the exact instants a kill can hit. */
 import assert from 'node:assert/strict';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createDelivery } from '../../src/fetch/deliver.ts';
 import { StateLockedError, UidlState } from '../../src/fetch/state.ts';
+import { removeTempDir, tempDir } from '../helpers/tmp.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'postern-state-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('state');
+after(() => removeTempDir(dir));
 let n = 0;
 const fresh = () => join(dir, `s${n++}`);
 

@@ -8,23 +8,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  chownSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { skipUnlessCi } from './peers.ts';
 import { freePort } from './realServer.ts';
 import { testCert } from './server.ts';
+import { removeTempDir, tempDir } from './tmp.ts';
 
 export const DOVECOT = '/usr/sbin/dovecot';
 
@@ -80,9 +70,8 @@ export async function startDovecot(opts: {
   users: Record<string, string>;
   extraConfig?: string;
 }): Promise<DovecotInstance> {
-  const dir = mkdtempSync(join(tmpdir(), 'postern-dovecot-'));
   // Dovecot's unprivileged processes (dovenull, dovecot, nobody) must be able to reach their files.
-  chmodSync(dir, 0o755);
+  const dir = tempDir('dovecot', { reachable: true });
   for (const d of ['run', 'state', 'mail', 'home']) mkdirSync(join(dir, d), { mode: 0o755 });
   chownSync(join(dir, 'mail'), NOBODY, NOGROUP);
   chownSync(join(dir, 'home'), NOBODY, NOGROUP);
@@ -190,7 +179,7 @@ ${opts.extraConfig ?? ''}
       await exited;
       clearTimeout(t);
     }
-    rmSync(dir, { recursive: true, force: true });
+    removeTempDir(dir);
   };
   try {
     const deadline = Date.now() + WAIT_MS;
