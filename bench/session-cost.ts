@@ -3,13 +3,15 @@
  * moves by 2-3x): `node --import tsx bench/session-cost.ts [--dir BENCHDIR] [--sessions N] [--conns C]`.
  *
  * Starts Postern and the tuned Dovecot in turn (as `npm run bench` does, pinned to CPU 1), runs N sessions
- * (connect, USER/PASS {PLAIN}, STAT, QUIT) from the load generator (CPU 0) on C connections, and prints per
+ * (connect, USER/PASS {PLAIN}, STAT, QUIT) from the load generator (CPU 0; bench/load-sessions.c, or
+ * bench/load.ts with --node-load) on C connections, and prints per
  * session: the server's CPU time (every process and thread of it, exited Dovecot processes included), its
  * context switches, and the load generator's own CPU time. CPU per session stays put under load; the
  * sessions/s beside it does not.
  */
-import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SessionsJob, SessionsResult } from './jobs.ts';
@@ -22,6 +24,7 @@ const { values: flags } = parseArgs({
     conns: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '3' },
     only: { type: 'string' },
+    'node-load': { type: 'boolean', default: false },
   },
 });
 const TICK_US = 1e6 / 100; // USER_HZ
@@ -46,11 +49,28 @@ function usage(pid: number): { cpuUs: number; switches: number } {
   return { cpuUs: ticks * TICK_US, switches };
 }
 
+/** The C generator of the session lines (as npm run bench uses it), or bench/load.ts with --node-load. */
+const cLoad = ((): string | undefined => {
+  if (flags['node-load']) return undefined;
+  const bin = join(mkdtempSync(join(tmpdir(), 'postern-cost-')), 'load-sessions');
+  const r = spawnSync('cc', ['-O2', '-o', bin, resolve(import.meta.dirname, 'load-sessions.c')]);
+  return r.status === 0 ? bin : undefined;
+})();
+
 function runLoad(job: SessionsJob): Promise<SessionsResult> {
   const load = resolve(import.meta.dirname, 'load.ts');
-  const child = spawn('taskset', ['-c', '0', process.execPath, '--import', 'tsx', load, JSON.stringify(job)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const cmd = cLoad
+    ? [cLoad, job.target.host, String(job.target.port), String(job.concurrency), String(job.durationMs)].concat([
+        String(job.maxSessions),
+        '0',
+        '0',
+        '0',
+        '0',
+        job.password,
+        ...job.users,
+      ])
+    : [process.execPath, '--import', 'tsx', load, JSON.stringify(job)];
+  const child = spawn('taskset', ['-c', '0', ...cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d) => {
     out += d;

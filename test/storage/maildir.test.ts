@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sanitizeHostname } from '../../src/mail/maildir-name.ts';
+import { transmittedSize } from '../../src/mail/size.ts';
 import { LOCK_FILE, lockHost, parseHeldName } from '../../src/storage/maildir/lock.ts';
 import { MaildirStore, type MaildirStoreOptions } from '../../src/storage/maildir/store.ts';
 import { isStorageError } from '../../src/storage/types.ts';
@@ -110,6 +111,35 @@ describe('maildir: reading Maildirs written by others', () => {
     assert.equal((await readAll(await d.open(d.messages[1].id))).toString(), a);
     assert.deepEqual(await store.stats('alice'), { messages: 2, bytes: 94 });
     await d.release();
+  });
+
+  test('names without sizes: synchronous and asynchronous measuring agree with the CRLF size, also past 64 KiB reads and the synchronous limit', async () => {
+    const root = await fx.dir();
+    const md = await makeMaildir(root);
+    const line = (n: number) => `line ${n} ${'x'.repeat(n % 97)}\n`;
+    const many = (count: number) => Array.from({ length: count }, (_, i) => line(i)).join('');
+    const bodies = [
+      '', // empty
+      'Subject: a\r\n\r\nmixed\nendings\r\nno final newline',
+      many(2_000), // ~110 KB: several 64 KiB reads, synchronously
+      many(6_000), // ~330 KB: over SYNC_MEASURE_MAX, measured asynchronously even by the synchronous store
+      `${'y'.repeat(65_535)}\r\n${'z'.repeat(10)}\n`, // a CRLF split across the first 64 KiB read
+    ];
+    for (const [i, b] of bodies.entries()) {
+      await writeFile(join(md, 'new', `17000002${String(i).padStart(2, '0')}.V801I1M${i}.mx.example.org`), b);
+    }
+    const want = bodies.map((b) => transmittedSize(Buffer.from(b)));
+    for (const syncSmallReads of [true, false]) {
+      await rm(join(md, 'postern-sizes'), { force: true });
+      await rm(join(md, 'postern-listing'), { force: true });
+      const d = await fx.store({ root, syncSmallReads }).openMaildrop('alice');
+      assert.deepEqual(
+        d.messages.map((m) => m.size),
+        want,
+        `syncSmallReads = ${syncSmallReads}`,
+      );
+      await d.release();
+    }
   });
 
   test('Dovecot names: size from ,W= without reading the file; UIDL is the part before the first comma', async () => {

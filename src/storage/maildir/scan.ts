@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { isValidUidl } from '../../mail/uidl.ts';
 import { forEachLimit, isNotFound } from './fsutil.ts';
 import { baseOf, compareParsed, hashedUidl, type ParsedName, parseBase, uidlOfBase } from './names.ts';
-import { cacheable, loadSizeCache, measureFile, saveSizeCache } from './sizes.ts';
+import { cacheable, loadSizeCache, measureFile, measureFileSync, newMeasureScratch, saveSizeCache } from './sizes.ts';
 import { loadUidlist, type UidlistEntry } from './uidlist.ts';
 
 export type Folder = 'new' | 'cur';
@@ -34,6 +34,8 @@ export interface ScannedMessage extends Location {
 /** Synchronous stats per event-loop turn when validating the size cache (see sizeMessages). */
 const STAT_SLICE = 512;
 const READ_CONCURRENCY = 16;
+/** Files measured synchronously between two turns of the event loop (sync option): a few ms at most. */
+const READ_SLICE = 64;
 
 async function listFolder(maildir: string, folder: Folder): Promise<string[]> {
   let entries: Dirent[];
@@ -74,6 +76,11 @@ export interface ScanOptions {
    * rest of the mailbox from being served.
    */
   readonly onUnreadable?: (name: string, err: unknown, listed: boolean) => void;
+  /**
+   * Measure files without sizes in their names with synchronous calls, in slices between turns of the event
+   * loop (storage.sync_small_reads: local disks), files over SYNC_MEASURE_MAX still asynchronously.
+   */
+  readonly sync?: boolean;
 }
 
 /** The snapshot of a Maildir, oldest first. Messages that vanish while it is being taken are left out. */
@@ -97,7 +104,7 @@ export async function scanMaildir(maildir: string, options: ScanOptions): Promis
   let uidlist: Map<string, UidlistEntry> | null | undefined;
   if (unsized.length > 0 || options.uidls) uidlist = await loadUidlist(maildir);
   if (unsized.length > 0) {
-    const gone = await sizeMessages(maildir, unsized, located, uidlist ?? null, options.onUnreadable);
+    const gone = await sizeMessages(maildir, unsized, located, uidlist ?? null, options);
     if (gone.size > 0) messages = messages.filter((m) => !gone.has(m));
   }
   if (options.uidls) assignUidls(messages, uidlist ?? null);
@@ -110,7 +117,7 @@ async function sizeMessages(
   unsized: ScannedMessage[],
   located: ReadonlyMap<string, Location>,
   uidlist: ReadonlyMap<string, UidlistEntry> | null,
-  onUnreadable?: ScanOptions['onUnreadable'],
+  { onUnreadable, sync }: ScanOptions,
 ): Promise<Set<ScannedMessage>> {
   const cache = await loadSizeCache(maildir);
   let dirty = false;
@@ -163,10 +170,11 @@ async function sizeMessages(
   }
 
   const unreadable = new Set<ScannedMessage>();
+  const scratch = sync ? newMeasureScratch() : undefined;
   const measure = async (m: ScannedMessage): Promise<boolean> => {
     const path = join(maildir, m.folder, m.name);
     try {
-      const entry = await measureFile(path);
+      const entry = (scratch && measureFileSync(path, scratch)) || (await measureFile(path));
       m.size = entry.size;
       if (cacheable(m.parsed.base)) {
         cache.set(m.parsed.base, entry);
@@ -192,9 +200,16 @@ async function sizeMessages(
       return true;
     }
   };
-  await forEachLimit(toRead, READ_CONCURRENCY, async (m) => {
-    if (!(await measure(m))) missing.push(m);
-  });
+  if (sync) {
+    for (let i = 0; i < toRead.length; i += READ_SLICE) {
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      for (const m of toRead.slice(i, i + READ_SLICE)) if (!(await measure(m))) missing.push(m);
+    }
+  } else {
+    await forEachLimit(toRead, READ_CONCURRENCY, async (m) => {
+      if (!(await measure(m))) missing.push(m);
+    });
+  }
 
   // Moved (new/ → cur/, flags changed) or deleted by another program since the listing: look once more.
   const gone = new Set<ScannedMessage>();

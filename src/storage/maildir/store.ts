@@ -179,6 +179,7 @@ export class MaildirStore implements MailStore {
     }
     const scanned = await scanMaildir(dir, {
       uidls: true,
+      sync: this.syncSmallReads,
       onUnreadable: (name, err, listed) =>
         this.warn(
           { mailbox: mailboxId, file: name, err: errnoCode(err) ?? String(err) },
