@@ -12,38 +12,19 @@ import { generate } from 'selfsigned';
 import { addUser } from '../auth/passwd.ts';
 import { type Config, loadConfig } from '../config/config.ts';
 import { Databases, openMailStore } from './backends.ts';
+import { folderConfig } from './folder-config.ts';
 
 export const DEV_DIR = 'var';
 export const DEMO_USER = 'demo';
 
 const DEV_CONFIG = `# Development config written by \`postern serve --dev\` on first start. Edit freely;
 # delete the var/ folder to start over. Every key is described in README.md.
-[server]
-greeting = "Postern POP3 server ready (development)."
-
-[[listen]]
-address = "127.0.0.1"
-port = 1110
-tls = "starttls"
-
-[[listen]]
-address = "127.0.0.1"
-port = 1995
-tls = "implicit"
-
-[tls]
-cert = "tls/cert.pem"
-key = "tls/key.pem"
-
-[storage]
-root = "mail"
-
-[auth]
-users_file = "users"
-
-[log]
-level = "info"
-`;
+${folderConfig({
+  port: 1110,
+  tlsPort: 1995,
+  server: 'greeting = "Postern POP3 server ready (development)."',
+  tail: '\n[log]\nlevel = "info"\n',
+})}`;
 
 function demoMessages(now: Date): string[] {
   const date = now.toUTCString().replace('GMT', '+0000');

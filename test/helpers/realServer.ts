@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { folderConfig } from '../../src/cli/folder-config.ts';
 import { testCert } from './server.ts';
 
 export const BIN = resolve(import.meta.dirname, '../../bin/postern.js');
@@ -95,29 +96,11 @@ export async function startRealServer(
   const config = join(dir, 'postern.toml');
   writeFileSync(
     config,
-    `[server]
-hostname = "postern.test"
-${opts.server ?? ''}
-[[listen]]
-address = "127.0.0.1"
-port = ${port}
-tls = "starttls"
-
-[[listen]]
-address = "127.0.0.1"
-port = ${tlsPort}
-tls = "implicit"
-
-[tls]
-cert = "tls/cert.pem"
-key = "tls/key.pem"
-
-[storage]
-root = "mail"
-
-[auth]
-users_file = "users"
-
+    folderConfig({
+      port,
+      tlsPort,
+      server: `hostname = "postern.test"\n${opts.server ?? ''}`,
+      tail: `
 [limits]
 failed_login_delay = 0
 ${opts.limits ?? ''}
@@ -126,6 +109,7 @@ ${opts.limits ?? ''}
 level = "${opts.logLevel ?? 'debug'}"
 ${opts.extraConfig ?? ''}
 `,
+    }),
   );
   let out = '';
   let child: ChildProcess | undefined;

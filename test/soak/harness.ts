@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { BIN, freePort } from '../helpers/realServer.ts';
 import { figure, soakScale } from '../helpers/soak.ts';
 
@@ -98,6 +99,38 @@ ${opts.extra ?? ''}
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
   return self;
+}
+
+/**
+ * For a suite: a soak dir with `users` and a (not yet started) server process on it listening on the ports
+ * `ports` picks, made before the suite's tests and killed and removed after them.
+ */
+export function soakSuite(
+  users: Record<string, string>,
+  ports: (d: SoakDir) => readonly number[],
+): { readonly d: SoakDir; readonly server: ServerProcess } {
+  let d: SoakDir | undefined;
+  let server: ServerProcess | undefined;
+  before(async () => {
+    d = await soakDir(users);
+    server = new ServerProcess(d.config, ports(d));
+  });
+  after(async () => {
+    await server?.kill();
+    d?.remove();
+  });
+  const made = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('soakSuite: used outside the suite');
+    return v;
+  };
+  return {
+    get d() {
+      return made(d);
+    },
+    get server() {
+      return made(server);
+    },
+  };
 }
 
 /** The real `postern serve` process, started and SIGKILLed as many times as a scenario wants. */

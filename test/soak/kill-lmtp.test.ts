@@ -4,17 +4,15 @@
  * nothing is there twice or in part; the tmp/ files of killed deliveries are swept by the next process.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   assertWhole,
   checkMaildir,
   LmtpWire,
   report,
   rounds,
-  ServerProcess,
-  type SoakDir,
   selfCheckingMessage,
-  soakDir,
+  soakSuite,
   spin,
 } from './harness.ts';
 
@@ -22,20 +20,11 @@ const RUNS = rounds(3);
 const USERS = ['ann', 'ben', 'cat'];
 
 describe('soak: SIGKILL during LMTP delivery', () => {
-  let d: SoakDir;
-  let server: ServerProcess;
-  before(async () => {
-    d = await soakDir(Object.fromEntries(USERS.map((u) => [u, 'pw'])));
-    server = new ServerProcess(d.config, [d.lmtpPort]);
-  });
-  after(async () => {
-    await server.kill();
-    d.remove();
-  });
+  const suite = soakSuite(Object.fromEntries(USERS.map((u) => [u, 'pw'])), (d) => [d.lmtpPort]);
 
   /** One transaction; returns the replies after DATA that arrived (all of them unless `killAfterMs`). */
   async function transaction(token: string, bytes: number, killAfterMs?: number): Promise<string[]> {
-    const w = await LmtpWire.open(d.lmtpPort);
+    const w = await LmtpWire.open(suite.d.lmtpPort);
     try {
       await w.finals(1);
       w.send('LHLO soak.test\r\n');
@@ -50,7 +39,7 @@ describe('soak: SIGKILL during LMTP delivery', () => {
       w.send('.\r\n');
       if (killAfterMs === undefined) return (await w.finals(before + USERS.length)).slice(before);
       spin(killAfterMs);
-      await server.kill();
+      await suite.server.kill();
       await new Promise((r) => setImmediate(r)); // let what the kernel already holds be read
       return w
         .lines()
@@ -68,7 +57,7 @@ describe('soak: SIGKILL during LMTP delivery', () => {
     let killedMid = 0;
     const acked = new Map<string, Set<string>>(USERS.map((u) => [u, new Set()]));
     for (let run = 0; run < RUNS; run++) {
-      await server.start();
+      await suite.server.start();
       const bytes = 10_000 + Math.floor(Math.random() * 1_000_000);
       if (run % 5 === 0) {
         // Calibrate the window on an unkilled transaction of this size.
@@ -90,17 +79,17 @@ describe('soak: SIGKILL during LMTP delivery', () => {
         }
       });
       for (const u of USERS) {
-        const c = checkMaildir(d.maildir(u));
+        const c = checkMaildir(suite.d.maildir(u));
         assertWhole(c, `run ${run}, ${u}`);
         for (const t of acked.get(u) ?? []) assert.ok(c.tokens.has(t), `run ${run}: ${u} lost acknowledged ${t}`);
         tmpLeft += c.tmp.length;
       }
     }
     // The next process sweeps the tmp/ files of the killed ones at its first delivery to each mailbox.
-    await server.start();
+    await suite.server.start();
     await transaction('final', 1000);
-    await server.stop();
-    for (const u of USERS) assert.deepEqual(checkMaildir(d.maildir(u)).tmp, [], `${u}: tmp/ not swept`);
+    await suite.server.stop();
+    for (const u of USERS) assert.deepEqual(checkMaildir(suite.d.maildir(u)).tmp, [], `${u}: tmp/ not swept`);
     report(
       'kill-lmtp',
       `${RUNS} SIGKILLs during LMTP deliveries of 3 recipients (${killedMid} before every reply, ` +

@@ -10,38 +10,21 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { MaildirStore } from '../../src/storage/maildir/store.ts';
 import { Wire } from '../helpers/wire.ts';
-import {
-  assertWhole,
-  checkMaildir,
-  report,
-  rounds,
-  ServerProcess,
-  type SoakDir,
-  selfCheckingMessage,
-  soakDir,
-  spin,
-} from './harness.ts';
+import { assertWhole, checkMaildir, report, rounds, selfCheckingMessage, soakSuite, spin } from './harness.ts';
 
 const RUNS = rounds(3);
 const MESSAGES = 10;
 
 describe('soak: SIGKILL during QUIT', () => {
-  let d: SoakDir;
-  let server: ServerProcess;
+  const suite = soakSuite({ alice: 'pw' }, (d) => [d.pop3Port]);
   let store: MaildirStore;
-  before(async () => {
-    d = await soakDir({ alice: 'pw' });
-    server = new ServerProcess(d.config, [d.pop3Port]);
-    store = new MaildirStore({ root: d.root });
+  before(() => {
+    store = new MaildirStore({ root: suite.d.root });
   });
-  after(async () => {
-    await server.kill();
-    await store.close();
-    d.remove();
-  });
+  after(() => store.close());
 
   test(`${RUNS} kills at random points of QUIT: nothing lost, nothing kept after +OK`, async () => {
-    const md = d.maildir('alice');
+    const md = suite.d.maildir('alice');
     let next = 0;
     const topUp = async () => {
       const have = checkMaildir(md).tokens.size;
@@ -59,13 +42,13 @@ describe('soak: SIGKILL during QUIT', () => {
     let lost = 0;
     for (let run = 0; run < RUNS; run++) {
       await topUp();
-      await server.start();
-      const w = await Wire.connect(d.pop3Port);
+      await suite.server.start();
+      const w = await Wire.connect(suite.d.pop3Port);
       try {
         assert.match(await w.line(), /^\+OK/);
         assert.match(await w.cmd('USER alice'), /^\+OK/);
         // The previous run's process was killed holding the lock: taken over at once (its pid is gone).
-        assert.match(await w.cmd('PASS pw'), /^\+OK/, server.output);
+        assert.match(await w.cmd('PASS pw'), /^\+OK/, suite.server.output);
         const stat = await w.cmd('STAT');
         const count = Number(stat.split(' ')[1]);
         const marked = new Set<string>();
@@ -81,7 +64,7 @@ describe('soak: SIGKILL during QUIT', () => {
         const delay = Math.random() * quitMs * 2;
         w.send('QUIT\r\n');
         spin(delay);
-        await server.kill();
+        await suite.server.kill();
         await new Promise((r) => setImmediate(r)); // read what the kernel already holds
         const answered = w.pending().startsWith('+OK');
         quitMs = Math.min(2_000, Math.max(0.5, quitMs * (answered ? 0.85 : 1.2)));
@@ -101,14 +84,14 @@ describe('soak: SIGKILL during QUIT', () => {
       }
     }
     // The last process's leftovers: swept by the next one's first login.
-    await server.start();
-    const w = await Wire.connect(d.pop3Port);
+    await suite.server.start();
+    const w = await Wire.connect(suite.d.pop3Port);
     await w.line();
     await w.cmd('USER alice');
     assert.match(await w.cmd('PASS pw'), /^\+OK/);
     assert.match(await w.cmd('QUIT'), /^\+OK/);
     w.destroy();
-    await server.stop();
+    await suite.server.stop();
     const leftovers = readdirSync(md).filter((n) => n.endsWith('.tmp') || /lock\.\d+\./.test(n));
     assert.deepEqual(leftovers, [], 'temporary or held lock files left after the sweep');
     report(
