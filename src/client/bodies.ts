@@ -11,8 +11,6 @@ import { type Pending, settle } from './pipeline.ts';
 
 /** What the body functions need of the Connection. */
 export interface BodyHost {
-  /** The transport reuses its read buffer: bytes kept beyond a call must be copied (see openTcp). */
-  readonly reusedReads: boolean;
   /** The head command's reply is complete: drop it, settle it, send what waited for it. */
   complete(head: Pending, err: Error | null, value?: unknown): void;
   /** A message stream's consumer is behind: stop reading the socket. */
@@ -52,12 +50,15 @@ export function openBody(host: BodyHost, head: Pending, text: string): void {
   }
 }
 
-/** Decoded body bytes for `head`. */
-export function bodyData(host: BodyHost, head: Pending, data: Buffer): void {
+/**
+ * Decoded body bytes for `head`. `owned`: the bytes may be kept; otherwise they are a view of a transport's reused
+ * read buffer (see openTcp), valid during this call only.
+ */
+export function bodyData(host: BodyHost, head: Pending, data: Buffer, owned: boolean): void {
   if (data.length === 0) return;
   const kind = head.kind;
   if (kind.type === 'lines') {
-    kind.reader.push(host.reusedReads ? Buffer.from(data) : data);
+    kind.reader.push(owned ? data : Buffer.from(data));
     for (let r = kind.reader.next(); r !== null; r = kind.reader.next()) {
       if (r.kind === 'toolong') throw new Pop3ProtocolError(`${head.verb}: listing line too long`);
       kind.lines.push(r.line.toString('utf8'));
@@ -65,9 +66,9 @@ export function bodyData(host: BodyHost, head: Pending, data: Buffer): void {
   } else if (kind.type === 'sink') {
     if (!kind.batch.error) kind.batch.sink.data(data, kind.index);
   } else if (kind.type === 'stream' && !kind.abandoned && kind.stream) {
-    // push() copies nothing; `data` may be a view of the socket's chunk, which Node never reuses, unless the
-    // transport reuses its one read buffer: then the consumer gets a copy.
-    if (!kind.stream.push(host.reusedReads ? Buffer.from(data) : data)) host.pauseForStream();
+    // deliver() copies nothing; `data` is a view of the socket's chunk, which Node never reuses, or of a copy of
+    // it when the transport reuses its one read buffer (Connection.consume makes that copy).
+    if (!kind.stream.deliver(owned ? data : Buffer.from(data))) host.pauseForStream();
   }
 }
 
@@ -79,8 +80,8 @@ export function closeBody(host: BodyHost, head: Pending): void {
     host.complete(head, null);
   } else if (kind.type === 'stream') {
     if (kind.stream) {
-      kind.stream.complete = true;
-      if (!kind.abandoned) kind.stream.push(null);
+      if (kind.abandoned) kind.stream.complete = true;
+      else kind.stream.finish();
     }
     host.resumeForStream();
     host.complete(head, null);

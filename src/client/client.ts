@@ -206,9 +206,14 @@ export class Pop3Client {
    * CRLF as sent). Read it to the end (or destroy it: the rest is then read and dropped) before the next reply
    * can be read; with pipelining, commands issued meanwhile are already on their way.
    */
-  async retrieve(msn: number): Promise<MessageStream> {
-    this.expectState('TRANSACTION', 'RETR');
-    return this.conn.stream('RETR', checkMsn(msn));
+  retrieve(msn: number): Promise<MessageStream> {
+    // Not an async function: the stream's promise is returned as it is, without a second one wrapped around it.
+    try {
+      this.expectState('TRANSACTION', 'RETR');
+      return this.conn.stream('RETR', checkMsn(msn));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** RFC 1939 §7 TOP: the headers, the blank line, and the first `lines` lines of the body, as a stream. */

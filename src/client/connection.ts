@@ -18,21 +18,13 @@ import {
   type RetrieveSink,
   settle,
 } from './pipeline.ts';
-import { clip, isPlainOk, parseStatus } from './status.ts';
+import { clip, isPlainOk, MAX_LIST_LINE, MAX_STATUS_LINE, parseStatus } from './status.ts';
 import { REUSED_BUFFER_READS, type ReusedBufferReads } from './transport.ts';
 
 export type { DebugFn, OkReply, RetrieveSink } from './pipeline.ts';
 
 const LF = 0x0a;
 const EMPTY = Buffer.alloc(0);
-
-/**
- * Longest status line accepted. RFC 2449 §4 caps responses at 512 octets; greetings and -ERR texts from real
- * servers sometimes exceed it, so allow some slack, but never an unbounded line.
- */
-export const MAX_STATUS_LINE = 4096;
-/** Longest line in a LIST/UIDL/CAPA body (a UIDL line is at most ~82 octets; CAPA lines are short too). */
-export const MAX_LIST_LINE = 4096;
 
 export interface ConnectionOptions {
   timeoutMs: number;
@@ -236,6 +228,8 @@ export class Connection implements BodyHost {
 
   private consume(chunk: Buffer): void {
     let data = chunk;
+    /** `data` is ours to keep (not a view of a transport's reused buffer). */
+    let owned = this.reused === undefined;
     for (;;) {
       if (this.blocked) {
         // A sink is still storing the last message: keep the rest for when it is done (the socket is paused).
@@ -245,8 +239,13 @@ export class Connection implements BodyHost {
       const head = this.inflight[0];
       if (head?.decoder) {
         if (data.length === 0) return;
+        if (!owned && head.kind.type === 'stream') {
+          // A message stream keeps what it is given: one copy of the rest of the read serves every body in it.
+          data = Buffer.from(data);
+          owned = true;
+        }
         const r = head.decoder.push(data);
-        bodyData(this, head, r.data);
+        bodyData(this, head, r.data, owned);
         if (!r.done) return;
         data = r.rest;
         closeBody(this, head);
@@ -258,7 +257,7 @@ export class Connection implements BodyHost {
         const lf = data.indexOf(LF);
         if (lf === -1) {
           // Kept until the line's end arrives: a copy when the transport reuses its buffer.
-          this.lines.push(this.reused ? Buffer.from(data) : data);
+          this.lines.push(owned ? data : Buffer.from(data));
           data = EMPTY;
         } else {
           this.lines.push(lf + 1 === data.length ? data : data.subarray(0, lf + 1));
@@ -340,10 +339,6 @@ export class Connection implements BodyHost {
         settle(head, e instanceof Error ? e : new Error(String(e)));
       },
     );
-  }
-
-  get reusedReads(): boolean {
-    return this.reused !== undefined;
   }
 
   pauseForStream(): void {

@@ -2,6 +2,13 @@
  * The body of a RETR or TOP reply as a Node Readable of Buffers: dot-unstuffed, byte-exact (no string decoding,
  * CRLF kept as the server sent it), and async-iterable like every Readable. Memory stays bounded: when the
  * consumer falls behind, the connection stops reading the socket (see Connection).
+ *
+ * Two ways to be read. Until a consumer comes, the connection's chunks wait in a small queue of our own. A
+ * consumer of the Readable kind (`on('data')`, `pipe`, `read()`…) makes the stream a plain Readable: the queue is
+ * pushed into it and every later chunk too. `for await` (and bytes()/text()) taken first reads the queue directly
+ * instead, through an iterator without the Readable machinery (a 'readable' listener, end-of-stream watchers, an
+ * async generator per message), which is most of what a small message costs; it behaves as Node's does: chunks in
+ * order, the error of a failed connection thrown, `break` destroys the stream (the rest is read and dropped).
  */
 import { Readable } from 'node:stream';
 
@@ -16,23 +23,129 @@ export interface MessageSource {
 /** High-water mark of a message stream; the socket is paused once this much is buffered. */
 export const MESSAGE_HIGH_WATER_MARK = 64 * 1024;
 
-export class MessageStream extends Readable {
+const NOT_CHOSEN = 0;
+const READABLE = 1;
+const ITERATOR = 2;
+
+const EMPTY = Buffer.alloc(0);
+const DONE: IteratorResult<Buffer> = Object.freeze({ value: undefined, done: true });
+
+function ignore(): void {}
+
+export class MessageStream extends Readable implements AsyncIterableIterator<Buffer> {
   /** Set by the connection once the terminator has been seen. */
   complete = false;
   private readonly source: MessageSource;
+  private mode = NOT_CHOSEN;
+  /** Chunks not yet handed to a consumer (NOT_CHOSEN and ITERATOR modes). */
+  private queue: Buffer[] = [];
+  private head = 0;
+  private queued = 0;
+  /** The last chunk came (NOT_CHOSEN and ITERATOR modes). */
+  private ended = false;
+  /** The iterator's next() waits for a chunk, the end or a failure. */
+  private waiter: ((result: IteratorResult<Buffer>) => void) | undefined;
+  private waiterFail: ((err: Error) => void) | undefined;
+
+  static {
+    // Bytes waiting for the consumer, whichever queue holds them (a getter of Readable's, hence not `override`).
+    const readable = Object.getOwnPropertyDescriptor(Readable.prototype, 'readableLength')?.get;
+    Object.defineProperty(MessageStream.prototype, 'readableLength', {
+      get(this: MessageStream): number {
+        return this.mode === READABLE ? (readable?.call(this) ?? 0) : this.queued;
+      },
+    });
+  }
 
   constructor(source: MessageSource, highWaterMark = MESSAGE_HIGH_WATER_MARK) {
     super({ highWaterMark });
     this.source = source;
   }
 
+  /** A chunk of the body, from the connection. False: the consumer is behind, stop reading the socket. */
+  deliver(chunk: Buffer): boolean {
+    if (this.mode === READABLE) return this.push(chunk);
+    if (this.waiter && this.head === this.queue.length) {
+      this.wakeWith({ value: chunk, done: false });
+      return true;
+    }
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    return this.queued < this.readableHighWaterMark;
+  }
+
+  /** The body's end, from the connection. */
+  finish(): void {
+    this.complete = true;
+    if (this.mode === READABLE) {
+      this.push(null);
+      return;
+    }
+    this.ended = true;
+    if (this.waiter && this.head === this.queue.length) this.wakeWith({ value: undefined, done: true });
+  }
+
   override _read(): void {
+    if (this.mode === NOT_CHOSEN) {
+      this.mode = READABLE;
+      const queue = this.queue;
+      for (let i = this.head; i < queue.length; i++) this.push(queue[i]);
+      this.queue = [];
+      this.head = 0;
+      this.queued = 0;
+      if (this.ended) this.push(null);
+    }
     this.source.resume();
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.complete) this.source.abandon();
+    const wake = this.waiter;
+    const fail = this.waiterFail;
+    this.waiter = undefined;
+    this.waiterFail = undefined;
+    if (err) fail?.(err);
+    else wake?.(DONE);
     callback(err);
+  }
+
+  override [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    if (this.mode !== NOT_CHOSEN) return super[Symbol.asyncIterator]();
+    this.mode = ITERATOR;
+    // The failure reaches the consumer through next(); the 'error' event must not go unhandled meanwhile.
+    this.on('error', ignore);
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    if (this.destroyed) {
+      // As Node's iterator: nothing more after a destroy; the error, if there was one.
+      const failure = this.errored;
+      return failure ? Promise.reject(failure) : Promise.resolve(DONE);
+    }
+    if (this.head < this.queue.length) {
+      const chunk = this.queue[this.head];
+      this.queue[this.head++] = EMPTY;
+      this.queued -= chunk.length;
+      if (this.head === this.queue.length) {
+        this.queue.length = 0;
+        this.head = 0;
+      }
+      if (this.queued < this.readableHighWaterMark) this.source.resume();
+      return Promise.resolve({ value: chunk, done: false });
+    }
+    if (this.ended) return Promise.resolve(this.finished());
+    this.source.resume();
+    return new Promise((resolve, reject) => {
+      this.waiter = resolve;
+      this.waiterFail = reject;
+    });
+  }
+
+  /** `break` or a throw in the loop: the rest of the body is read and dropped (as Node's destroyOnReturn does). */
+  return(): Promise<IteratorResult<Buffer>> {
+    if (!this.destroyed) this.destroy();
+    return Promise.resolve(DONE);
   }
 
   /** The whole body as one Buffer (reads the stream to its end). */
@@ -45,5 +158,19 @@ export class MessageStream extends Readable {
   /** The whole body decoded as text (UTF-8 by default; 'latin1' keeps every byte as one char). */
   async text(encoding: BufferEncoding = 'utf8'): Promise<string> {
     return (await this.bytes()).toString(encoding);
+  }
+
+  private wakeWith(result: IteratorResult<Buffer>): void {
+    const wake = this.waiter;
+    this.waiter = undefined;
+    this.waiterFail = undefined;
+    if (result.done) this.finished();
+    wake?.(result);
+  }
+
+  /** The iterator read the whole body: the stream is closed, as a Readable read to its end is (autoDestroy). */
+  private finished(): IteratorResult<Buffer> {
+    if (!this.destroyed) this.destroy();
+    return DONE;
   }
 }

@@ -2,6 +2,14 @@
 import { Pop3ProtocolError, Pop3ResponseError, splitRespCode } from './errors.ts';
 import type { Pending } from './pipeline.ts';
 
+/**
+ * Longest status line accepted. RFC 2449 §4 caps responses at 512 octets; greetings and -ERR texts from real
+ * servers sometimes exceed it, so allow some slack, but never an unbounded line.
+ */
+export const MAX_STATUS_LINE = 4096;
+/** Longest line in a LIST/UIDL/CAPA body (a UIDL line is at most ~82 octets; CAPA lines are short too). */
+export const MAX_LIST_LINE = 4096;
+
 export type Status =
   | { type: 'ok'; text: string }
   | { type: 'err'; error: Pop3ResponseError }

@@ -3,6 +3,8 @@
  * each single offset, byte by byte, and at random offsets (fast-check), and must give the same results.
  */
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Pop3Client } from '../../src/client/client.ts';
@@ -203,6 +205,99 @@ describe('client framing', () => {
     const stream = await client.retrieve(1);
     for await (const _chunk of stream) break; // leave after the first chunk
     assert.deepEqual(await client.stat(), { count: 1, size: 360000 });
+    client.destroy();
+  });
+
+  /** A session with one 350 KB message (RETR 1) and a NOOP after it, the server's bytes in 4 000-byte chunks. */
+  async function bigMessage(): Promise<{ client: Pop3Client; big: Buffer }> {
+    const big = Buffer.from(`${'y'.repeat(68)}\r\n.dot\r\n`.repeat(4000));
+    const steps: Step[] = [
+      { reply: '+OK hi\r\n' },
+      { expect: 'CAPA', reply: '+OK\r\nUSER\r\n.\r\n' },
+      { expect: 'USER u', reply: '+OK\r\n' },
+      { expect: 'PASS p', reply: '+OK\r\n' },
+      { expect: 'CAPA', reply: '+OK\r\n.\r\n' },
+      { expect: 'RETR 1', reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(big)]) },
+      { expect: 'NOOP', reply: '+OK\r\n' },
+    ];
+    const fake = new FakeServer(
+      steps,
+      Array.from({ length: 120 }, (_, i) => 30 + i * 4000),
+    );
+    const client = await Pop3Client.connect({
+      host: 'x',
+      tls: 'none',
+      socket: fake,
+      allowInsecureAuth: true,
+      auth: { user: 'u', password: 'p' },
+    });
+    return { client, big };
+  }
+
+  /** Lets the connection read what it will while nobody consumes the body. */
+  const idle = () => new Promise((r) => setTimeout(r, 50));
+
+  it('a body read as a Readable (pipeline to a slow writer) is exact, and bounded while nobody reads it', async () => {
+    const { client, big } = await bigMessage();
+    const stream = await client.retrieve(1);
+    await idle();
+    assert.ok(stream.readableLength > 0 && stream.readableLength <= 128 * 1024, `${stream.readableLength} buffered`);
+    const chunks: Buffer[] = [];
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _enc, done) {
+        chunks.push(chunk);
+        setImmediate(done);
+      },
+    });
+    await pipeline(stream, slow);
+    assert.ok(Buffer.concat(chunks).equals(big));
+    await client.noop(); // the reply after the body is framed correctly
+    client.destroy();
+  });
+
+  it('a body read with for await by a slow consumer is exact, and bounded while nobody reads it', async () => {
+    const { client, big } = await bigMessage();
+    const stream = await client.retrieve(1);
+    await idle();
+    assert.ok(stream.readableLength > 0 && stream.readableLength <= 128 * 1024, `${stream.readableLength} buffered`);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk as Buffer);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(Buffer.concat(chunks).equals(big));
+    assert.ok(stream.destroyed, 'a body read to its end is closed');
+    await client.noop();
+    client.destroy();
+  });
+
+  it("a body complete before anyone reads it still gives its bytes and 'end' to a later on('data')", async () => {
+    const steps: Step[] = [
+      { reply: '+OK hi\r\n' },
+      { expect: 'CAPA', reply: '+OK\r\nUSER\r\nPIPELINING\r\n.\r\n' },
+      { expect: 'USER u', reply: '+OK\r\n' },
+      { expect: 'PASS p', reply: '+OK\r\n' },
+      { expect: 'CAPA', reply: '+OK\r\nPIPELINING\r\n.\r\n' },
+      { expect: 'RETR 1', reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(TRICKY)]) },
+      { expect: 'NOOP', reply: '+OK\r\n' },
+    ];
+    const client = await Pop3Client.connect({
+      host: 'x',
+      tls: 'none',
+      socket: new FakeServer(steps, [40, 41, 70]),
+      allowInsecureAuth: true,
+      auth: { user: 'u', password: 'p' },
+    });
+    const stream = await client.retrieve(1);
+    await client.noop(); // the whole body has been read by now
+    const chunks: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    assert.ok(Buffer.concat(chunks).equals(TRICKY));
     client.destroy();
   });
 });
