@@ -29,6 +29,10 @@ if (process.env.POSTERN_DIST !== '1' && existsSync(source)) {
   register();
   ({ main } = await import(source.href));
 } else {
-  ({ main } = await import('../dist/cli/main.js'));
+  // `postern fetch` starts from one bundled file when the build made it (scripts/bundle-fetch.mjs): the same
+  // main(), with fetch's modules in it instead of ~60 to load one by one.
+  const fetchBundle = new URL('../dist/cli/main-fetch.js', import.meta.url);
+  const bundled = process.argv[2] === 'fetch' && existsSync(fetchBundle);
+  ({ main } = await import(bundled ? fetchBundle.href : '../dist/cli/main.js'));
 }
 process.exitCode = await main(process.argv.slice(2));

@@ -97,6 +97,9 @@ describe('the packed package, installed globally', () => {
       cpSync(join(ROOT, f), join(stage, f));
     }
     for (const d of ['bin', 'src', 'docs', 'contrib']) cpSync(join(ROOT, d), join(stage, d), { recursive: true });
+    // The build bundles `postern fetch` after tsc (scripts/bundle-fetch.mjs).
+    mkdirSync(join(stage, 'scripts'));
+    cpSync(join(ROOT, 'scripts/bundle-fetch.mjs'), join(stage, 'scripts/bundle-fetch.mjs'));
     symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'));
     // prepack builds dist/ with tsc.
     const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', work], {
@@ -158,6 +161,12 @@ describe('the packed package, installed globally', () => {
     const r = run(postern, ['fetch', '--help'], work);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(loadedAny(r.imports, SERVER_ONLY), []);
+    // It starts from the one bundled file, whose build refuses anything of the server (scripts/bundle-fetch.mjs).
+    const ours = r.imports.filter((u) => u.includes('/dist/'));
+    assert.deepEqual(
+      ours.map((u) => u.slice(u.indexOf('/dist/'))),
+      ['/dist/cli/main-fetch.js'],
+    );
     t.diagnostic(`postern fetch --help: ${r.seconds.toFixed(3)} s (with the import recorder)`);
   });
 
