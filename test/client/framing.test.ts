@@ -180,8 +180,11 @@ describe('client framing', () => {
     );
   });
 
-  it('a body abandoned half-way is drained, and the next reply is still read correctly', async () => {
-    const big = Buffer.from(`${'x'.repeat(70)}\r\n`.repeat(5000));
+  /**
+   * A session with one message (RETR 1, `big`) and `next` after it, the server's bytes in 4 000-byte chunks;
+   * logged in.
+   */
+  async function oneMessage(big: Buffer, next: Step): Promise<Pop3Client> {
     const steps: Step[] = [
       { reply: '+OK hi\r\n' },
       { expect: 'CAPA', reply: '+OK\r\nUSER\r\n.\r\n' },
@@ -189,49 +192,31 @@ describe('client framing', () => {
       { expect: 'PASS p', reply: '+OK\r\n' },
       { expect: 'CAPA', reply: '+OK\r\n.\r\n' },
       { expect: 'RETR 1', reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(big)]) },
-      { expect: 'STAT', reply: '+OK 1 360000\r\n' },
+      next,
     ];
-    const fake = new FakeServer(
-      steps,
-      Array.from({ length: 100 }, (_, i) => 30 + i * 4000),
-    );
-    const client = await Pop3Client.connect({
+    const cuts = Array.from({ length: Math.ceil(big.length / 4000) + 1 }, (_, i) => 30 + i * 4000);
+    return Pop3Client.connect({
       host: 'x',
       tls: 'none',
-      socket: fake,
+      socket: new FakeServer(steps, cuts),
       allowInsecureAuth: true,
       auth: { user: 'u', password: 'p' },
     });
+  }
+
+  it('a body abandoned half-way is drained, and the next reply is still read correctly', async () => {
+    const big = Buffer.from(`${'x'.repeat(70)}\r\n`.repeat(5000));
+    const client = await oneMessage(big, { expect: 'STAT', reply: '+OK 1 360000\r\n' });
     const stream = await client.retrieve(1);
     for await (const _chunk of stream) break; // leave after the first chunk
     assert.deepEqual(await client.stat(), { count: 1, size: 360000 });
     client.destroy();
   });
 
-  /** A session with one 350 KB message (RETR 1) and a NOOP after it, the server's bytes in 4 000-byte chunks. */
+  /** 350 KB with stuffed dots, then a NOOP. */
   async function bigMessage(): Promise<{ client: Pop3Client; big: Buffer }> {
     const big = Buffer.from(`${'y'.repeat(68)}\r\n.dot\r\n`.repeat(4000));
-    const steps: Step[] = [
-      { reply: '+OK hi\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\nUSER\r\n.\r\n' },
-      { expect: 'USER u', reply: '+OK\r\n' },
-      { expect: 'PASS p', reply: '+OK\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\n.\r\n' },
-      { expect: 'RETR 1', reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(big)]) },
-      { expect: 'NOOP', reply: '+OK\r\n' },
-    ];
-    const fake = new FakeServer(
-      steps,
-      Array.from({ length: 120 }, (_, i) => 30 + i * 4000),
-    );
-    const client = await Pop3Client.connect({
-      host: 'x',
-      tls: 'none',
-      socket: fake,
-      allowInsecureAuth: true,
-      auth: { user: 'u', password: 'p' },
-    });
-    return { client, big };
+    return { client: await oneMessage(big, { expect: 'NOOP', reply: '+OK\r\n' }), big };
   }
 
   /** Lets the connection read what it will while nobody consumes the body. */
