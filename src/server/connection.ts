@@ -218,11 +218,17 @@ export class Connection {
     });
   }
 
-  /** Writes wire bytes now (after flush()), waiting while the socket is full. */
-  async write(buf: Buffer): Promise<void> {
-    if (this.closed || buf.length === 0) return;
+  /**
+   * Writes wire bytes now (after flush()), waiting while the socket is full. `sent` is called once the socket no
+   * longer holds `buf` (written, failed, or the connection gone), so a caller can reuse its buffers.
+   */
+  async write(buf: Buffer, sent?: () => void): Promise<void> {
+    if (this.closed || buf.length === 0) {
+      sent?.();
+      return;
+    }
     this.bytesSent += buf.length;
-    if (!this.socket.write(buf)) await this.drain();
+    if (!this.socket.write(buf, sent && (() => sent()))) await this.drain();
   }
 
   /** A multi-line reply of short lines (LIST, UIDL, CAPA), written in pieces with backpressure. */

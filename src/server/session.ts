@@ -208,8 +208,8 @@ export class Session implements CommandSession, SessionHandle {
     this.conn.flush();
   }
 
-  write(buf: Buffer): Promise<void> {
-    return this.conn.write(buf);
+  write(buf: Buffer, sent?: () => void): Promise<void> {
+    return this.conn.write(buf, sent);
   }
 
   sendLines(first: string, lines: Iterable<string>): Promise<void> {

@@ -66,8 +66,11 @@ export interface CommandSession {
   /** Queues wire bytes behind the pending replies. */
   queue(buf: Buffer): void;
   flush(): void;
-  /** Writes wire bytes now, waiting while the socket is full. */
-  write(buf: Buffer): Promise<void>;
+  /**
+   * Writes wire bytes now, waiting while the socket is full. `sent`, when given, is called once the socket no
+   * longer needs `buf` (handed to the kernel, or the connection is gone), so the caller may fill it again.
+   */
+  write(buf: Buffer, sent?: () => void): Promise<void>;
   /** A multi-line reply of short lines, dot-stuffed, with backpressure. */
   sendLines(first: string, lines: Iterable<string>): Promise<void>;
   /** The next client line inside a command (SASL), or null once the connection is gone. */
