@@ -83,6 +83,17 @@ function pendingName(path: string): string {
 }
 
 /**
+ * True when creating the lock failed because it exists (EEXIST). Any other error is thrown, except the codes in
+ * `fallback`, for which it returns false (the caller then tries another way).
+ */
+function lockExists(err: unknown, fallback: ReadonlySet<string> = new Set()): boolean {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code === 'EEXIST') return true;
+  if (!fallback.has(code)) throw err;
+  return false;
+}
+
+/**
  * Creates the lock at `path` with `token` in it, never visible without its content: the token is written to a
  * private file first and hard-linked to the lock name (link fails with EEXIST when the lock exists). A kill
  * at any instant leaves either no lock or a complete one (and at worst a stray `.new` file, never a lock).
@@ -95,9 +106,7 @@ async function createLock(path: string, token: string): Promise<boolean> {
     await link(pending, path);
     return true;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (code === 'EEXIST') return false;
-    if (!NO_LINKS.has(code)) throw err;
+    if (lockExists(err, NO_LINKS)) return false;
   } finally {
     await unlink(pending).catch(() => {});
   }
@@ -105,7 +114,7 @@ async function createLock(path: string, token: string): Promise<boolean> {
   try {
     fh = await open(path, 'wx', 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if (lockExists(err)) return false;
     throw err;
   }
   try {
@@ -126,9 +135,7 @@ function createLockSync(path: string, token: string): boolean {
     linkSync(pending, path);
     return true;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (code === 'EEXIST') return false;
-    if (!NO_LINKS.has(code)) throw err;
+    if (lockExists(err, NO_LINKS)) return false;
   } finally {
     try {
       unlinkSync(pending);
@@ -138,7 +145,7 @@ function createLockSync(path: string, token: string): boolean {
   try {
     fd = openSync(path, 'wx', 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if (lockExists(err)) return false;
     throw err;
   }
   try {

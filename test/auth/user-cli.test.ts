@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { PasswdFileAuthenticator } from '../../src/auth/passwd.ts';
 import { runUserCommand } from '../../src/cli/user.ts';
+import { textSink } from '../helpers/text-sink.ts';
 
 let dir: string;
 let n = 0;
@@ -16,17 +17,6 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function sink(): Writable & { text: () => string } {
-  const chunks: string[] = [];
-  const w = new Writable({
-    write(chunk, _enc, cb) {
-      chunks.push(String(chunk));
-      cb();
-    },
-  });
-  return Object.assign(w, { text: () => chunks.join('') });
-}
-
 interface Result {
   readonly code: number;
   readonly stdout: string;
@@ -36,8 +26,8 @@ interface Result {
 async function run(usersFile: string, argv: string[], input = ''): Promise<Result> {
   const stdin = new PassThrough();
   stdin.end(input);
-  const stdout = sink();
-  const stderr = sink();
+  const stdout = textSink();
+  const stderr = textSink();
   const code = await runUserCommand(argv, { usersFile, stdin, stdout, stderr });
   return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
