@@ -4,10 +4,10 @@
  * behaviour is its file in ./commands/, which see this class only through CommandSession (commands/types.ts).
  * The table there says in which states each verb is valid, and the state is checked only here.
  */
-import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/passwd.ts';
+import { randomHex } from '../mail/random.ts';
 import { parseCommand, parseMsn } from '../protocol/command.ts';
 import { Pop3Error, RespCode } from '../protocol/errors.ts';
 import type { LineResult } from '../protocol/lineReader.ts';
@@ -68,7 +68,7 @@ export class Session implements CommandSession, SessionHandle {
       closed: (reason) => this.teardown(reason),
     });
     if (ctx.apop && ctx.authenticator.hasSharedSecrets()) {
-      this.apopTimestamp = `<${randomBytes(9).toString('hex')}.${PID}@${ctx.hostname}>`;
+      this.apopTimestamp = `<${randomHex(9)}.${PID}@${ctx.hostname}>`;
     }
   }
 

@@ -27,10 +27,10 @@
  * The pid test assumes the hostname names one pid namespace: containers that share a Maildir volume must not
  * share a hostname.
  */
-import { randomBytes } from 'node:crypto';
 import { readdirSync, renameSync, utimesSync } from 'node:fs';
 import { open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { randomHex } from '../../mail/random.ts';
 import { StorageError } from '../types.ts';
 import { errnoCode, isNotFound, processExists, sleep, toStorageError } from './fsutil.ts';
 
@@ -160,7 +160,7 @@ export class MaildirLock {
    */
   static async acquire(dir: string, opts: LockOptions): Promise<MaildirLock> {
     const base = opts.name ?? LOCK_FILE;
-    const held: HeldName = { pid: PID, token: randomBytes(8).toString('hex'), host: lockHost(opts.hostname) };
+    const held: HeldName = { pid: PID, token: randomHex(8), host: lockHost(opts.hostname) };
     const mine = join(dir, heldName(base, held));
     const deadline = Date.now() + (opts.waitMs ?? 0);
     liveTokens.add(held.token);
