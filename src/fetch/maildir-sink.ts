@@ -5,7 +5,7 @@
 import { closeSync, fdatasyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { syncDirSync, writeAllSync } from '../durable/files.ts';
 import { newUniqueBase, sanitizeHostname } from '../mail/maildir-name.ts';
 import { CrlfToLfWriter } from '../mail/transforms.ts';
@@ -26,8 +26,14 @@ export class MaildirDelivery implements Delivery {
   private readonly writer = new CrlfToLfWriter((b) => writeAllSync(this.fd, b));
   /** Ended (written, fsynced, closed) and not yet renamed into new/. */
   private ended: string[] = [];
+  /** tmp/ and new/ with a trailing separator: a file's path is one concatenation (path.join per message showed). */
+  private readonly tmp: string;
+  private readonly new: string;
 
-  constructor(readonly target: { kind: 'maildir'; path: string }) {}
+  constructor(readonly target: { kind: 'maildir'; path: string }) {
+    this.tmp = join(target.path, 'tmp') + sep;
+    this.new = join(target.path, 'new') + sep;
+  }
 
   describe(): string {
     return `Maildir ${this.target.path}`;
@@ -43,7 +49,7 @@ export class MaildirDelivery implements Delivery {
 
   begin(intent: Intent): void {
     this.name = intent.file ?? maildirName();
-    this.fd = openSync(join(this.target.path, 'tmp', this.name), 'wx', 0o600);
+    this.fd = openSync(this.tmp + this.name, 'wx', 0o600);
   }
 
   write(chunk: Buffer): void {
@@ -65,7 +71,7 @@ export class MaildirDelivery implements Delivery {
     closeSync(this.fd);
     this.fd = -1;
     try {
-      unlinkSync(join(this.target.path, 'tmp', this.name));
+      unlinkSync(this.tmp + this.name);
     } catch {}
   }
 
@@ -73,11 +79,9 @@ export class MaildirDelivery implements Delivery {
     const names = this.ended;
     if (names.length === 0) return 0;
     this.ended = [];
-    const tmp = join(this.target.path, 'tmp');
-    const cur = join(this.target.path, 'new');
-    for (const name of names) renameSync(join(tmp, name), join(cur, name));
+    for (const name of names) renameSync(this.tmp + name, this.new + name);
     // One directory fsync makes every rename of the group durable: tmp → new is the commit point.
-    syncDirSync(cur);
+    syncDirSync(this.new);
     return names.length;
   }
 

@@ -9,12 +9,12 @@ const LF = 0x0a;
 
 /**
  * CRLF → LF (the wire form of RFC 1939 to the local form of Maildir, mbox and MDAs, as fetchmail and mpop do),
- * synchronously, into one reusable output buffer that goes to `out` (one write) when full or at end(). A chunk is
- * converted as a whole: read as a latin1 string (one byte, one char: byte-exact), `replaceAll('\r\n', '\n')`,
- * written back into the buffer. That is one native pass per chunk instead of an `indexOf` and a copy per line:
- * 1.7× the throughput of the per-line loop on 10 MB of 50-byte lines (CPU time, 850–1 050 against 500 MB/s).
- * Nothing is allocated per line. A CR not followed by LF is data and is kept; a CR at the end of a chunk waits
- * for the next byte.
+ * synchronously, into one reusable output buffer that goes to `out` (one write) when full or at end(). A large
+ * chunk is converted as a whole: read as a latin1 string (one byte, one char: byte-exact),
+ * `replaceAll('\r\n', '\n')`, written back into the buffer: one native pass per chunk instead of an `indexOf` and
+ * a copy per line, 1.6-1.7× the throughput of the per-line loop on 64 KiB chunks of 50-byte lines (CPU time).
+ * A small chunk takes the per-line loop, which allocates nothing. A CR not followed by LF is data and is kept; a
+ * CR at the end of a chunk waits for the next byte.
  */
 export class CrlfToLfWriter {
   private buf: Buffer;
@@ -46,6 +46,10 @@ export class CrlfToLfWriter {
       n--;
     }
     if (n === 0) return;
+    if (n < STRING_PASS_MIN) {
+      this.pushBytes(chunk, n);
+      return;
+    }
     const text = chunk.toString('latin1', 0, n).replaceAll('\r\n', '\n');
     if (text.length === n) {
       this.copy(chunk, 0, n); // no CRLF in it
@@ -59,6 +63,22 @@ export class CrlfToLfWriter {
       }
     }
     this.o += this.buf.write(text, this.o, 'latin1');
+  }
+
+  /** CRLF → LF in chunk[0, n) with `indexOf` and a copy per line: no allocation at all. */
+  private pushBytes(chunk: Buffer, n: number): void {
+    let from = 0;
+    let i = chunk.indexOf(CR);
+    while (i !== -1 && i < n) {
+      if (i + 1 < n && chunk[i + 1] === LF) {
+        this.copy(chunk, from, i);
+        from = i + 1; // keep the LF
+        i = i + 2 < n ? chunk.indexOf(CR, i + 2) : -1;
+      } else {
+        i = chunk.indexOf(CR, i + 1);
+      }
+    }
+    if (from < n) this.copy(chunk, from, n);
   }
 
   /** Writes out everything (and a CR held back at the very end, which was data). */
@@ -108,6 +128,12 @@ export class CrlfToLfWriter {
 }
 
 const CR_BYTE = Buffer.from([CR]);
+/**
+ * Chunks at least this long go through the string pass; shorter ones (the chunks of a small message) through
+ * pushBytes, which allocates nothing: two strings per 4 KB message were 23 of the 54 MB allocated by a fetch of
+ * 2 000 such messages, and grew V8's young generation (peak RSS +3 MB).
+ */
+const STRING_PASS_MIN = 8 * 1024;
 
 /** CrlfToLfWriter as a Transform stream (the same bytes, whatever the chunking). */
 export class CrlfToLf extends Transform {

@@ -52,6 +52,25 @@ describe('delivery transforms', () => {
     assert.deepEqual(await run(new MboxrdQuote(), splitAt(lf, bytes)), refMboxrd(lf));
   });
 
+  it('CRLF → LF of large chunks (the string pass) and small ones (the byte loop) alike, with CRs at the seams', async () => {
+    // 40 KB of CRLF, bare CR, bare LF and 8-bit bytes; chunks from 1 byte to past the 64 KiB output buffer.
+    const unit = Buffer.from('line\r\n\r\r\nx\ry\n\xff\x00\r', 'latin1');
+    const input = Buffer.concat(Array.from({ length: 2700 }, () => unit));
+    const expected = refCrlf(input);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.nat({ max: input.length }), { maxLength: 6 }), async (cuts) => {
+        assert.deepEqual(await run(new CrlfToLf(), splitAt(input, cuts)), expected);
+      }),
+      { numRuns: 60 },
+    );
+    for (const size of [8191, 8192, 8193, 65536, 70000]) {
+      const cuts = Array.from({ length: Math.ceil(input.length / size) }, (_, i) => i * size);
+      assert.deepEqual(await run(new CrlfToLf(), splitAt(input, cuts)), expected, `chunks of ${size}`);
+    }
+    const huge = Buffer.concat(Array.from({ length: 6 }, () => input)); // one 240 KB chunk: larger than the buffer
+    assert.deepEqual(await run(new CrlfToLf(), [huge]), refCrlf(huge));
+  });
+
   it('both match the reference for random input and random chunking (fast-check)', async () => {
     const alphabet = fc.constantFrom(...'From >\r\nxF'.split(''));
     await fc.assert(
