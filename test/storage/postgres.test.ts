@@ -175,6 +175,64 @@ if (skip) {
       }
     });
 
+    test('a slow sender holds no database connection: the body is staged, then published in one short transaction', async () => {
+      const { store } = await fresh();
+      const other = new PostgresStore({ url: db.url, poolSize: 1 });
+      try {
+        // More than a chunk (64 KiB here), so it is staged in a file; the sender stalls half-way.
+        const first = Buffer.alloc(150_000, 0x61);
+        const second = Buffer.from(`${'b'.repeat(99)}\n`.repeat(1000));
+        let resume: () => void = () => {};
+        const stalled = new Promise<void>((r) => {
+          resume = r;
+        });
+        let reached: () => void = () => {};
+        const atStall = new Promise<void>((r) => {
+          reached = r;
+        });
+        async function* slow() {
+          yield first;
+          reached();
+          await stalled;
+          yield second;
+        }
+        const delivery = store.deliver('kim', Readable.from(slow()));
+        delivery.catch(() => {});
+        await atStall;
+        await new Promise((r) => setTimeout(r, 200));
+        try {
+          // While the sender is silent: no connection checked out, no transaction open, nothing visible.
+          assert.equal(store.pool.totalCount - store.pool.idleCount, 0);
+          const open = await other.pool.query(
+            "select count(*)::int as n from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'",
+          );
+          assert.equal(open.rows[0].n, 0);
+          assert.deepEqual(await other.stats('kim'), { messages: 0, bytes: 0 });
+        } finally {
+          resume();
+        }
+        const r = await delivery;
+        const d = await other.openMaildrop('kim');
+        assert.equal(d.messages.length, 1);
+        const back: Buffer[] = [];
+        for await (const c of await d.open(r.id)) back.push(c as Buffer);
+        assert.ok(Buffer.concat(back).equals(Buffer.concat([first, second])));
+        await d.release();
+        // A sender that fails half-way stores nothing (and leaves no chunk behind).
+        async function* broken() {
+          yield first;
+          throw new Error('connection reset');
+        }
+        await rejectsWith(store.deliver('kim', Readable.from(broken())), 'temp');
+        assert.equal((await other.stats('kim')).messages, 1);
+        const chunks = await other.pool.query("select count(*)::int as n from message_chunks where mailbox_id = 'kim'");
+        assert.equal(chunks.rows[0].n, Math.ceil((first.length + second.length) / (64 * 1024)));
+      } finally {
+        await store.close();
+        await other.close();
+      }
+    });
+
     test('a 20 MB message is stored in chunks and read back one chunk at a time', async () => {
       const { store } = await fresh();
       try {

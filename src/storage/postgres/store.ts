@@ -4,11 +4,12 @@
  *
  * - Listing: a maildrop's snapshot is one index range scan of `messages` (uidl and size are columns); no
  *   body is read for STAT, LIST or UIDL.
- * - Bodies: stored in chunks of `chunkSize` octets; a delivery inserts each chunk as it arrives and a RETR
- *   reads one chunk per statement when the reader wants more, so a 100 MB message never sits in memory.
- * - Delivery: one transaction: the chunks, then the mailbox row (order number, counts; its row lock orders
- *   concurrent deliveries to one mailbox for the instant of the commit), the quota check against the new
- *   counts, and the message row. Nothing is visible before COMMIT; a failure anywhere stores nothing.
+ * - Bodies: stored in chunks of `chunkSize` octets; a RETR reads one chunk per statement when the reader
+ *   wants more, so a 100 MB message never sits in memory.
+ * - Delivery: the body is staged first without a connection (spool.ts), then one short transaction
+ *   publishes it: the chunks, the mailbox row (order number, counts; its row lock orders concurrent
+ *   deliveries to one mailbox for the instant of the commit), the quota check against the new counts, and
+ *   the message row. Nothing is visible before COMMIT; a failure anywhere stores nothing.
  * - The lock: a lease row (owner, expiry on the database clock) taken with one upsert that succeeds only when
  *   there is no row or it has expired, renewed every lease/3 while the maildrop lives. No connection is held
  *   between statements. A commit re-checks, under the lease row's lock and in the deleting transaction, that
