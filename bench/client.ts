@@ -33,7 +33,7 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeMaildir, message, writeBigMessage, writeMessages } from './mail.ts';
-import { HOST, hasDovecot, type ServerHandle, startDovecot } from './servers.ts';
+import { descendants, HOST, hasDovecot, type ServerHandle, startDovecot } from './servers.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/postern.js');
@@ -51,6 +51,8 @@ interface Row {
   /** CPU seconds (user + system) of the client process: less disturbed by a loaded machine than wall. */
   cpu: number[];
   rssKiB: number[];
+  /** CPU seconds of the server (Dovecot's processes) during the run: near `wall` means the server is the limit. */
+  serverCpu: number[];
   messages: number;
   bytes: number;
   note?: string;
@@ -68,6 +70,19 @@ interface Dataset {
 
 function sha1(b: Buffer): string {
   return createHash('sha1').update(b).digest('hex');
+}
+
+/** CPU seconds (user + system) used so far by a process and its descendants, from /proc (clock ticks of 1/100 s). */
+function cpuSecondsOf(root: number): number {
+  let ticks = 0;
+  for (const pid of [root, ...descendants(root)]) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15 of proc(5))
+    } catch {} // gone meanwhile
+  }
+  return ticks / 100;
 }
 
 function median(xs: number[]): number {
@@ -220,6 +235,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
   try {
     dovecot = await startDovecot({ dir, mailRoot, usersFile, maxConnections: 10, tuned: true, cpu: SERVER_CPU });
     const port = dovecot.port;
+    const dovecotPid = dovecot.pid;
     if (values.hold) {
       // For profiling by hand: the data and the server stay up until Ctrl-C.
       log(`Dovecot on ${HOST}:${port}, users ${Object.keys(datasets).join(', ')}, password "${PASSWORD}"; Ctrl-C ends`);
@@ -230,7 +246,16 @@ export async function runClientBench(argv: string[]): Promise<void> {
       const list: Row[] = [];
       rows[name] = list;
       const row = (client: string, note?: string): Row => {
-        const r: Row = { client, wall: [], cpu: [], rssKiB: [], messages: ds.count, bytes: ds.bytes, note };
+        const r: Row = {
+          client,
+          wall: [],
+          cpu: [],
+          rssKiB: [],
+          serverCpu: [],
+          messages: ds.count,
+          bytes: ds.bytes,
+          note,
+        };
         list.push(r);
         return r;
       };
@@ -324,7 +349,9 @@ export async function runClientBench(argv: string[]): Promise<void> {
         const r = row(c.label);
         for (let i = 0; i < runs; i++) {
           const w = fresh();
+          const s0 = cpuSecondsOf(dovecotPid);
           const m = await c.run(w);
+          r.serverCpu.push(cpuSecondsOf(dovecotPid) - s0);
           verify(`${c.label} (${name})`, join(w, 'Maildir'), ds);
           c.after?.();
           r.wall.push(m.wall);
@@ -344,7 +371,9 @@ export async function runClientBench(argv: string[]): Promise<void> {
         const warmCpu: number[] = [];
         for (let i = 0; i < runs; i++) {
           const w = fresh();
+          const s0 = cpuSecondsOf(dovecotPid);
           const m = await timed(loadCmd(api, 1), {}, w);
+          cold.serverCpu.push(cpuSecondsOf(dovecotPid) - s0);
           cold.wall.push(m.wall);
           cold.rssKiB.push(m.rss);
           cold.cpu.push(m.cpu);
@@ -392,14 +421,22 @@ function print(rows: Record<string, Row[]>): void {
   for (const [name, list] of Object.entries(rows)) {
     if (list.length === 0) continue;
     const l0 = list[0];
+    const mpop = list.find((r) => r.client.startsWith('mpop'));
     out.push(`\n${name}: ${l0.messages} messages, ${(l0.bytes / 1e6).toFixed(1)} MB stored`);
-    out.push('| client | wall s (median, min–max) | msg/s | MB/s | CPU s | peak RSS MB |');
-    out.push('|---|---|---|---|---|---|');
+    out.push(
+      '| client | wall s (median, min–max) | msg/s | MB/s | wall / mpop | CPU s | peak RSS MB | server CPU s (busy) |',
+    );
+    out.push('|---|---|---|---|---|---|---|---|');
     for (const r of list) {
       const w = median(r.wall);
       const range = `${Math.min(...r.wall).toFixed(3)}–${Math.max(...r.wall).toFixed(3)}`;
+      const vsMpop = mpop && r !== mpop ? (w / median(mpop.wall)).toFixed(2) : '–';
+      // Busy: the server's CPU seconds over the client's wall time; near 1 means the server (one core) set the pace.
+      const srv = r.serverCpu.length
+        ? `${median(r.serverCpu).toFixed(2)} (${Math.round((100 * median(r.serverCpu)) / w)} %)`
+        : '–';
       out.push(
-        `| ${r.client} | ${w.toFixed(3)} (${range}) | ${Math.round(r.messages / w)} | ${Math.round(r.bytes / w / 1e6)} | ${r.cpu.length ? median(r.cpu).toFixed(2) : '–'} | ${(median(r.rssKiB) / 1024).toFixed(0)} |${r.note ? ` ${r.note}` : ''}`,
+        `| ${r.client} | ${w.toFixed(3)} (${range}) | ${Math.round(r.messages / w)} | ${Math.round(r.bytes / w / 1e6)} | ${vsMpop} | ${r.cpu.length ? median(r.cpu).toFixed(2) : '–'} | ${(median(r.rssKiB) / 1024).toFixed(0)} | ${srv} |${r.note ? ` ${r.note}` : ''}`,
       );
     }
   }
