@@ -105,9 +105,16 @@ export interface IdleJob {
   readonly mechanism: Mechanism;
   readonly openConcurrency: number;
   readonly openTimeoutMs: number;
+  /**
+   * Cumulative connection counts (the last one is users.length): the generator stops after each, prints a
+   * `ready` line and waits for a line on stdin before the next stage (run.ts reads the server's memory then).
+   */
+  readonly stages: readonly number[];
 }
 export interface IdleReady {
   readonly ready: true;
+  /** Index in IdleJob.stages. */
+  readonly stage: number;
   readonly opened: number;
   readonly failed: number;
   readonly firstError?: string;

@@ -198,8 +198,9 @@ async function idle(job: IdleJob): Promise<IdleResult> {
   let next = 0;
   const t0 = now();
   const deadline = t0 + job.openTimeoutMs;
+  let upTo = 0;
   const opener = async () => {
-    while (next < job.users.length && now() < deadline && failed < 50) {
+    while (next < upTo && now() < deadline && failed < 50) {
       const user = job.users[next++];
       let c: Pop3Conn | undefined;
       try {
@@ -213,18 +214,25 @@ async function idle(job: IdleJob): Promise<IdleResult> {
       }
     }
   };
-  await Promise.all(Array.from({ length: job.openConcurrency }, opener));
-  const ready: IdleReady = { ready: true, opened: conns.length, failed, firstError, seconds: (now() - t0) / 1000 };
-  emit(ready);
-  // Wait for the go-ahead from run.ts (it reads the server's memory meanwhile), or stdin closing.
-  await new Promise<void>((resolve) => {
-    const rl = createInterface({ input: process.stdin });
-    rl.once('line', () => {
-      rl.close();
-      resolve();
-    });
-    rl.once('close', () => resolve());
+  // One line from run.ts after each stage (it reads the server's memory meanwhile); stdin closing ends them all.
+  const rl = createInterface({ input: process.stdin });
+  let stdinClosed = false;
+  const waiting: (() => void)[] = [];
+  rl.on('line', () => waiting.shift()?.());
+  rl.once('close', () => {
+    stdinClosed = true;
+    for (const w of waiting.splice(0)) w();
   });
+  const goAhead = () => new Promise<void>((resolve) => (stdinClosed ? resolve() : waiting.push(resolve)));
+  for (let stage = 0; stage < job.stages.length && !stdinClosed; stage++) {
+    upTo = Math.min(job.stages[stage], job.users.length);
+    await Promise.all(Array.from({ length: job.openConcurrency }, opener));
+    const seconds = (now() - t0) / 1000;
+    const ready: IdleReady = { ready: true, stage, opened: conns.length, failed, firstError, seconds };
+    emit(ready);
+    await goAhead();
+  }
+  rl.close();
   let closed = 0;
   let i = 0;
   const closer = async () => {

@@ -13,6 +13,8 @@ import { connect, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
 export const POSTERN_BIN = resolve(import.meta.dirname, '../bin/postern.js');
+/** Preloaded into Postern: SIGUSR2 collects garbage (for the memory measurement; see the file). */
+const GC_PRELOAD = resolve(import.meta.dirname, 'gc-signal.mjs');
 export const DOVECOT_BIN = '/usr/sbin/dovecot';
 export const HOST = '127.0.0.1';
 
@@ -151,7 +153,9 @@ level = "info"
   );
   const fd = openSync(logPath, 'a');
   const [cmd, args] = pinned(opts.cpu, process.execPath, [POSTERN_BIN, 'serve', '--config', config]);
-  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd: opts.dir });
+  const nodeOptions = [process.env.NODE_OPTIONS, '--expose-gc', `--import=${GC_PRELOAD}`].filter(Boolean).join(' ');
+  const env = { ...process.env, NODE_OPTIONS: nodeOptions };
+  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd: opts.dir, env });
   closeSync(fd);
   try {
     await waitForGreeting(port, child, logPath);
@@ -314,6 +318,18 @@ export interface Memory {
 function kib(text: string, key: string): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
   return m ? Number(m[1]) : 0;
+}
+
+/** Asks a Postern server and its workers to collect garbage (bench/gc-signal.mjs); nothing for other servers. */
+export function collectGarbage(s: ServerHandle): void {
+  if (!s.name.startsWith('Postern')) return;
+  for (const p of [s.pid, ...descendants(s.pid)]) {
+    try {
+      process.kill(p, 'SIGUSR2');
+    } catch {
+      // exited meanwhile
+    }
+  }
 }
 
 /** Memory of a server: its main process and every descendant. */
