@@ -36,7 +36,7 @@ function lineStateAfter(state: number, chunk: Buffer, from: number, to: number):
 const STAGE = 256 * 1024;
 const IN_AT = 64;
 const OUT_AT = IN_AT + STAGE + 64;
-const WASM_BYTES = OUT_AT + 2 * STAGE + 64; // dot-encode.wat: the output needs 2·n + 17 bytes
+const WASM_BYTES = OUT_AT + 2 * STAGE + 64; // dot-encode.wat: the output needs 2·n + 33 bytes, reads 32 past the input
 
 /** The part of the WebAssembly API used here (the project's TypeScript libs do not declare it). */
 interface WasmApi {
