@@ -24,6 +24,7 @@ import { REUSED_BUFFER_READS, type ReusedBufferReads } from './transport.ts';
 export type { DebugFn, OkReply, RetrieveSink } from './pipeline.ts';
 
 const LF = 0x0a;
+const CR = 0x0d;
 const EMPTY = Buffer.alloc(0);
 
 export interface ConnectionOptions {
@@ -252,24 +253,28 @@ export class Connection implements BodyHost {
         continue;
       }
       // A status line. Only the bytes up to its LF go through the line reader; what follows (a body, the next
-      // reply) stays in `data`, so a body's long lines never meet the status line's length limit.
+      // reply) stays in `data`, so a body's long lines never meet the status line's length limit. The common case,
+      // a whole line in `data` with nothing held from before, is read in place (no copy, nothing allocated).
+      const lf = this.lines.buffered === 0 ? data.indexOf(LF) : -1;
+      if (lf !== -1) {
+        const line = data.subarray(0, lf > 0 && data[lf - 1] === CR ? lf - 1 : lf);
+        data = data.subarray(lf + 1);
+        if (line.length > MAX_STATUS_LINE) throw new Pop3ProtocolError('server sent a line longer than the limit');
+        if (!head) throw new Pop3ProtocolError(`unexpected line from server: ${JSON.stringify(clip(line))}`);
+        this.status(head, line);
+        if (data.length === 0 && !head.decoder) return;
+        continue;
+      }
       if (data.length > 0) {
-        const lf = data.indexOf(LF);
-        if (lf === -1) {
-          // Kept until the line's end arrives: a copy when the transport reuses its buffer.
-          this.lines.push(owned ? data : Buffer.from(data));
-          data = EMPTY;
-        } else {
-          this.lines.push(lf + 1 === data.length ? data : data.subarray(0, lf + 1));
-          data = data.subarray(lf + 1);
-        }
+        const at = data.indexOf(LF);
+        // A part kept until the line's end arrives is a copy when the transport reuses its buffer.
+        this.lines.push(at !== -1 ? data.subarray(0, at + 1) : owned ? data : Buffer.from(data));
+        data = at === -1 ? EMPTY : data.subarray(at + 1);
       }
       const next = this.lines.next();
       if (next === null) return;
       if (next.kind === 'toolong') throw new Pop3ProtocolError('server sent a line longer than the limit');
-      if (!head) {
-        throw new Pop3ProtocolError(`unexpected line from server: ${JSON.stringify(clip(next.line))}`);
-      }
+      if (!head) throw new Pop3ProtocolError(`unexpected line from server: ${JSON.stringify(clip(next.line))}`);
       this.status(head, next.line);
       if (data.length === 0 && !head.decoder) return;
     }

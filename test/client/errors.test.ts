@@ -174,6 +174,12 @@ describe('client errors', () => {
     assert.equal(codeOf(await client.noop().catch((e: unknown) => e)), Pop3ErrorCode.Protocol);
   });
 
+  it('an overlong status line arriving whole, CRLF included, is POP3_ERR_PROTOCOL', async () => {
+    const { client } = await connect([...LOGIN, { expect: 'NOOP', reply: `+OK ${'a'.repeat(5000)}\r\n` }]);
+    assert.equal(codeOf(await client.noop().catch((e: unknown) => e)), Pop3ErrorCode.Protocol);
+    assert.equal(client.state, 'CLOSED');
+  });
+
   it('a reply nobody asked for is POP3_ERR_PROTOCOL', async () => {
     const { client } = await connect([...LOGIN, { expect: 'NOOP', reply: '+OK\r\n+OK extra\r\n' }]);
     await client.noop().catch(() => {});
