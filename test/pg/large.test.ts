@@ -1,7 +1,7 @@
 /**
  * A 100 MB message through a real `postern serve` on the PostgreSQL store: delivered over LMTP, retrieved
- * with RETR, every byte back, and the server's peak memory (VmHWM) grows by less than the message: bodies
- * stream in and out in 256 KiB chunks, never whole.
+ * with RETR, every byte back, and the server's peak memory (VmHWM) grows by less than 64 MB: bodies are
+ * staged and streamed in chunks, never held whole.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -180,11 +180,11 @@ if (skip) {
     assert.ok(octets > SIZE, `${octets} octets retrieved`);
     assert.equal(got.digest('hex'), sent.digest('hex'));
     const grown = peakRss(pid) - baseline;
-    // Never the whole message: a 256 KiB chunk at a time. What remains is garbage V8 collects lazily, 76-88 MB
-    // measured on a quiet machine (about 47 MB of it while the message comes in over LMTP, the rest during the
-    // RETR); a server that held the message would grow by its size plus that. The garbage itself is an open
-    // gap of issue 12 (the bound here is what the design guarantees, not what we want it to be).
-    assert.ok(grown < SIZE, `the server's peak memory grew by ${Math.round(grown / MB)} MB for a 100 MB message`);
+    // Bounded whatever the size: delivery stages the body (memory up to one chunk, then a file) and RETR reads
+    // raw octets with binary COPY in 32 KiB slices, one chunk ahead. 42-49 MB measured for 25, 100 and 200 MB
+    // messages (load average 8-20; the LMTP receive path and V8's collection heuristics, not the message);
+    // 77-88 MB before (hex-decoded bytea, chunks inserted as they arrived).
+    assert.ok(grown < 64 * MB, `the server's peak memory grew by ${Math.round(grown / MB)} MB for a 100 MB message`);
     process.stderr.write(`# 100 MB message: server peak RSS grew by ${Math.round(grown / MB)} MB\n`);
   });
 }

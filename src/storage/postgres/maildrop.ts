@@ -5,9 +5,12 @@
  * it (database unreachable past the expiry, taken over by another node) deletes nothing.
  */
 import { Readable } from 'node:stream';
-import type pg from 'pg';
+import pg from 'pg';
 import { type Maildrop, type MaildropState, type MessageInfo, StorageError } from '../types.ts';
+import { CopyRead } from './copy-read.ts';
 import { pgError } from './pool.ts';
+
+const { escapeLiteral } = pg;
 
 /** Small bodies fetched ahead per maildrop (readSmall): at most this many octets and messages at a time. */
 const PREFETCH_BYTES = 512 * 1024;
@@ -35,6 +38,21 @@ function commitSql(leased: boolean): string {
         where b.mailbox_id = $1 and g.n > 0)
   select (select count(*) from lease)::int as leased, (select count(*) from d)::int as n`;
 }
+
+/** Bodies of more than one chunk are read in slices of this many octets (see open()). */
+const READ_SLICE = 32 * 1024;
+/** The slices of one stored chunk, for COPY (which takes no parameters: the literals are checked here). */
+function chunkSql(mailboxId: string, id: string, seq: number): string {
+  if (!/^\d{1,19}$/.test(id) || !Number.isSafeInteger(seq)) throw new StorageError('notfound', 'no such message');
+  return `select substring(c.data from g.o for ${READ_SLICE})
+    from message_chunks c, generate_series(1, length(c.data), ${READ_SLICE}) as g(o)
+    where c.mailbox_id = ${escapeLiteral(mailboxId)} and c.message_id = ${id} and c.seq = ${seq} order by g.o`;
+}
+/** pg-pool's callback form, which takes a submittable (its typings only know the promise form for it). */
+interface CallbackQuery {
+  query(q: CopyRead, cb: (err: Error | null | undefined, rows?: Buffer[]) => void): void;
+}
+const EMPTY = Buffer.alloc(0);
 
 /** What a maildrop needs of its store. */
 export interface MaildropHost {
@@ -87,7 +105,7 @@ export class PostgresMaildrop implements Maildrop {
     }
   }
 
-  /** The message row and its first chunk in one round trip; notfound when it is not (or no longer) there. */
+  /** The message row, with the body when it is one chunk, in one round trip; notfound when it is not there. */
   private async head(id: string): Promise<BodyRow> {
     this.assertUsable();
     if (!this.ids.has(id)) throw new StorageError('notfound', 'no such message');
@@ -97,7 +115,7 @@ export class PostgresMaildrop implements Maildrop {
         name: 'postern_head',
         text: `select m.raw_size, m.chunks, c.data from messages m
                  left join message_chunks c
-                   on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0
+                   on c.mailbox_id = m.mailbox_id and c.message_id = m.message_id and c.seq = 0 and m.chunks = 1
                where m.mailbox_id = $1 and m.message_id = $2`,
         values: [this.mailboxId, id],
       });
@@ -114,25 +132,41 @@ export class PostgresMaildrop implements Maildrop {
     const { pool } = this.store;
     const mailboxId = this.mailboxId;
     const total = row.chunks;
-    const first = row.data;
-    // One chunk per statement, fetched when the consumer asks for more: memory stays at about one chunk.
+    const only = row.data;
+    const read = async (seq: number): Promise<Buffer[]> => {
+      let rows: Buffer[];
+      try {
+        rows = await new Promise<Buffer[]>((resolve, reject) => {
+          const copy = new CopyRead(chunkSql(mailboxId, id, seq));
+          (pool as unknown as CallbackQuery).query(copy, (err, r) => (err ? reject(err) : resolve(r ?? [])));
+        });
+      } catch (e) {
+        throw pgError(e, 'read');
+      }
+      if (rows.length === 0) throw new StorageError('notfound', 'message removed while being read');
+      return rows;
+    };
+    // A one-chunk message came with its row. Larger ones: one COPY per stored chunk (raw octets, not hex:
+    // copy-read.ts), the next one asked for while this one is passed on (at most two chunks in hand), each
+    // as slices of READ_SLICE octets so that no protocol message or buffer of the driver is larger.
     async function* chunks(): AsyncGenerator<Buffer> {
       if (total === 0) return;
-      if (first === null) throw new StorageError('notfound', 'message removed while being read');
-      yield first;
-      for (let seq = 1; seq < total; seq++) {
-        let r: pg.QueryResult<{ data: Buffer }>;
-        try {
-          r = await pool.query<{ data: Buffer }>({
-            name: 'postern_chunk',
-            text: 'select data from message_chunks where mailbox_id = $1 and message_id = $2 and seq = $3',
-            values: [mailboxId, id, seq],
-          });
-        } catch (e) {
-          throw pgError(e, 'read');
+      if (total === 1) {
+        if (only === null) throw new StorageError('notfound', 'message removed while being read');
+        yield only;
+        return;
+      }
+      let next: Promise<Buffer[]> | undefined = read(0);
+      for (let seq = 0; next !== undefined; seq++) {
+        const pieces: Buffer[] = await next;
+        next = seq + 1 < total ? read(seq + 1) : undefined;
+        // A consumer that stops early leaves the read ahead unawaited: its failure is of no interest then.
+        next?.catch(() => {});
+        for (let k = 0; k < pieces.length; k++) {
+          const piece = pieces[k];
+          pieces[k] = EMPTY; // passed on: not kept alive by this array
+          yield piece;
         }
-        if (r.rows.length === 0) throw new StorageError('notfound', 'message removed while being read');
-        yield r.rows[0].data;
       }
     }
     return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
