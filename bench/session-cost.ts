@@ -10,12 +10,12 @@
  * sessions/s beside it does not.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SessionsJob, SessionsResult } from './jobs.ts';
-import { descendants, HOST, hasDovecot, type ServerHandle, startDovecot, startPostern } from './servers.ts';
+import { cpuOf, HOST, hasDovecot, type ServerHandle, startDovecot, startPostern } from './servers.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -27,28 +27,6 @@ const { values: flags } = parseArgs({
     'node-load': { type: 'boolean', default: false },
   },
 });
-const TICK_US = 1e6 / 100; // USER_HZ
-
-/** CPU time (µs) and context switches of a server: live processes and threads, plus reaped children. */
-function usage(pid: number): { cpuUs: number; switches: number } {
-  let ticks = 0;
-  let switches = 0;
-  for (const p of [pid, ...descendants(pid)]) {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'latin1');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime stime cutime cstime are fields 14-17 (1-based), i.e. 11-14 after the command name.
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-      for (const t of readdirSync(`/proc/${p}/task`)) {
-        const st = readFileSync(`/proc/${p}/task/${t}/status`, 'latin1');
-        switches += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
-        switches += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
-      }
-    } catch {}
-  }
-  return { cpuUs: ticks * TICK_US, switches };
-}
-
 /** The C generator of the session lines (as npm run bench uses it), or bench/load.ts with --node-load. */
 const cLoad = ((): string | undefined => {
   if (flags['node-load']) return undefined;
@@ -119,9 +97,9 @@ for (let round = 0; round < Number(flags.rounds); round++) {
           });
     try {
       await runLoad(job(s, 300)); // warm-up: JIT, caches, listings
-      const u0 = usage(s.pid);
+      const u0 = cpuOf(s.pid);
       const r = await runLoad(job(s, n));
-      const u1 = usage(s.pid);
+      const u1 = cpuOf(s.pid);
       const per = (x: number) => (x / r.sessions).toFixed(1);
       console.log(
         `${kind.padEnd(8)} ${conns} conn: ${r.perSec.toFixed(0).padStart(5)} sessions/s, server ${per(u1.cpuUs - u0.cpuUs).padStart(6)} µs CPU and ` +
