@@ -96,7 +96,7 @@ for (let round = 0; round < Number(flags.rounds); round++) {
             cpu: '1',
           });
     try {
-      await runLoad(job(s, 300)); // warm-up: JIT, caches, listings
+      await runLoad(job(s, 3_000)); // warm-up: JIT (a fresh Postern needs ~2 000 sessions), caches, listings
       const u0 = cpuOf(s.pid);
       const r = await runLoad(job(s, n));
       const u1 = cpuOf(s.pid);
