@@ -60,6 +60,8 @@ export interface RetrJob {
 export interface RetrResult {
   readonly retrieved: number;
   readonly bytes: number;
+  /** Body bytes of the untimed warm-up RETRs. */
+  readonly warmupBytes: number;
   readonly seconds: number;
   readonly msgsPerSec: number;
   readonly mbPerSec: number;

@@ -120,7 +120,7 @@ async function retr(job: RetrJob): Promise<RetrResult> {
       }
       return { retrieved, bytes };
     };
-    await Promise.all(conns.map((c) => run(c, job.warmup, now() + job.durationMs)));
+    const warm = await Promise.all(conns.map((c) => run(c, job.warmup, now() + job.durationMs)));
     const t0 = now();
     const each = await Promise.all(conns.map((c) => run(c, job.maxRetr, t0 + job.durationMs)));
     const seconds = (now() - t0) / 1000;
@@ -130,6 +130,7 @@ async function retr(job: RetrJob): Promise<RetrResult> {
     return {
       retrieved,
       bytes,
+      warmupBytes: warm.reduce((a, e) => a + e.bytes, 0),
       seconds,
       msgsPerSec: retrieved / seconds,
       mbPerSec: bytes / 1e6 / seconds,
