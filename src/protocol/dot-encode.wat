@@ -2,10 +2,11 @@
 ;; DotEncoder, which defines the rules and keeps a plain JavaScript version of the same loop):
 ;;   - an LF not preceded by CR gets a CR in front of it (bare LF → CRLF); a CR alone is data;
 ;;   - a '.' at the start of a line (the start of the message, or after an LF) gets one more '.'.
-;; 16 bytes at a time: one SIMD compare finds the LFs of a block. A block with no LF, or with one bare LF and no
-;; '.' after it (nearly every block of LF-stored text), takes a path without branches on the data: the block is
-;; stored, a CR written where the LF was, and the bytes from the LF on stored again one further. Anything else
-;; (two LFs, CRLF, a '.' after the LF, the chunk's first block) goes through the general step, one LF at a time.
+;; 16 bytes at a time: one SIMD compare finds the LFs of a block. A block with no LF, or with one LF and no '.'
+;; after it (nearly every block of text, LF- or CRLF-stored), takes a path without branches on the data: the
+;; block is stored and, for a bare LF, a CR written where the LF was and the bytes from the LF on stored again
+;; one further. Anything else (two LFs, a '.' after the LF, the chunk's first block) goes through the general
+;; step, one LF at a time.
 ;; (Branching on "is there an LF in this block" mispredicted about once per line and halved the rate.)
 ;;
 ;; Assembled into src/protocol/dotEncodeWasm.ts by `node scripts/wat-subset.mjs` (see there).
@@ -19,7 +20,7 @@
   ;; src + n are read (and ignored) too, so they must be inside the memory.
   (func (export "encode") (param $src i32) (param $n i32) (param $dst i32) (param $prev i32) (result i32)
     (local $i i32) (local $end i32) (local $o i32) (local $m i32) (local $b i32) (local $v v128) (local $lf v128)
-    (local $j i32) (local $has i32)
+    (local $j i32) (local $has i32) (local $ins i32)
     local.get $src
     local.set $i
     local.get $src
@@ -80,8 +81,20 @@
           i32.const 0
           i32.ne
           local.set $has
+          ;; ins: 1 if a CR goes in before the LF (none before it). Read even without an LF, then ignored.
+          local.get $has
+          local.get $i
+          local.get $j
+          i32.add
+          i32.const 1
+          i32.sub
+          i32.load8_u
+          i32.const 13
+          i32.ne
+          i32.and
+          local.set $ins
           ;; The general step is needed for: two LFs or more, the chunk's first block (its byte before is prev),
-          ;; or an LF with CR before it or '.' after it (both read even when there is no LF, then ignored).
+          ;; or a '.' after the LF.
           local.get $m
           local.get $m
           i32.const 1
@@ -96,25 +109,21 @@
           local.get $j
           i32.add
           i32.const 1
-          i32.sub
-          i32.load8_u
-          i32.const 13
-          i32.eq
-          local.get $i
-          local.get $j
-          i32.add
-          i32.const 1
           i32.add
           i32.load8_u
           i32.const 46
           i32.eq
-          i32.or
           i32.and
           i32.or
           i32.eqz
           if
-            ;; No LF, or one bare LF at j: the block, then a CR at j, then the block from the LF on, one further.
-            ;; Without an LF the CR and the second store land past the 16 bytes and the next block covers them.
+            ;; The block, then a CR at j and the block from the LF on, one further. Without a CR to insert, j is
+            ;; taken as 16: the CR and the second store land past the 16 bytes and the next block covers them.
+            local.get $j
+            i32.const 16
+            local.get $ins
+            select
+            local.set $j
             local.get $o
             local.get $v
             v128.store
@@ -140,7 +149,7 @@
             local.get $o
             i32.const 16
             i32.add
-            local.get $has
+            local.get $ins
             i32.add
             local.set $o
             br $next
