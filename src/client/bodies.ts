@@ -13,6 +13,8 @@ import { type Pending, settle } from './pipeline.ts';
 export interface BodyHost {
   /** The head command's reply is complete: drop it, settle it, send what waited for it. */
   complete(head: Pending, err: Error | null, value?: unknown): void;
+  /** Bytes waiting in message streams nobody reads yet, all the connection's together (MessageSource.waiting). */
+  readonly streamsWaiting: { bytes: number };
   /** A message stream's consumer is behind: stop reading the socket. */
   pauseForStream(): void;
   resumeForStream(): void;
@@ -40,6 +42,7 @@ export function openBody(host: BodyHost, head: Pending, text: string): void {
           kind.abandoned = true;
           host.resumeForStream();
         },
+        waiting: host.streamsWaiting,
       });
       kind.stream = stream;
       settle(head, null, stream);

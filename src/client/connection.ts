@@ -39,6 +39,7 @@ export class Connection implements BodyHost {
   /** Written commands whose replies are not complete, oldest first (the pipeline's). */
   private readonly inflight: Pending[] = this.commands.inflight;
   private timer: NodeJS.Timeout | undefined;
+  readonly streamsWaiting = { bytes: 0 };
   /** Socket paused because a message stream's consumer is behind. */
   private pausedForStream = false;
   /** A sink's end() promise is pending: bytes that arrive meanwhile wait here, unparsed. */

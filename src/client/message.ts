@@ -18,10 +18,18 @@ export interface MessageSource {
   resume(): void;
   /** The consumer gave up early (destroy(), or `break` in for-await): the rest of the body is read and dropped. */
   abandon(): void;
+  /**
+   * Bytes waiting in the queues of all the connection's message streams not being read yet (one object per
+   * connection): bodies that came before anyone reads them stop the socket at MESSAGE_QUEUE_LIMIT in all, so a
+   * pipelined run of many retrieve() calls never holds more than that, however small each message.
+   */
+  readonly waiting: { bytes: number };
 }
 
 /** High-water mark of a message stream; the socket is paused once this much is buffered. */
 export const MESSAGE_HIGH_WATER_MARK = 64 * 1024;
+/** At most this much waits in the queues of a connection's streams together (see MessageSource.waiting). */
+export const MESSAGE_QUEUE_LIMIT = 1024 * 1024;
 
 const NOT_CHOSEN = 0;
 const READABLE = 1;
@@ -71,7 +79,9 @@ export class MessageStream extends Readable implements AsyncIterableIterator<Buf
     }
     this.queue.push(chunk);
     this.queued += chunk.length;
-    return this.queued < this.readableHighWaterMark;
+    const waiting = this.source.waiting;
+    waiting.bytes += chunk.length;
+    return this.queued < this.readableHighWaterMark && waiting.bytes < MESSAGE_QUEUE_LIMIT;
   }
 
   /** The body's end, from the connection. */
@@ -90,15 +100,22 @@ export class MessageStream extends Readable implements AsyncIterableIterator<Buf
       this.mode = READABLE;
       const queue = this.queue;
       for (let i = this.head; i < queue.length; i++) this.push(queue[i]);
-      this.queue = [];
-      this.head = 0;
-      this.queued = 0;
+      this.dropQueue();
       if (this.ended) this.push(null);
     }
     this.source.resume();
   }
 
+  /** Empties the queue (its bytes handed to the Readable, or dropped). */
+  private dropQueue(): void {
+    this.source.waiting.bytes -= this.queued;
+    this.queue = [];
+    this.head = 0;
+    this.queued = 0;
+  }
+
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.dropQueue();
     if (!this.complete) this.source.abandon();
     const wake = this.waiter;
     const fail = this.waiterFail;
@@ -127,11 +144,14 @@ export class MessageStream extends Readable implements AsyncIterableIterator<Buf
       const chunk = this.queue[this.head];
       this.queue[this.head++] = EMPTY;
       this.queued -= chunk.length;
+      this.source.waiting.bytes -= chunk.length;
       if (this.head === this.queue.length) {
         this.queue.length = 0;
         this.head = 0;
       }
-      if (this.queued < this.readableHighWaterMark) this.source.resume();
+      if (this.queued < this.readableHighWaterMark && this.source.waiting.bytes < MESSAGE_QUEUE_LIMIT) {
+        this.source.resume();
+      }
       return Promise.resolve({ value: chunk, done: false });
     }
     if (this.ended) return Promise.resolve(this.finished());

@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Pop3Client } from '../../src/client/client.ts';
 import { Pop3ErrorCode, type Pop3ResponseError } from '../../src/client/errors.ts';
+import type { MessageStream } from '../../src/client/message.ts';
 import { FakeServer, type Step, stuff } from './fake.ts';
 
 /** A body with every awkward thing: stuffed dots, ".\r" not followed by LF, lone CR/LF, NUL, 8-bit bytes. */
@@ -254,6 +255,49 @@ describe('client framing', () => {
     assert.ok(Buffer.concat(chunks).equals(big));
     assert.ok(stream.destroyed, 'a body read to its end is closed');
     await client.noop();
+    client.destroy();
+  });
+
+  it('bodies nobody reads yet wait in at most about 1 MiB in all, then are all read exactly, in order', async () => {
+    const body = (i: number) => Buffer.from(`${String(i).padStart(4, '0')}${'z'.repeat(90)}\r\n`.repeat(400));
+    const n = 60; // 38 KB each, 2.3 MB in all: every body below a stream's own 64 KiB mark
+    const steps: Step[] = [
+      { reply: '+OK hi\r\n' },
+      { expect: 'CAPA', reply: '+OK\r\nUSER\r\nPIPELINING\r\n.\r\n' },
+      { expect: 'USER u', reply: '+OK\r\n' },
+      { expect: 'PASS p', reply: '+OK\r\n' },
+      { expect: 'CAPA', reply: '+OK\r\nPIPELINING\r\n.\r\n' },
+      ...Array.from({ length: n }, (_, i) => ({
+        expect: `RETR ${i + 1}`,
+        reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(body(i + 1))]),
+      })),
+    ];
+    const client = await Pop3Client.connect({
+      host: 'x',
+      tls: 'none',
+      socket: new FakeServer(
+        steps,
+        Array.from({ length: 200 }, (_, i) => 100 + i * 16_000),
+      ),
+      allowInsecureAuth: true,
+      auth: { user: 'u', password: 'p' },
+    });
+    const came: MessageStream[] = [];
+    const all = Array.from({ length: n }, (_, i) =>
+      client.retrieve(i + 1).then((s) => {
+        came.push(s);
+        return s;
+      }),
+    );
+    // Until nothing more comes (the fake server sends slowly): 200 ms without a new stream, 5 s at most.
+    for (let seen = -1, t = 0; seen !== came.length && t < 25; t++) {
+      seen = came.length;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const waiting = came.reduce((sum, s) => sum + s.readableLength, 0);
+    assert.ok(waiting <= 1024 * 1024 + 64 * 1024 + 16_000, `${waiting} bytes waiting in ${came.length} streams`);
+    assert.ok(came.length < n, 'the socket stopped before every body was read ahead');
+    for (let i = 0; i < n; i++) assert.ok((await (await all[i]).bytes()).equals(body(i + 1)), `message ${i + 1}`);
     client.destroy();
   });
 
