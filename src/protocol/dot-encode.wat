@@ -9,7 +9,7 @@
 ;; step, one LF at a time.
 ;; (Branching on "is there an LF in this block" mispredicted about once per line and halved the rate.)
 ;;
-;; Assembled into src/protocol/dotEncodeWasm.ts by `node scripts/wat-subset.mjs` (see there).
+;; Assembled into src/protocol/dotEncodeWasm.ts by WABT's wat2wasm: `node scripts/build-wasm.mjs`.
 (module
   (memory (export "memory") 1)
 
