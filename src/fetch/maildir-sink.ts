@@ -81,7 +81,7 @@ export class MaildirDelivery implements Delivery {
     this.ended = [];
     for (const name of names) renameSync(this.tmp + name, this.new + name);
     // One directory fsync makes every rename of the group durable: tmp → new is the commit point.
-    syncDirSync(this.new);
+    syncDirSync(join(this.target.path, 'new'));
     return names.length;
   }
 
