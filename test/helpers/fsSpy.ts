@@ -9,6 +9,7 @@
  */
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { Socket } from 'node:net';
+import { resolve } from 'node:path';
 
 const require = createRequire(import.meta.url);
 // The CommonJS objects behind the built-in modules: what syncBuiltinESMExports copies into the ESM bindings.
@@ -43,7 +44,8 @@ export async function installFsSpy(): Promise<FsSpy> {
       obj[key] = orig;
     });
   };
-  const str = (p: unknown) => (typeof p === 'string' ? p : p instanceof URL ? p.pathname : String(p));
+  // Paths as resolved names, so `…/new/` and `…/new` (the same directory) compare equal in the assertions.
+  const str = (p: unknown) => resolve(typeof p === 'string' ? p : p instanceof URL ? p.pathname : String(p));
 
   wrap(
     fsp,
