@@ -19,6 +19,17 @@ const TRICKY = Buffer.concat([
   Buffer.from('.\r\n\r\n. \r\nend\r\n', 'latin1'),
 ]);
 
+/** Greeting, CAPA (answered `capa`), USER u / PASS p accepted, CAPA again after login (answered `capaAfter`). */
+function loginSteps(capa: string, capaAfter: string): Step[] {
+  return [
+    { reply: '+OK hi\r\n' },
+    { expect: 'CAPA', reply: capa },
+    { expect: 'USER u', reply: '+OK\r\n' },
+    { expect: 'PASS p', reply: '+OK\r\n' },
+    { expect: 'CAPA', reply: capaAfter },
+  ];
+}
+
 function session(opts: { pipelining?: boolean } = {}): { steps: Step[]; check(r: Results): void } {
   const caps = ['TOP', 'UIDL', 'USER', 'RESP-CODES', ...(opts.pipelining ? ['PIPELINING'] : [])];
   const capaReply = `+OK caps\r\n${caps.join('\r\n')}\r\n.\r\n`;
@@ -154,11 +165,7 @@ describe('client framing', () => {
           // Any bytes, made into a body that ends with CRLF (a multi-line body always ends with a line end).
           const body = Buffer.concat([Buffer.from(raw), Buffer.from('\r\n')]);
           const steps: Step[] = [
-            { reply: '+OK hi\r\n' },
-            { expect: 'CAPA', reply: '-ERR no CAPA here\r\n' },
-            { expect: 'USER u', reply: '+OK\r\n' },
-            { expect: 'PASS p', reply: '+OK\r\n' },
-            { expect: 'CAPA', reply: '-ERR\r\n' },
+            ...loginSteps('-ERR no CAPA here\r\n', '-ERR\r\n'),
             { expect: 'RETR 1', reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(body)]) },
             { expect: 'NOOP', reply: '+OK\r\n' },
           ];
@@ -187,11 +194,7 @@ describe('client framing', () => {
    */
   async function oneMessage(big: Buffer, next: Step): Promise<Pop3Client> {
     const steps: Step[] = [
-      { reply: '+OK hi\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\nUSER\r\n.\r\n' },
-      { expect: 'USER u', reply: '+OK\r\n' },
-      { expect: 'PASS p', reply: '+OK\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\n.\r\n' },
+      ...loginSteps('+OK\r\nUSER\r\n.\r\n', '+OK\r\n.\r\n'),
       { expect: 'RETR 1', reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(big)]) },
       next,
     ];
@@ -262,11 +265,7 @@ describe('client framing', () => {
     const body = (i: number) => Buffer.from(`${String(i).padStart(4, '0')}${'z'.repeat(90)}\r\n`.repeat(400));
     const n = 60; // 38 KB each, 2.3 MB in all: every body below a stream's own 64 KiB mark
     const steps: Step[] = [
-      { reply: '+OK hi\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\nUSER\r\nPIPELINING\r\n.\r\n' },
-      { expect: 'USER u', reply: '+OK\r\n' },
-      { expect: 'PASS p', reply: '+OK\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\nPIPELINING\r\n.\r\n' },
+      ...loginSteps('+OK\r\nUSER\r\nPIPELINING\r\n.\r\n', '+OK\r\nPIPELINING\r\n.\r\n'),
       ...Array.from({ length: n }, (_, i) => ({
         expect: `RETR ${i + 1}`,
         reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(body(i + 1))]),
@@ -303,11 +302,7 @@ describe('client framing', () => {
 
   it("a body complete before anyone reads it still gives its bytes and 'end' to a later on('data')", async () => {
     const steps: Step[] = [
-      { reply: '+OK hi\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\nUSER\r\nPIPELINING\r\n.\r\n' },
-      { expect: 'USER u', reply: '+OK\r\n' },
-      { expect: 'PASS p', reply: '+OK\r\n' },
-      { expect: 'CAPA', reply: '+OK\r\nPIPELINING\r\n.\r\n' },
+      ...loginSteps('+OK\r\nUSER\r\nPIPELINING\r\n.\r\n', '+OK\r\nPIPELINING\r\n.\r\n'),
       { expect: 'RETR 1', reply: Buffer.concat([Buffer.from('+OK\r\n'), stuff(TRICKY)]) },
       { expect: 'NOOP', reply: '+OK\r\n' },
     ];
