@@ -32,12 +32,62 @@ function ephemeralStart(): number {
 
 const handedOut = new Set<number>();
 
+/** Claims of ports by the test processes of this machine: one file per port, holding the claimant's pid. */
+const claims = join(tmpdir(), 'postern-test-ports');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims `port` for this process across every test process on the machine (test files run in parallel, and
+ * so may other checkouts' test runs): the claim file is created exclusively; one left by a process that has
+ * exited is taken over. Claims are removed when this process exits.
+ */
+function claim(port: number): boolean {
+  mkdirSync(claims, { recursive: true });
+  const file = join(claims, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      claimed.push(file);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = 0;
+    try {
+      holder = Number(readFileSync(file, 'utf8'));
+    } catch {}
+    if (holder > 0 && alive(holder)) return false;
+    // A claim whose holder is gone (or a file half written): remove and try once more; a racing taker
+    // that removes and creates first wins the exclusive create.
+    rmSync(file, { force: true });
+  }
+  return false;
+}
+
+const claimed: string[] = [];
+process.once('exit', () => {
+  for (const file of claimed) {
+    try {
+      if (readFileSync(file, 'utf8') === String(process.pid)) rmSync(file, { force: true });
+    } catch {}
+  }
+});
+
 /**
  * A free port for a server a test starts (it binds the port itself, later). Not port 0: the kernel picks that
  * from the ephemeral range, the range every outgoing connection of a test run (PostgreSQL clients, LMTP and
  * soak connections) takes its local port from, so between this check and the server's bind an outgoing socket
- * could take it (seen in CI as EADDRINUSE). Below that range only listeners bind; a random pick among some
- * 20 000 ports, never the same twice in a process, makes two test files choosing one port unlikely.
+ * could take it (seen in CI as EADDRINUSE). Below that range only listeners bind: a random pick among some
+ * 20 000 ports, never the same twice in a process and claimed across the machine's test processes (two test
+ * files once picked the same port between check and bind), so no two tests wait to bind one port.
  */
 export async function freePort(): Promise<number> {
   const low = 10_000;
@@ -45,10 +95,9 @@ export async function freePort(): Promise<number> {
   for (let i = 0; i < 100; i++) {
     const port = low + Math.floor(Math.random() * (high - low));
     if (handedOut.has(port)) continue;
-    if (await canBind(port)) {
-      handedOut.add(port);
-      return port;
-    }
+    if (!claim(port)) continue;
+    handedOut.add(port);
+    if (await canBind(port)) return port;
   }
   throw new Error(`no free port found in ${low}-${high - 1}`);
 }
