@@ -6,6 +6,7 @@
  */
 import { DotDecoder } from '../protocol/dot.ts';
 import { Pop3ProtocolError } from './errors.ts';
+import { LfDecoder } from './lfDecoder.ts';
 import { MessageStream } from './message.ts';
 import { type Pending, settle } from './pipeline.ts';
 
@@ -27,7 +28,7 @@ export function openBody(host: BodyHost, head: Pending, text: string): void {
   const kind = head.kind;
   switch (kind.type) {
     case 'sink':
-      head.decoder = new DotDecoder();
+      head.decoder = kind.batch.sink.crlfToLf === true ? new LfDecoder() : new DotDecoder();
       if (!kind.batch.error) kind.batch.sink.begin?.(kind.index);
       return;
     case 'lines':

@@ -8,7 +8,6 @@
  * A many() run (RETR or DELE of many messages) is a Feeder: its commands are made as the window drains, not all
  * at once, and all of them settle through the two functions of one SinkBatch.
  */
-import type { DotDecoder } from '../protocol/dot.ts';
 import type { LineReader } from '../protocol/lineReader.ts';
 import type { MessageStream } from './message.ts';
 
@@ -28,6 +27,12 @@ export interface OkReply {
  * settles (a rejection closes the connection too).
  */
 export interface RetrieveSink {
+  /**
+   * true: each CRLF of a body is handed over as LF (a CR not followed by LF stays, as data): the stored form of a
+   * Maildir or an mbox, made in the same pass as the dot-unstuffing (in WebAssembly where available) rather than
+   * by a second pass over the bytes. Read when a body starts.
+   */
+  readonly crlfToLf?: boolean;
   /** The +OK for message `index` came; its body follows. */
   begin?(index: number): void;
   data(chunk: Buffer, index: number): void;
@@ -72,8 +77,13 @@ export interface Pending {
   resolve(value: unknown): void;
   reject(err: Error): void;
   /** Reading the body of a positive multi-line reply. */
-  decoder?: DotDecoder;
+  decoder?: BodyDecoder;
   settled: boolean;
+}
+
+/** DotDecoder, or LfDecoder for a sink that wants CRLF → LF. */
+export interface BodyDecoder {
+  push(chunk: Buffer): { data: Buffer; done: boolean; rest: Buffer };
 }
 
 /** Settles a command once: later calls (a failure after its reply) do nothing. */
