@@ -1,6 +1,7 @@
 /**
  * Local delivery for `postern fetch`: Maildir, mbox (mboxrd) or an external command (MDA), fed synchronously
- * with the bytes of each message as they arrive (wire form, CRLF; stored with LF), and made durable in groups.
+ * with the bytes of each message as they arrive (already in the stored form, LF: the client converts CRLF while
+ * dot-unstuffing), and made durable in groups.
  * design.md §5 rule 3 builds on that: the fetcher records the UIDLs of a group, and deletes on the server, only
  * once commit() has returned.
  *
@@ -48,7 +49,7 @@ export interface Delivery {
   reserve(n: number): Intent[];
   /** Starts the message whose reserved intent is `intent`. */
   begin(intent: Intent, meta: DeliveryMeta): void;
-  /** Bytes of the message in wire form (CRLF line endings). */
+  /** Bytes of the message in stored form (LF line endings: the client's decoder converted them). */
   write(chunk: Buffer): void;
   /** The message is complete and durable (not yet visible for Maildir); a promise for an MDA. */
   end(): void | Promise<void>;

@@ -59,6 +59,9 @@ export class GroupSink implements RetrieveSink {
     this.received_header = account.receivedHeader ? receivedPrefix(account) : undefined;
   }
 
+  /** Bodies come in the stored form (LF), converted by the client's decoder in its one pass over the bytes. */
+  readonly crlfToLf = true;
+
   /** The first error raised while storing (a full disk, an MDA's failure), as it was raised. */
   failure: unknown;
 
@@ -112,7 +115,7 @@ export class GroupSink implements RetrieveSink {
       account: this.account.name,
     });
     if (this.received_header) {
-      this.delivery.write(Buffer.from(`${this.received_header} id ${m.uidl}; ${rfc5322Date(new Date())}\r\n`));
+      this.delivery.write(Buffer.from(`${this.received_header} id ${m.uidl}; ${rfc5322Date(new Date())}\n`));
     }
   }
 

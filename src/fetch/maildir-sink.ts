@@ -53,7 +53,7 @@ export class MaildirDelivery implements Delivery {
   }
 
   write(chunk: Buffer): void {
-    this.writer.push(chunk);
+    this.writer.pushStored(chunk);
   }
 
   end(): void {

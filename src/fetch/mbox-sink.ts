@@ -92,7 +92,7 @@ export class MboxDelivery implements Delivery {
   }
 
   write(chunk: Buffer): void {
-    this.writer.push(chunk);
+    this.writer.pushStored(chunk);
   }
 
   end(): void {

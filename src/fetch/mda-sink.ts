@@ -47,7 +47,7 @@ export class MdaDelivery implements Delivery {
   }
 
   write(chunk: Buffer): void {
-    this.writer.push(chunk);
+    this.writer.pushStored(chunk);
   }
 
   async end(): Promise<void> {
