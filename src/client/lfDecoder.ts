@@ -9,6 +9,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { DotDecoder } from '../protocol/dot.ts';
+import { instantiateWasm } from '../protocol/wasm.ts';
 import { WASM_BASE64 } from './dotDecodeWasm.ts';
 
 const LF = 0x0a;
@@ -22,11 +23,6 @@ const IN_AT = 64;
 const OUT_AT = IN_AT + STAGE + 128;
 const WASM_BYTES = OUT_AT + STAGE + 128; // dot-decode.wat reads and writes up to 32 bytes past the ends
 
-/** The part of the WebAssembly API used here (the project's TypeScript libs do not declare it). */
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: Record<string, unknown> };
-}
 interface WasmDecoder {
   decode(src: number, n: number, dst: number, lf: number): number;
   mem: Buffer;
@@ -39,22 +35,12 @@ let wasmDecoder: WasmDecoder | null | undefined;
 /** The instance, made on first use; null where WebAssembly is unavailable (e.g. node --jitless). */
 function loadWasm(): WasmDecoder | null {
   if (wasmDecoder !== undefined) return wasmDecoder;
-  wasmDecoder = null;
-  const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (api === undefined) return null;
-  try {
-    const instance = new api.Instance(new api.Module(Buffer.from(WASM_BASE64, 'base64')));
-    const memory = instance.exports.memory as { buffer: ArrayBuffer; grow(pages: number): number };
-    const pages = Math.ceil(WASM_BYTES / 65536) - memory.buffer.byteLength / 65536;
-    if (pages > 0) memory.grow(pages); // once: growing detaches the buffer the views below are made of
-    wasmDecoder = {
-      decode: instance.exports.decode as WasmDecoder['decode'],
-      mem: Buffer.from(memory.buffer),
-      results: new Int32Array(memory.buffer, 0, 2),
-    };
-  } catch {
-    // No SIMD or no code generation: the JavaScript path does the same work.
-  }
+  const w = instantiateWasm(WASM_BASE64, WASM_BYTES);
+  wasmDecoder = w && {
+    decode: w.exports.decode as WasmDecoder['decode'],
+    mem: Buffer.from(w.buffer),
+    results: new Int32Array(w.buffer, 0, 2),
+  };
   return wasmDecoder;
 }
 

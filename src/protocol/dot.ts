@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { WASM_BASE64 } from './dotEncodeWasm.ts';
+import { instantiateWasm } from './wasm.ts';
 
 /**
  * RFC 1939 §3 multi-line responses: the server's streaming encoder (CRLF repair, dot-stuffing, TOP cut, in one
@@ -38,11 +39,6 @@ const IN_AT = 64;
 const OUT_AT = IN_AT + STAGE + 64;
 const WASM_BYTES = OUT_AT + 2 * STAGE + 64; // dot-encode.wat: the output needs 2·n + 33 bytes, reads 32 past the input
 
-/** The part of the WebAssembly API used here (the project's TypeScript libs do not declare it). */
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: Record<string, unknown> };
-}
 interface WasmEncoder {
   encode(src: number, n: number, dst: number, prev: number): number;
   /** A view of the module's memory. */
@@ -54,19 +50,8 @@ let wasmEncoder: WasmEncoder | null | undefined;
 /** The instance, made on first use; null where WebAssembly is unavailable (e.g. node --jitless). */
 function loadWasm(): WasmEncoder | null {
   if (wasmEncoder !== undefined) return wasmEncoder;
-  wasmEncoder = null;
-  const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (api === undefined) return null;
-  try {
-    const instance = new api.Instance(new api.Module(Buffer.from(WASM_BASE64, 'base64')));
-    const memory = instance.exports.memory as { buffer: ArrayBuffer; grow(pages: number): number };
-    const pages = Math.ceil(WASM_BYTES / 65536) - memory.buffer.byteLength / 65536;
-    if (pages > 0) memory.grow(pages); // once: growing detaches the buffer the view below is made of
-    const encode = instance.exports.encode as WasmEncoder['encode'];
-    wasmEncoder = { encode, mem: Buffer.from(memory.buffer) };
-  } catch {
-    // No SIMD or no code generation: the JavaScript loop does the same work.
-  }
+  const w = instantiateWasm(WASM_BASE64, WASM_BYTES);
+  wasmEncoder = w && { encode: w.exports.encode as WasmEncoder['encode'], mem: Buffer.from(w.buffer) };
   return wasmEncoder;
 }
 

@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { LfDecoder, lfDecoderEngine } from '../../src/client/lfDecoder.ts';
 import { CrlfToLfWriter } from '../../src/mail/transforms.ts';
 import { DotDecoder, DotEncoder } from '../../src/protocol/dot.ts';
+import { splitAt } from '../helpers/split.ts';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -99,16 +100,12 @@ function before(chunks: Buffer[]): Decoded {
   return { data: Buffer.concat(out), done: false, rest: Buffer.alloc(0) };
 }
 
+/** `x` cut at the given points (taken modulo its length + 1, in order, once each). */
 function split(x: Buffer, cuts: number[]): Buffer[] {
-  const at = [...new Set(cuts.map((c) => c % (x.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const c of at) {
-    out.push(x.subarray(from, c));
-    from = c;
-  }
-  out.push(x.subarray(from));
-  return out;
+  return splitAt(
+    x,
+    [...new Set(cuts.map((c) => c % (x.length + 1)))].sort((a, b) => a - b),
+  );
 }
 
 const engines = (['wasm', 'js'] as const).map((engine) => ({
