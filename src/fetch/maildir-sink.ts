@@ -2,7 +2,7 @@
  * `postern fetch` into a Maildir: each message written to tmp/ and fsynced, renamed into new/ at commit (one
  * fsync of new/ per group). fetch/deliver.ts describes the life of a group and crash recovery.
  */
-import { closeSync, fdatasyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fdatasyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, sep } from 'node:path';
@@ -18,6 +18,9 @@ function maildirName(): string {
   hostPart ??= sanitizeHostname(hostname());
   return newUniqueBase(hostPart);
 }
+
+/** 'wx' as numbers: openSync parses a flags string on every call. */
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 
 export class MaildirDelivery implements Delivery {
   readonly maxGroup = 256;
@@ -49,7 +52,7 @@ export class MaildirDelivery implements Delivery {
 
   begin(intent: Intent): void {
     this.name = intent.file ?? maildirName();
-    this.fd = openSync(this.tmp + this.name, 'wx', 0o600);
+    this.fd = openSync(this.tmp + this.name, CREATE_NEW, 0o600);
   }
 
   write(chunk: Buffer): void {

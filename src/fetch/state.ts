@@ -146,13 +146,14 @@ export class UidlState {
    */
   compact(keep?: ReadonlySet<string>): void {
     if (keep) for (const u of [...this.seen.keys()]) if (!keep.has(u)) this.seen.delete(u);
-    const snap: Snapshot = {
-      version: 1,
-      account: this.account,
-      seen: Object.fromEntries(this.seen),
-      pending: Object.fromEntries(this.pending),
-    };
-    writeFileAtomicSync(this.file, `${JSON.stringify(snap, null, 1)}\n`);
+    // The Snapshot as JSON, one UIDL a line, built directly: Object.fromEntries and JSON.stringify of the whole
+    // were 10 ms and 1.7 MB of garbage for 2 000 UIDLs at the end of a first fetch.
+    let seen = '';
+    for (const [u, at] of this.seen) seen += `${seen === '' ? '\n' : ',\n'}  ${JSON.stringify(u)}: ${at}`;
+    const text =
+      `{\n "version": 1,\n "account": ${JSON.stringify(this.account)},\n "seen": {${seen}${seen === '' ? '' : '\n '}},\n` +
+      ` "pending": ${JSON.stringify(Object.fromEntries(this.pending))}\n}\n`;
+    writeFileAtomicSync(this.file, text);
     this.closeJournal();
     try {
       unlinkSync(this.journalPath);
@@ -219,7 +220,7 @@ export class UidlState {
       this.journalFd = openSync(this.journalPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
     }
     let text = '';
-    for (const r of records) text += `${JSON.stringify(r)}\n`;
+    for (const r of records) text += journalLine(r);
     const bytes = Buffer.from(text, 'utf8');
     let off = 0;
     while (off < bytes.length) off += writeSync(this.journalFd, bytes, off, bytes.length - off);
@@ -248,5 +249,18 @@ export class UidlState {
   private unlock(): void {
     this.lockFile?.releaseSync();
     this.lockFile = undefined;
+  }
+}
+
+/** A journal record as one line of JSON (what JSON.stringify(r) gives, without an object walk per record). */
+function journalLine(r: JournalRecord): string {
+  const uidl = JSON.stringify(r.uidl);
+  switch (r.op) {
+    case 'pending':
+      return `{"op":"pending","uidl":${uidl},"intent":${JSON.stringify(r.intent)}}\n`;
+    case 'done':
+      return `{"op":"done","uidl":${uidl},"at":${r.at}}\n`;
+    case 'abandon':
+      return `{"op":"abandon","uidl":${uidl}}\n`;
   }
 }
