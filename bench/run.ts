@@ -336,7 +336,9 @@ async function setupPostgres(): Promise<void> {
     import('../src/cli/store-migrate.ts'),
   ]);
   const t0 = Date.now();
-  const db = await startTestPg();
+  // PostgreSQL's defaults for durability (fsync, synchronous_commit, full_page_writes on), as an operator runs
+  // it: the tests' cluster turns them off.
+  const db = await startTestPg({ durable: true });
   pgBench = db;
   // The database shares the server's core: a PostgreSQL store costs what the server and the database cost.
   const postmaster = db.postmasterPid();

@@ -119,6 +119,10 @@ export async function startPostern(opts: {
   /** A PostgreSQL store at this URL instead of the Maildir tree (the users file stays). */
   pgUrl?: string;
   name?: ServerName;
+  /** Another checkout's bin/postern.js (A/B of two versions, bench/pg-session-cost.ts); default this one. */
+  bin?: string;
+  /** Extra node options, e.g. --cpu-prof (which NODE_OPTIONS does not take). */
+  nodeArgs?: string[];
 }): Promise<ServerHandle> {
   const port = await freePort();
   const config = join(opts.dir, 'postern.toml');
@@ -152,7 +156,13 @@ level = "info"
 `,
   );
   const fd = openSync(logPath, 'a');
-  const [cmd, args] = pinned(opts.cpu, process.execPath, [POSTERN_BIN, 'serve', '--config', config]);
+  const [cmd, args] = pinned(opts.cpu, process.execPath, [
+    ...(opts.nodeArgs ?? []),
+    opts.bin ?? POSTERN_BIN,
+    'serve',
+    '--config',
+    config,
+  ]);
   const nodeOptions = [process.env.NODE_OPTIONS, '--expose-gc', `--import=${GC_PRELOAD}`].filter(Boolean).join(' ');
   const env = { ...process.env, NODE_OPTIONS: nodeOptions };
   const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd: opts.dir, env });
@@ -380,4 +390,23 @@ export function memoryOf(pid: number): Memory {
     }
   }
   return { processes, rssKiB, pssKiB, names: [...names].map(([n, c]) => (c > 1 ? `${c}×${n}` : n)).join(' ') };
+}
+
+/**
+ * Runs a load generator pinned to CPU 0 (`taskset -c 0 cmd…`) and resolves with the `result` of its
+ * `{"result": …}` line (bench/load-sessions.c and bench/load.ts print one).
+ */
+export function runPinnedLoad<R>(cmd: string[]): Promise<R> {
+  const child = spawn('taskset', ['-c', '0', ...cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout?.on('data', (d) => {
+    out += d;
+  });
+  return new Promise((res, rej) =>
+    child.on('exit', () => {
+      const line = out.split('\n').find((l) => l.startsWith('{"result"'));
+      if (line) res(JSON.parse(line).result);
+      else rej(new Error(out));
+    }),
+  );
 }

@@ -9,13 +9,13 @@
  * context switches, and the load generator's own CPU time. CPU per session stays put under load; the
  * sessions/s beside it does not.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SessionsJob, SessionsResult } from './jobs.ts';
-import { cpuOf, HOST, hasDovecot, type ServerHandle, startDovecot, startPostern } from './servers.ts';
+import { cpuOf, HOST, hasDovecot, runPinnedLoad, type ServerHandle, startDovecot, startPostern } from './servers.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -48,18 +48,7 @@ function runLoad(job: SessionsJob): Promise<SessionsResult> {
         ...job.users,
       ])
     : [process.execPath, '--import', 'tsx', load, JSON.stringify(job)];
-  const child = spawn('taskset', ['-c', '0', ...cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  return new Promise((res, rej) =>
-    child.on('exit', () => {
-      const line = out.split('\n').find((l) => l.startsWith('{"result"'));
-      if (line) res(JSON.parse(line).result);
-      else rej(new Error(out));
-    }),
-  );
+  return runPinnedLoad<SessionsResult>(cmd);
 }
 
 const dir = flags.dir;

@@ -20,7 +20,7 @@ import { PostgresStore } from '../src/storage/postgres/store.ts';
 import type { MailStore } from '../src/storage/types.ts';
 import { startTestPg } from '../test/pg/cluster.ts';
 
-const db = await startTestPg();
+const db = await startTestPg({ durable: true });
 const pool = new pg.Pool({ connectionString: db.url });
 await migrate(pool);
 await pool.end();

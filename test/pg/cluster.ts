@@ -33,6 +33,11 @@ export interface TestPg {
 }
 
 const PG_ROOT = '/usr/lib/postgresql';
+/**
+ * Tests run without durability (nothing must survive a power cut, and it is faster); `durable: true` (the
+ * bench) keeps PostgreSQL's defaults, fsync, synchronous_commit and full_page_writes on, as an operator runs it.
+ */
+const NOT_DURABLE = ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off';
 
 function binDir(): string | undefined {
   if (process.env.POSTERN_TEST_PG_BIN) return process.env.POSTERN_TEST_PG_BIN;
@@ -93,7 +98,7 @@ async function dropDatabase(adminUrl: string, url: string): Promise<void> {
  * The PostgreSQL of this test file: call once (at the top of a describe, before the tests) and close in
  * `after`. Throws when PostgreSQL is missing; check pgSkipReason() first.
  */
-export async function startTestPg(): Promise<TestPg> {
+export async function startTestPg(options: { durable?: boolean } = {}): Promise<TestPg> {
   const external = process.env.POSTERN_TEST_PG_URL;
   if (external) {
     const host = new URL(external).hostname;
@@ -147,7 +152,7 @@ export async function startTestPg(): Promise<TestPg> {
         '60',
         'start',
         '-o',
-        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`,
+        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${options.durable ? '' : NOT_DURABLE}`,
       ],
       asPostgres,
     );

@@ -15,6 +15,23 @@ import { pgSkipReason, startTestPg, type TestPg } from '../pg/cluster.ts';
 import { deliverBytes, rejectsWith, runConformance } from './conformance.ts';
 
 const skip = pgSkipReason();
+
+/** Counts the statements the store sends (every pool.query) until restore(). */
+function countStatements(store: PostgresStore): { n: number; restore(): void } {
+  const pool = store.pool as unknown as { query: (...a: unknown[]) => Promise<unknown> };
+  const real = pool.query.bind(pool);
+  const counted = {
+    n: 0,
+    restore: () => {
+      pool.query = real;
+    },
+  };
+  pool.query = (...a: unknown[]) => {
+    counted.n++;
+    return real(...a);
+  };
+  return counted;
+}
 let db: TestPg;
 
 if (skip) {
@@ -138,31 +155,25 @@ if (skip) {
       try {
         const texts = Array.from({ length: 40 }, (_, i) => `Subject: ${i}\r\n\r\n${'z'.repeat(i * 10)}\r\n`);
         for (const t of texts) await deliverBytes(store, 'ivan', t);
-        const pool = store.pool as unknown as { query: (...a: unknown[]) => Promise<unknown> };
-        const real = pool.query.bind(pool);
-        let statements = 0;
-        pool.query = (...a: unknown[]) => {
-          statements++;
-          return real(...a);
-        };
+        const counted = countStatements(store);
         const d = await store.openMaildrop('ivan');
-        assert.equal(statements, 1);
+        assert.equal(counted.n, 1);
         assert.equal(d.messages.length, 40);
         const read = d.readSmall?.bind(d);
         assert.ok(read);
         for (const [i, m] of d.messages.entries()) assert.equal((await read(m.id, 128 * 1024))?.toString(), texts[i]);
         // Batches of 32, then 64: two statements for 40 RETRs.
-        assert.equal(statements, 1 + 2, `${statements} statements for 40 RETRs`);
-        let before = statements;
+        assert.equal(counted.n, 1 + 2, `${counted.n} statements for 40 RETRs`);
+        let before = counted.n;
         await d.commit([]);
-        assert.equal(statements, before);
+        assert.equal(counted.n, before);
         // Deletions are one statement (lease check, messages, chunks, counts), the release one more.
         await d.commit(d.messages.slice(0, 10).map((m) => m.id));
-        assert.equal(statements, before + 1);
-        before = statements;
+        assert.equal(counted.n, before + 1);
+        before = counted.n;
         await d.release();
-        assert.equal(statements, before + 1);
-        pool.query = real;
+        assert.equal(counted.n, before + 1);
+        counted.restore();
         assert.deepEqual(await store.stats('ivan'), {
           messages: 30,
           bytes: texts.slice(10).reduce((n, t) => n + t.length, 0),
@@ -171,6 +182,49 @@ if (skip) {
           "select count(*)::int as n from message_chunks where mailbox_id = 'ivan'",
         );
         assert.equal(chunks.rows[0].n, 30);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a mailbox read in order from the first has its next login read the small bodies ahead (bounded)', async () => {
+      const { store } = await fresh();
+      try {
+        // 30 000 octets each, message 2 of 70 000 (two chunks of 64 KiB here: never read ahead). Running total
+        // of octets: 30k, 60k, 130k, … 250k for the first seven, beyond 256 KiB from the eighth.
+        const texts = Array.from(
+          { length: 12 },
+          (_, i) => `Subject: ${i}\r\n\r\n${String.fromCharCode(97 + i).repeat(i === 2 ? 70_000 : 30_000 - 15)}\r\n`,
+        );
+        for (const t of texts) await deliverBytes(store, 'read', t);
+        const counted = countStatements(store);
+        /** A session that reads these messages (indexes) and quits; the statements each read cost. */
+        const session = async (which: number[]): Promise<number[]> => {
+          const d = await store.openMaildrop('read');
+          const cost: number[] = [];
+          for (const i of which) {
+            const before = counted.n;
+            const body = await d.readSmall?.(d.messages[i].id, 128 * 1024);
+            assert.equal(body?.toString(), texts[i]);
+            cost.push(counted.n - before);
+          }
+          await d.release();
+          return cost;
+        };
+        const all = texts.map((_, i) => i);
+        // First session: nothing is known, the first read fetches a batch.
+        assert.equal((await session(all))[0], 1);
+        // It read in order from the first: the next login brings 0, 1, 3, 4, 5, 6 along (not the two-chunk
+        // message 2, nothing past 256 KiB): one statement for the login, none for those reads.
+        counted.n = 0;
+        const cost = await session(all);
+        assert.deepEqual([cost[0], cost[1], cost[3], cost[4], cost[5], cost[6]], [0, 0, 0, 0, 0, 0]);
+        assert.ok(cost[2] >= 1); // a batch from 2 on (the two-chunk body then read on its own)
+        // A session that reads out of order (a client fetching only new mail) turns it off again.
+        assert.deepEqual(await session([5]), [0]);
+        counted.n = 0;
+        assert.deepEqual(await session([0]), [1]);
+        counted.restore();
       } finally {
         await store.close();
       }

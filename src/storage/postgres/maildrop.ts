@@ -58,7 +58,8 @@ const EMPTY = Buffer.alloc(0);
 export interface MaildropHost {
   readonly pool: pg.Pool;
   readonly leaseMs: number;
-  forget(drop: PostgresMaildrop): void;
+  /** The maildrop is done; `inOrder` messages were retrieved in order from the first (the next login's read-ahead). */
+  forget(drop: PostgresMaildrop, inOrder: number): void;
   dropLease(mailboxId: string, owner: string): Promise<void>;
 }
 
@@ -81,8 +82,11 @@ export class PostgresMaildrop implements Maildrop {
     readonly messages: readonly MessageInfo[],
     /** The lease owner string, or null for a maildrop opened with lock: false. */
     private readonly owner: string | null,
+    /** Bodies read ahead with the login (small messages at the start of the mailbox). */
+    bodies?: ReadonlyMap<string, Buffer>,
   ) {
     this.ids = new Set(messages.map((m) => m.id));
+    if (bodies) for (const [id, body] of bodies) this.prefetched.set(id, body);
     if (owner !== null) {
       this.timer = setInterval(() => void this.renew(), Math.max(250, Math.floor(store.leaseMs / 3)));
       this.timer.unref();
@@ -127,8 +131,15 @@ export class PostgresMaildrop implements Maildrop {
     return row;
   }
 
+  /** Messages retrieved so far in order from the first (the next login reads that many ahead). */
+  private inOrder = 0;
+  private retrieving(id: string): void {
+    if (this.messages[this.inOrder]?.id === id) this.inOrder++;
+  }
+
   async open(id: string): Promise<Readable> {
     const row = await this.head(id);
+    this.retrieving(id);
     const { pool } = this.store;
     const mailboxId = this.mailboxId;
     const total = row.chunks;
@@ -185,6 +196,7 @@ export class PostgresMaildrop implements Maildrop {
     const hit = this.prefetched.get(id);
     if (hit !== undefined) {
       this.prefetched.delete(id);
+      this.retrieving(id);
       return hit.length <= maxBytes ? hit : null;
     }
     if (!this.ids.has(id)) throw new StorageError('notfound', 'no such message');
@@ -212,7 +224,10 @@ export class PostgresMaildrop implements Maildrop {
         else if (body !== null) this.prefetched.set(row.message_id, body);
       }
       if (mine === undefined) throw new StorageError('notfound', 'no such message');
-      if (mine !== null) return mine;
+      if (mine !== null) {
+        this.retrieving(id);
+        return mine;
+      }
     } else {
       this.nextBatch = Math.min(PREFETCH_MAX_MESSAGES, this.nextBatch * 2);
     }
@@ -238,6 +253,7 @@ export class PostgresMaildrop implements Maildrop {
   private async readSmallOne(id: string, maxBytes: number): Promise<Buffer | null> {
     const row = await this.head(id);
     if (Number(row.raw_size) > maxBytes) return null;
+    this.retrieving(id);
     if (row.chunks === 0) return Buffer.alloc(0);
     if (row.chunks === 1 && row.data !== null) return row.data;
     try {
@@ -310,7 +326,7 @@ export class PostgresMaildrop implements Maildrop {
     this.released = true;
     this.prefetched.clear();
     if (this.timer) clearInterval(this.timer);
-    this.store.forget(this);
+    this.store.forget(this, this.inOrder);
     if (this.owner !== null && !this.lost) await this.store.dropLease(this.mailboxId, this.owner);
   }
 

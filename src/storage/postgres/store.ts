@@ -46,6 +46,50 @@ export interface PostgresStoreOptions extends PgSettings {
 
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 export const DEFAULT_LEASE_MS = 60_000;
+/** Read-ahead at login (see openMaildrop): at most this many bodies and octets. */
+const LOGIN_READ_AHEAD_MESSAGES = 64;
+const LOGIN_READ_AHEAD_BYTES = 256 * 1024;
+/** Mailboxes whose read-ahead this process remembers (the oldest entry goes first). */
+const READ_AHEAD_ENTRIES = 10_000;
+
+interface LoginRow {
+  k: number;
+  got: string | null;
+  message_id: string;
+  uidl: string;
+  size: string;
+  data: Buffer | null;
+}
+
+/**
+ * The login: the lease taken (only when there is no row or it expired), the listing (an index-only range
+ * scan of messages_listing) and, with $4 > 0, the bodies of up to $4 one-chunk messages at the start of the
+ * mailbox while their running total of octets stays within $5: driven by those few rows (f, materialized;
+ * the lateral subqueries fenced with `offset 0`, so each is a primary-key lookup whatever the mailbox's size).
+ */
+const LOGIN_SQL = `with l as (
+    insert into maildrop_leases (mailbox_id, owner, expires_at)
+      values ($1, $2, now() + $3 * interval '1 millisecond')
+    on conflict (mailbox_id) do update set owner = excluded.owner, expires_at = excluded.expires_at
+      where maildrop_leases.expires_at < now()
+    returning owner),
+  f as materialized (select message_id, sum(size) over (order by ord) as upto from messages
+        where mailbox_id = $1 and $4::int > 0 and exists (select 1 from l) order by ord limit $4::int)
+  select 0 as k, (select count(*) from l)::text as got, null as message_id, null as uidl, null as size,
+         null::bytea as data, 0::bigint as ord
+  union all
+  (select 1, null, m.message_id::text, m.uidl, m.size::text, null, m.ord from messages m
+    where m.mailbox_id = $1 and exists (select 1 from l))
+  union all
+  (select 2, null, f.message_id::text, null, null, c.data, 0 from f
+    cross join lateral (select chunks from messages m
+                        where m.mailbox_id = $1 and m.message_id = f.message_id offset 0) m
+    cross join lateral (select data from message_chunks c
+                        where c.mailbox_id = $1 and c.message_id = f.message_id and c.seq = 0 offset 0) c
+    where f.upto <= $5::bigint and m.chunks = 1)
+  order by k, ord`;
+const LISTING_SQL = `select 1 as k, null as got, message_id::text, uidl, size::text, null::bytea as data from messages
+  where mailbox_id = $1 order by ord`;
 
 export class PostgresStore implements MailStore {
   readonly pool: pg.Pool;
@@ -53,6 +97,8 @@ export class PostgresStore implements MailStore {
   readonly chunkSize: number;
   private readonly ownsPool: boolean;
   private readonly drops = new Set<PostgresMaildrop>();
+  /** Mailbox → how many messages its last session here retrieved in order from the first (openMaildrop). */
+  private readonly readAhead = new Map<string, number>();
   /** Identifies this process in lease rows (for an operator reading the table). */
   readonly nodeId = `${process.pid}-${randomBytes(4).toString('hex')}`;
   private closed = false;
@@ -86,37 +132,34 @@ export class PostgresStore implements MailStore {
     const lock = options?.lock !== false;
     const owner = lock ? `${this.nodeId}/${randomUUID()}` : null;
     // The lease and the listing in one round trip (the login hot path): row 0 says whether the lease was
-    // taken; the messages follow, read only when it was.
-    let rows: { k: number; got: string | null; message_id: string; uidl: string; size: string }[];
+    // taken; the messages follow, read only when it was. When the last session of this mailbox in this
+    // process retrieved its messages in order from the first (readAhead), the bodies of that many small
+    // messages at the start come along too (rows k = 2, bounded by LOGIN_READ_AHEAD_BYTES): a client that
+    // downloads its mailbox costs no statement for them.
+    const ahead = lock ? Math.min(this.readAhead.get(mailboxId) ?? 0, LOGIN_READ_AHEAD_MESSAGES) : 0;
+    let rows: LoginRow[];
     try {
-      const r = await this.pool.query({
-        name: lock ? 'postern_login' : 'postern_listing',
-        text: lock
-          ? `with l as (
-               insert into maildrop_leases (mailbox_id, owner, expires_at)
-                 values ($1, $2, now() + $3 * interval '1 millisecond')
-               on conflict (mailbox_id) do update set owner = excluded.owner, expires_at = excluded.expires_at
-                 where maildrop_leases.expires_at < now()
-               returning owner)
-             select 0 as k, (select count(*) from l)::text as got, null as message_id, null as uidl, null as size, 0::bigint as ord
-             union all
-             (select 1, null, m.message_id::text, m.uidl, m.size::text, m.ord from messages m
-               where m.mailbox_id = $1 and exists (select 1 from l))
-             order by k, ord`
-          : `select 1 as k, null as got, message_id::text, uidl, size::text from messages
-             where mailbox_id = $1 order by ord`,
-        values: lock ? [mailboxId, owner, this.leaseMs] : [mailboxId],
-      });
+      const r = await this.pool.query<LoginRow>(
+        lock
+          ? {
+              name: 'postern_login',
+              text: LOGIN_SQL,
+              values: [mailboxId, owner, this.leaseMs, ahead, LOGIN_READ_AHEAD_BYTES],
+            }
+          : { name: 'postern_listing', text: LISTING_SQL, values: [mailboxId] },
+      );
       rows = r.rows;
     } catch (e) {
       throw pgError(e, 'login');
     }
     if (lock && rows[0]?.got !== '1') throw new StorageError('inuse', 'maildrop is locked by another session');
     const messages: MessageInfo[] = [];
+    const bodies = new Map<string, Buffer>();
     for (const row of rows) {
       if (row.k === 1) messages.push(Object.freeze({ id: row.message_id, uidl: row.uidl, size: Number(row.size) }));
+      else if (row.k === 2 && row.data !== null) bodies.set(row.message_id, row.data);
     }
-    const drop = new PostgresMaildrop(this, mailboxId, Object.freeze(messages), owner);
+    const drop = new PostgresMaildrop(this, mailboxId, Object.freeze(messages), owner, bodies);
     this.drops.add(drop);
     return drop;
   }
@@ -161,9 +204,18 @@ export class PostgresStore implements MailStore {
     if (this.ownsPool) await this.pool.end().catch(() => {});
   }
 
-  /** @internal */
-  forget(drop: PostgresMaildrop): void {
+  /** @internal `inOrder`: messages the session retrieved in order from the first (0: none, or not so). */
+  forget(drop: PostgresMaildrop, inOrder: number): void {
     this.drops.delete(drop);
+    this.readAhead.delete(drop.mailboxId);
+    if (inOrder === 0) return;
+    this.readAhead.set(drop.mailboxId, inOrder);
+    if (this.readAhead.size > READ_AHEAD_ENTRIES) {
+      for (const oldest of this.readAhead.keys()) {
+        this.readAhead.delete(oldest);
+        break;
+      }
+    }
   }
 
   /** @internal Drops a lease if it is still ours; a failure leaves it to expire. */
