@@ -7,15 +7,15 @@
 import { DotDecoder } from '../protocol/dot.ts';
 import { Pop3ProtocolError } from './errors.ts';
 import { LfDecoder } from './lfDecoder.ts';
-import { MessageStream } from './message.ts';
+import { type MessageSource, MessageStream } from './message.ts';
 import { type Pending, settle } from './pipeline.ts';
 
 /** What the body functions need of the Connection. */
 export interface BodyHost {
   /** The head command's reply is complete: drop it, settle it, send what waited for it. */
   complete(head: Pending, err: Error | null, value?: unknown): void;
-  /** Bytes waiting in message streams nobody reads yet, all the connection's together (MessageSource.waiting). */
-  readonly streamsWaiting: { bytes: number };
+  /** What every message stream of the connection calls back (one object for all of them, not closures per stream). */
+  readonly streamSource: MessageSource;
   /** A message stream's consumer is behind: stop reading the socket. */
   pauseForStream(): void;
   resumeForStream(): void;
@@ -37,14 +37,7 @@ export function openBody(host: BodyHost, head: Pending, text: string): void {
       return;
     case 'stream': {
       head.decoder = new DotDecoder();
-      const stream = new MessageStream({
-        resume: () => host.resumeForStream(),
-        abandon: () => {
-          kind.abandoned = true;
-          host.resumeForStream();
-        },
-        waiting: host.streamsWaiting,
-      });
+      const stream = new MessageStream(host.streamSource);
       kind.stream = stream;
       settle(head, null, stream);
       return;
@@ -69,7 +62,7 @@ export function bodyData(host: BodyHost, head: Pending, data: Buffer, owned: boo
     }
   } else if (kind.type === 'sink') {
     if (!kind.batch.error) kind.batch.sink.data(data, kind.index);
-  } else if (kind.type === 'stream' && !kind.abandoned && kind.stream) {
+  } else if (kind.type === 'stream' && kind.stream && !kind.stream.abandoned) {
     // deliver() copies nothing; `data` is a view of the socket's chunk, which Node never reuses, or of a copy of
     // it when the transport reuses its one read buffer (Connection.consume makes that copy).
     if (!kind.stream.deliver(owned ? data : Buffer.from(data))) host.pauseForStream();
@@ -84,7 +77,7 @@ export function closeBody(host: BodyHost, head: Pending): void {
     host.complete(head, null);
   } else if (kind.type === 'stream') {
     if (kind.stream) {
-      if (kind.abandoned) kind.stream.complete = true;
+      if (kind.stream.abandoned) kind.stream.complete = true;
       else kind.stream.finish();
     }
     host.resumeForStream();

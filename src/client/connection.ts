@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { LineReader } from '../protocol/lineReader.ts';
 import { type BodyHost, bodyData, closeBody, openBody } from './bodies.ts';
 import { Pop3ClientError, Pop3ClosedError, Pop3ProtocolError, Pop3TimeoutError } from './errors.ts';
-import type { MessageStream } from './message.ts';
+import type { MessageSource, MessageStream } from './message.ts';
 import {
   CommandPipeline,
   type DebugFn,
@@ -39,7 +39,11 @@ export class Connection implements BodyHost {
   /** Written commands whose replies are not complete, oldest first (the pipeline's). */
   private readonly inflight: Pending[] = this.commands.inflight;
   private timer: NodeJS.Timeout | undefined;
-  readonly streamsWaiting = { bytes: 0 };
+  readonly streamSource: MessageSource = {
+    resume: () => this.resumeForStream(),
+    abandon: () => this.resumeForStream(),
+    waiting: { bytes: 0 },
+  };
   /** Socket paused because a message stream's consumer is behind. */
   private pausedForStream = false;
   /** A sink's end() promise is pending: bytes that arrive meanwhile wait here, unparsed. */
@@ -106,7 +110,7 @@ export class Connection implements BodyHost {
   /** A command whose positive reply is a message (RETR, TOP): resolves at +OK with the streaming body. */
   stream(verb: string, args: string): Promise<MessageStream> {
     const line = `${verb} ${args}`;
-    return this.enqueue(verb, line, line, false, { type: 'stream', abandoned: false }) as Promise<MessageStream>;
+    return this.enqueue(verb, line, line, false, { type: 'stream' }) as Promise<MessageStream>;
   }
 
   /**
@@ -314,8 +318,10 @@ export class Connection implements BodyHost {
 
   /** Handles the status line of `head`'s reply. */
   private status(head: Pending, raw: Buffer): void {
-    if (head.kind.type === 'sink' && !this.debug && isPlainOk(raw)) {
-      // The common case of a pipelined RETR run, without the string work below.
+    const type = head.kind.type;
+    if ((type === 'sink' || type === 'stream') && !this.debug && isPlainOk(raw)) {
+      // The common case of RETR (a pipelined run, or retrieve()), without the string work below: the text after
+      // +OK of a message's reply is not used.
       openBody(this, head, '');
       return;
     }

@@ -43,6 +43,8 @@ function ignore(): void {}
 export class MessageStream extends Readable implements AsyncIterableIterator<Buffer> {
   /** Set by the connection once the terminator has been seen. */
   complete = false;
+  /** Destroyed before its end: the connection reads the rest of the body and drops it. */
+  abandoned = false;
   private readonly source: MessageSource;
   private mode = NOT_CHOSEN;
   /** Chunks not yet handed to a consumer (NOT_CHOSEN and ITERATOR modes). */
@@ -116,7 +118,10 @@ export class MessageStream extends Readable implements AsyncIterableIterator<Buf
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     this.dropQueue();
-    if (!this.complete) this.source.abandon();
+    if (!this.complete) {
+      this.abandoned = true;
+      this.source.abandon();
+    }
     const wake = this.waiter;
     const fail = this.waiterFail;
     this.waiter = undefined;
