@@ -68,6 +68,11 @@ export class Spool {
     }
   }
 
+  /** True when the body went to the file (it is larger than the memory limit). */
+  get inFile(): boolean {
+    return this.file !== undefined;
+  }
+
   /**
    * The body in pieces of `size` octets (the last one shorter). From a file, every piece is the same buffer,
    * refilled: use it before asking for the next one.
@@ -80,16 +85,22 @@ export class Spool {
     }
     const buf = Buffer.allocUnsafe(Math.min(size, this.rawSize));
     for (let pos = 0; pos < this.rawSize; ) {
-      const want = Math.min(buf.length, this.rawSize - pos);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await this.file.read(buf, got, want - got, pos + got);
-        if (bytesRead === 0) throw new Error('spool file shorter than what was written');
-        got += bytesRead;
-      }
-      pos += want;
-      yield buf.subarray(0, want);
+      const got = await this.read(buf, pos, Math.min(buf.length, this.rawSize - pos));
+      pos += got;
+      yield buf.subarray(0, got);
     }
+  }
+
+  /** Fills `buf[0, length)` with the octets at `pos` of a body in the file; returns `length`. */
+  async read(buf: Buffer, pos: number, length: number): Promise<number> {
+    if (this.file === undefined) throw new Error('the body is not in a spool file');
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await this.file.read(buf, got, length - got, pos + got);
+      if (bytesRead === 0) throw new Error('spool file shorter than what was written');
+      got += bytesRead;
+    }
+    return got;
   }
 
   async close(): Promise<void> {
