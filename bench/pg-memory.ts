@@ -9,16 +9,18 @@
  * (VmHWM, reset before the phase through /proc/PID/clear_refs) above the RSS before it, the maxima of
  * process.memoryUsage() inside the server (bench/mem-probe.mjs, sampled every 5 ms) and the wall time.
  * Medians per variant at the end. Pinned like the main bench: the server on CPU 1, this process on CPU 0.
+ * --cold skips the warm-up (as test/pg/large.test.ts), --series prints the RSS every 100 ms, --heap-profile
+ * where each phase allocated on V8's heap.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { PostgresUserDb } from '../src/auth/postgres.ts';
 import { migrate } from '../src/storage/postgres/schema.ts';
 import { freePort } from '../test/helpers/realServer.ts';
+import { deliverLarge, retrieveLarge, waitForPort } from '../test/pg/big-message.ts';
 import { startTestPg } from '../test/pg/cluster.ts';
 
 const MB = 1 << 20;
@@ -45,8 +47,8 @@ const PROBE = resolve('bench/mem-probe.mjs');
 /** --heap-profile: print where each phase allocated on V8's heap (sampled; objects collected since count). */
 const HEAPPROF = args.includes('--heap-profile');
 const COLD = args.includes('--cold');
-const LINE = Buffer.from(`${'m'.repeat(99)}\r\n`);
-const BLOCK = Buffer.concat(Array.from({ length: MB / LINE.length }, () => LINE));
+/** --series: the server's RSS above the phase's start every 100 ms. */
+const SERIES = args.includes('--series');
 
 function status(pid: number, field: string): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -58,95 +60,6 @@ function rollup(pid: number): Record<string, number> {
     r[m[1]] = Number(m[2]) * 1024;
   }
   return r;
-}
-
-function reader(s: Socket) {
-  let buf = '';
-  s.setEncoding('latin1');
-  s.on('data', (d: string) => {
-    buf += d;
-  });
-  return async (re: RegExp, ms = 300_000): Promise<string> => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(buf);
-      if (m) {
-        buf = buf.slice(m.index + m[0].length);
-        return m[0];
-      }
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${re}: ${JSON.stringify(buf.slice(0, 200))}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  };
-}
-
-async function deliver(lmtpPort: number, size: number): Promise<void> {
-  const lmtp = connect({ host: '127.0.0.1', port: lmtpPort });
-  const wait = reader(lmtp);
-  await wait(/^220 .*\r\n/m);
-  lmtp.write('LHLO t\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<big@example.com>\r\nDATA\r\n');
-  await wait(/^354 .*\r\n/m);
-  lmtp.write('Subject: big\r\n\r\n');
-  const t = performance.now();
-  for (let n = 0; n < size; n += BLOCK.length) {
-    if (!lmtp.write(n + BLOCK.length <= size ? BLOCK : BLOCK.subarray(0, size - n - ((size - n) % LINE.length)))) {
-      await new Promise((r) => lmtp.once('drain', r));
-    }
-  }
-  lmtp.write('.\r\n');
-  if (process.env.SERIES) process.stdout.write(`  sent after ${((performance.now() - t) / 1000).toFixed(2)} s\n`);
-  const answer = await wait(/^\d{3} .*\r\n/m);
-  if (!answer.startsWith('250')) throw new Error(`delivery: ${answer}`);
-  lmtp.end('QUIT\r\n');
-}
-
-/** RETR 1 then DELE 1 and QUIT; resolves with the octets of the body. */
-async function retrieve(port: number): Promise<number> {
-  const pop = connect({ host: '127.0.0.1', port });
-  return new Promise<number>((resolveRetr, reject) => {
-    let state = 0;
-    let head = '';
-    let octets = 0;
-    let tail: Buffer = Buffer.alloc(0);
-    pop.on('data', (d: Buffer) => {
-      if (state < 4) {
-        head += d.toString('latin1');
-        const lines = head.split('\r\n');
-        while (state < 4 && lines.length > 1) {
-          const line = lines.shift() ?? '';
-          if (!line.startsWith('+OK')) return reject(new Error(`unexpected: ${line}`));
-          state++;
-          if (state === 1) pop.write('USER big\r\n');
-          if (state === 2) pop.write('PASS pw-big\r\n');
-          if (state === 3) pop.write('RETR 1\r\n');
-        }
-        head = lines.join('\r\n');
-        if (state < 4) return;
-        d = Buffer.from(head, 'latin1');
-      }
-      if (state === 4) {
-        const all = tail.length > 0 ? Buffer.concat([tail, d]) : d;
-        const end = all.indexOf('\r\n.\r\n');
-        if (end < 0) {
-          octets += all.length - Math.min(4, all.length);
-          tail = all.subarray(Math.max(0, all.length - 4));
-          return;
-        }
-        octets += end + 2;
-        state = 5;
-        pop.write('DELE 1\r\nQUIT\r\n');
-        return;
-      }
-      if (d.includes('+OK') && d.toString('latin1').includes('\r\n')) {
-        state++;
-        if (state === 6) {
-          pop.end();
-          resolveRetr(octets);
-        }
-      }
-    });
-    pop.on('error', reject);
-  });
 }
 
 interface ProfileNode {
@@ -219,25 +132,13 @@ async function round(v: (typeof variants)[number], url: string, index: number): 
     },
   });
   try {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const up = await new Promise<boolean>((r) => {
-        const s = connect({ host: '127.0.0.1', port: lmtpPort }, () => {
-          s.destroy();
-          r(true);
-        });
-        s.on('error', () => r(false));
-      });
-      if (up) break;
-      if (server.exitCode !== null || Date.now() > deadline) throw new Error('server did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForPort(lmtpPort, server);
     const pid = server.pid ?? 0;
     // warm-up: every code path once, with a small message (--cold: none, as test/pg/large.test.ts)
     const started = status(pid, 'VmHWM');
     if (!COLD) {
-      await deliver(lmtpPort, MB);
-      await retrieve(port);
+      await deliverLarge(lmtpPort, 'big@example.com', MB);
+      await retrieveLarge(port, 'big', 'pw-big', undefined, true);
     }
     const probe = async (): Promise<{ now: Record<string, number>; max: Record<string, number> }> => {
       const before = readFileSync(probeOut, 'utf8').split('\n').filter(Boolean).length;
@@ -260,14 +161,14 @@ async function round(v: (typeof variants)[number], url: string, index: number): 
       const timer = setInterval(() => {
         try {
           anon = Math.max(anon, rollup(pid).Anonymous ?? 0);
-          if (process.env.SERIES)
+          if (SERIES)
             series.push(
               `${((performance.now() - t) / 1000).toFixed(1)}:${((status(pid, 'VmRSS') - base) / MB).toFixed(0)}`,
             );
         } catch {}
       }, 100);
       await work();
-      if (process.env.SERIES) process.stdout.write(`  series ${series.join(' ')}\n`);
+      if (SERIES) process.stdout.write(`  series ${series.join(' ')}\n`);
       const ms = performance.now() - t;
       clearInterval(timer);
       const peak = status(pid, 'VmHWM');
@@ -285,10 +186,13 @@ async function round(v: (typeof variants)[number], url: string, index: number): 
         startExternal: start.external,
       };
     };
-    const lmtp = await phase(() => deliver(lmtpPort, SIZE));
+    const lmtp = await phase(async () => {
+      const answer = await deliverLarge(lmtpPort, 'big@example.com', SIZE);
+      if (!answer.startsWith('250')) throw new Error(`delivery: ${answer}`);
+    });
     const retr = await phase(async () => {
-      const got = await retrieve(port);
-      if (got < SIZE - LINE.length) throw new Error(`RETR gave ${got} octets`);
+      const got = await retrieveLarge(port, 'big', 'pw-big', undefined, true);
+      if (got < SIZE) throw new Error(`RETR gave ${got} octets`);
     });
     if (HEAPPROF) {
       await new Promise((r) => setTimeout(r, 1000));

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -15,38 +14,15 @@ import pg from 'pg';
 import { PostgresUserDb } from '../../src/auth/postgres.ts';
 import { migrate } from '../../src/storage/postgres/schema.ts';
 import { BIN, freePort } from '../helpers/realServer.ts';
+import { deliverLarge, retrieveLarge, waitForPort } from './big-message.ts';
 import { pgSkipReason, startTestPg, type TestPg } from './cluster.ts';
 
 const skip = pgSkipReason();
 const MB = 1 << 20;
 const SIZE = 100 * MB;
-/** One line of the message: 99 octets and CRLF, so the stored and the transmitted size agree. */
-const LINE = Buffer.from(`${'m'.repeat(99)}\r\n`);
-
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
-}
-
-/** Reads from a socket until `done` says the buffer holds the end; bounded by `ms`. */
-function reader(s: ReturnType<typeof connect>) {
-  let buf = '';
-  s.setEncoding('latin1');
-  s.on('data', (d: string) => {
-    buf += d;
-  });
-  return async (re: RegExp, ms = 60_000): Promise<string> => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(buf);
-      if (m) {
-        buf = buf.slice(m.index + m[0].length);
-        return m[0];
-      }
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${re}: ${JSON.stringify(buf.slice(0, 200))}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
 }
 
 if (skip) {
@@ -79,19 +55,9 @@ if (skip) {
     server.stderr?.on('data', (d) => {
       out += d;
     });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const up = await new Promise<boolean>((r) => {
-        const s = connect({ host: '127.0.0.1', port: lmtpPort }, () => {
-          s.destroy();
-          r(true);
-        });
-        s.on('error', () => r(false));
-      });
-      if (up) break;
-      if (server.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start: ${out}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForPort(lmtpPort, server, 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}: ${out}`);
+    });
   });
   after(async () => {
     if (server && server.exitCode === null) {
@@ -107,77 +73,10 @@ if (skip) {
     const pid = server?.pid ?? 0;
     const baseline = peakRss(pid);
     const sent = createHash('sha256');
-    const lmtp = connect({ host: '127.0.0.1', port: lmtpPort });
-    const wait = reader(lmtp);
-    await wait(/^220 .*\r\n/m);
-    lmtp.write('LHLO t\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<big@example.com>\r\nDATA\r\n');
-    await wait(/^354 .*\r\n/m);
-    const header = Buffer.from('Subject: big\r\n\r\n');
-    lmtp.write(header);
-    sent.update(header);
-    const block = Buffer.concat(Array.from({ length: MB / LINE.length }, () => LINE));
-    for (let n = header.length; n < SIZE; n += block.length) {
-      sent.update(block);
-      if (!lmtp.write(block)) await new Promise((r) => lmtp.once('drain', r));
-    }
-    lmtp.write('.\r\n');
-    assert.match(await wait(/^\d{3} .*\r\n/m, 120_000), /^250/);
-    lmtp.end('QUIT\r\n');
-
-    const pop = connect({ host: '127.0.0.1', port });
+    assert.match(await deliverLarge(lmtpPort, 'big@example.com', SIZE, sent), /^250/);
     const got = createHash('sha256');
-    let octets = 0;
-    let tail = Buffer.alloc(0);
-    const done = new Promise<void>((resolve, reject) => {
-      let state = 0;
-      let head = '';
-      let started = false;
-      let finished = false;
-      pop.on('data', (d: Buffer) => {
-        if (finished) return;
-        if (state < 4) {
-          head += d.toString('latin1');
-          const lines = head.split('\r\n');
-          // greeting, USER, PASS, RETR status line
-          while (state < 4 && lines.length > 1) {
-            const line = lines.shift() ?? '';
-            if (!line.startsWith('+OK')) return reject(new Error(`unexpected: ${line} ${out}`));
-            state++;
-            if (state === 1) pop.write('USER big\r\n');
-            if (state === 2) pop.write('PASS pw-big\r\n');
-            if (state === 3) pop.write('RETR 1\r\n');
-          }
-          head = lines.join('\r\n');
-          if (state < 4) return;
-          d = Buffer.from(head, 'latin1');
-        }
-        // Body: from our Subject line (delivery put Return-Path and Delivered-To above it) up to the
-        // terminating CRLF.CRLF (no line starts with a dot here).
-        let all = Buffer.concat([tail, d]);
-        if (!started) {
-          const at = all.indexOf('Subject: big\r\n');
-          if (at < 0) {
-            tail = all;
-            return;
-          }
-          all = all.subarray(at);
-          started = true;
-        }
-        const end = all.indexOf('\r\n.\r\n');
-        const keep = end >= 0 ? end + 2 : Math.max(0, all.length - 4);
-        got.update(all.subarray(0, keep));
-        octets += keep;
-        tail = all.subarray(keep);
-        if (end >= 0) {
-          finished = true;
-          resolve();
-        }
-      });
-      pop.on('error', reject);
-    });
-    await done;
-    pop.end('QUIT\r\n');
-    assert.ok(octets > SIZE, `${octets} octets retrieved`);
+    const octets = await retrieveLarge(port, 'big', 'pw-big', got);
+    assert.ok(octets >= SIZE, `${octets} octets retrieved`);
     assert.equal(got.digest('hex'), sent.digest('hex'));
     const grown = peakRss(pid) - baseline;
     // Bounded whatever the size: delivery stages the body (memory up to one chunk, then a file) and RETR reads
