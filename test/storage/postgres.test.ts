@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { CopyRead } from '../../src/storage/postgres/copy-read.ts';
+import { unescapeBytea } from '../../src/storage/postgres/maildrop.ts';
 import { migrate, SCHEMA_VERSION, schemaVersion } from '../../src/storage/postgres/schema.ts';
 import { PostgresStore } from '../../src/storage/postgres/store.ts';
 import { QuotaExceededError } from '../../src/storage/types.ts';
@@ -225,6 +226,40 @@ if (skip) {
         counted.n = 0;
         assert.deepEqual(await session([0]), [1]);
         counted.restore();
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('small bodies fetched as encode(data, escape) come back octet for octet', async () => {
+      const { store } = await fresh();
+      try {
+        // What the database sends, decoded: every octet value, backslashes before digits, runs of them.
+        const samples = [
+          Buffer.from(Array.from({ length: 256 }, (_, i) => i)),
+          Buffer.from('a\\000b\\\\c\\\\\\101\\'),
+          Buffer.from('plain ASCII, no backslash'),
+          Buffer.alloc(0),
+          Buffer.from([0, 0, 255, 92, 92, 48, 49, 50, 128]),
+        ];
+        for (const b of samples) {
+          const r = await store.pool.query<{ t: string }>("select encode($1::bytea, 'escape') as t", [b]);
+          assert.ok(unescapeBytea(r.rows[0].t).equals(b), b.toString('hex'));
+        }
+        // Through the store: the batch (first session) and the login's read-ahead (second).
+        const body = Buffer.concat([
+          Buffer.from('Subject: bytes\r\n\r\n'),
+          samples[0],
+          samples[1],
+          Buffer.from('\r\n'),
+        ]);
+        await deliverBytes(store, 'bytes', body);
+        await deliverBytes(store, 'bytes', body);
+        for (let session = 0; session < 2; session++) {
+          const d = await store.openMaildrop('bytes');
+          for (const m of d.messages) assert.ok((await d.readSmall?.(m.id, 1 << 20))?.equals(body));
+          await d.release();
+        }
       } finally {
         await store.close();
       }

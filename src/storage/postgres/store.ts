@@ -30,7 +30,7 @@ import type {
 } from '../types.ts';
 import { assertMailboxId, StorageError } from '../types.ts';
 import { deliverMessage } from './delivery.ts';
-import { PostgresMaildrop } from './maildrop.ts';
+import { PostgresMaildrop, unescapeBytea } from './maildrop.ts';
 import { createPgPool, type PgLogger, type PgSettings, pgError } from './pool.ts';
 import { assertSchema } from './schema.ts';
 
@@ -58,13 +58,15 @@ interface LoginRow {
   message_id: string;
   uidl: string;
   size: string;
-  data: Buffer | null;
+  /** A body read ahead, as encode(data, 'escape') (see unescapeBytea). */
+  data: string | null;
 }
 
 /**
  * The login: the lease taken (only when there is no row or it expired), the listing (an index-only range
  * scan of messages_listing) and, with $4 > 0, the bodies of up to $4 one-chunk messages at the start of the
- * mailbox while their running total of octets stays within $5: driven by those few rows (f, materialized;
+ * mailbox while their running total of octets stays within $5 (as encode(data, 'escape'): see
+ * unescapeBytea): driven by those few rows (f, materialized;
  * the lateral subqueries fenced with `offset 0`, so each is a primary-key lookup whatever the mailbox's size).
  */
 const LOGIN_SQL = `with l as (
@@ -76,19 +78,19 @@ const LOGIN_SQL = `with l as (
   f as materialized (select message_id, sum(size) over (order by ord) as upto from messages
         where mailbox_id = $1 and $4::int > 0 and exists (select 1 from l) order by ord limit $4::int)
   select 0 as k, (select count(*) from l)::text as got, null as message_id, null as uidl, null as size,
-         null::bytea as data, 0::bigint as ord
+         null as data, 0::bigint as ord
   union all
   (select 1, null, m.message_id::text, m.uidl, m.size::text, null, m.ord from messages m
     where m.mailbox_id = $1 and exists (select 1 from l))
   union all
-  (select 2, null, f.message_id::text, null, null, c.data, 0 from f
+  (select 2, null, f.message_id::text, null, null, encode(c.data, 'escape'), 0 from f
     cross join lateral (select chunks from messages m
                         where m.mailbox_id = $1 and m.message_id = f.message_id offset 0) m
     cross join lateral (select data from message_chunks c
                         where c.mailbox_id = $1 and c.message_id = f.message_id and c.seq = 0 offset 0) c
     where f.upto <= $5::bigint and m.chunks = 1)
   order by k, ord`;
-const LISTING_SQL = `select 1 as k, null as got, message_id::text, uidl, size::text, null::bytea as data from messages
+const LISTING_SQL = `select 1 as k, null as got, message_id::text, uidl, size::text, null as data from messages
   where mailbox_id = $1 order by ord`;
 
 export class PostgresStore implements MailStore {
@@ -157,7 +159,7 @@ export class PostgresStore implements MailStore {
     const bodies = new Map<string, Buffer>();
     for (const row of rows) {
       if (row.k === 1) messages.push(Object.freeze({ id: row.message_id, uidl: row.uidl, size: Number(row.size) }));
-      else if (row.k === 2 && row.data !== null) bodies.set(row.message_id, row.data);
+      else if (row.k === 2 && row.data !== null) bodies.set(row.message_id, unescapeBytea(row.data));
     }
     const drop = new PostgresMaildrop(this, mailboxId, Object.freeze(messages), owner, bodies);
     this.drops.add(drop);
