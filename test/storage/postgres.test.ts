@@ -62,6 +62,13 @@ if (skip) {
       try {
         assert.deepEqual(await migrate(pool), { from: SCHEMA_VERSION, to: SCHEMA_VERSION });
         assert.equal(await schemaVersion(pool), SCHEMA_VERSION);
+        // Leases are not WAL-logged; bodies are compressed with LZ4 (this PostgreSQL has it).
+        const leases = await pool.query("select relpersistence from pg_class where relname = 'maildrop_leases'");
+        assert.equal(leases.rows[0].relpersistence, 'u');
+        const body = await pool.query(
+          "select attcompression from pg_attribute where attrelid = 'message_chunks'::regclass and attname = 'data'",
+        );
+        assert.equal(body.rows[0].attcompression, 'l');
         const store = await PostgresStore.open({ url: db.url });
         await store.close();
         await pool.query('update postern_schema set version = version + 1');
