@@ -16,9 +16,6 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import pg from 'pg';
-import { PostgresUserDb } from '../src/auth/postgres.ts';
-import { migrate } from '../src/storage/postgres/schema.ts';
 import { freePort } from '../test/helpers/realServer.ts';
 import { deliverLarge, retrieveLarge, waitForPort } from '../test/pg/big-message.ts';
 import { startTestPg } from '../test/pg/cluster.ts';
@@ -226,20 +223,26 @@ async function round(v: (typeof variants)[number], url: string, index: number): 
   }
 }
 
-try {
-  const urls = new Map<string, string>();
-  for (const v of variants) {
-    const url = await db.newDatabase();
-    const pool = new pg.Pool({ connectionString: url });
-    await migrate(pool);
-    await new PostgresUserDb(pool).addUser('big', 'pw-big');
-    await pool.end();
-    urls.set(v.name, url);
+/** A fresh database for one round of `v`, its schema and user made by the variant's own `postern`. */
+async function setup(v: (typeof variants)[number]): Promise<string> {
+  const url = await db.newDatabase();
+  const config = join(dir, `${v.name}-setup.toml`);
+  writeFileSync(config, `[storage]\ndriver = "postgres"\nurl = "${url}"\n\n[auth]\ndriver = "postgres"\n`);
+  for (const [cmd, input] of [
+    [['db', 'migrate'], ''],
+    [['user', 'add', 'big'], 'pw-big\n'],
+  ] as const) {
+    const r = spawnSync(process.execPath, [v.bin, ...cmd, '--config', config], { input, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${v.name}: postern ${cmd.join(' ')}: ${r.stderr}`);
   }
+  return url;
+}
+
+try {
   spawnSync('taskset', ['-pc', '0', String(process.pid)]);
   for (let i = 0; i < ROUNDS; i++) {
     const order = i % 2 === 0 ? variants : [...variants].reverse();
-    for (const v of order) await round(v, urls.get(v.name) ?? '', i);
+    for (const v of order) await round(v, await setup(v), i);
   }
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   process.stdout.write(`\n${SIZE / MB} MB, medians of ${ROUNDS} rounds:\n`);
