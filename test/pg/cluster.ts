@@ -39,7 +39,8 @@ const PG_ROOT = '/usr/lib/postgresql';
  */
 const NOT_DURABLE = ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off';
 
-function binDir(): string | undefined {
+/** The folder of initdb and pg_ctl of the newest PostgreSQL installed (or POSTERN_TEST_PG_BIN). */
+export function binDir(): string | undefined {
   if (process.env.POSTERN_TEST_PG_BIN) return process.env.POSTERN_TEST_PG_BIN;
   if (!existsSync(PG_ROOT)) return undefined;
   const versions = readdirSync(PG_ROOT)
@@ -96,9 +97,10 @@ async function dropDatabase(adminUrl: string, url: string): Promise<void> {
 
 /**
  * The PostgreSQL of this test file: call once (at the top of a describe, before the tests) and close in
- * `after`. Throws when PostgreSQL is missing; check pgSkipReason() first.
+ * `after`. Throws when PostgreSQL is missing; check pgSkipReason() first. `settings` are more server settings
+ * (`name=value`, e.g. shared_preload_libraries=citus) for a cluster started here; an external one ignores them.
  */
-export async function startTestPg(options: { durable?: boolean } = {}): Promise<TestPg> {
+export async function startTestPg(options: { durable?: boolean; settings?: string[] } = {}): Promise<TestPg> {
   const external = process.env.POSTERN_TEST_PG_URL;
   if (external) {
     const host = new URL(external).hostname;
@@ -152,7 +154,7 @@ export async function startTestPg(options: { durable?: boolean } = {}): Promise<
         '60',
         'start',
         '-o',
-        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${options.durable ? '' : NOT_DURABLE}`,
+        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${options.durable ? '' : NOT_DURABLE}${(options.settings ?? []).map((x) => ` -c ${x}`).join('')}`,
       ],
       asPostgres,
     );
