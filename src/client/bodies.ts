@@ -9,6 +9,10 @@ import { Pop3ProtocolError } from './errors.ts';
 import { LfDecoder } from './lfDecoder.ts';
 import { type MessageSource, MessageStream } from './message.ts';
 import { type Pending, settle } from './pipeline.ts';
+import { MAX_LIST_LINE } from './status.ts';
+
+const LF = 0x0a;
+const CR = 0x0d;
 
 /** What the body functions need of the Connection. */
 export interface BodyHost {
@@ -55,11 +59,28 @@ export function bodyData(host: BodyHost, head: Pending, data: Buffer, owned: boo
   if (data.length === 0) return;
   const kind = head.kind;
   if (kind.type === 'lines') {
-    kind.reader.push(owned ? data : Buffer.from(data));
-    for (let r = kind.reader.next(); r !== null; r = kind.reader.next()) {
-      if (r.kind === 'toolong') throw new Pop3ProtocolError(`${head.verb}: listing line too long`);
-      kind.lines.push(r.line.toString('utf8'));
+    // Every line's length is checked as the bytes come (a server's endless line is refused before it is held),
+    // without a Buffer per line: the lines are made from one decode of the whole listing at its end.
+    let tail = kind.tail;
+    let cr = kind.cr;
+    for (let at = 0; ; ) {
+      const lf = data.indexOf(LF, at);
+      if (lf === -1) {
+        tail += data.length - at;
+        cr = data[data.length - 1] === CR;
+        if (tail > MAX_LIST_LINE + 1 || (tail === MAX_LIST_LINE + 1 && !cr)) throw tooLong(head);
+        break;
+      }
+      // The line's length without its ending (a CR right before the LF belongs to the ending).
+      const crBefore = lf > at ? data[lf - 1] === CR : lf === at && tail > 0 && cr;
+      if (tail + (lf - at) - (crBefore ? 1 : 0) > MAX_LIST_LINE) throw tooLong(head);
+      tail = 0;
+      cr = false;
+      at = lf + 1;
     }
+    kind.tail = tail;
+    kind.cr = cr;
+    kind.parts.push(owned ? data : Buffer.from(data));
   } else if (kind.type === 'sink') {
     if (!kind.batch.error) kind.batch.sink.data(data, kind.index);
   } else if (kind.type === 'stream' && kind.stream && !kind.stream.abandoned) {
@@ -73,7 +94,7 @@ export function bodyData(host: BodyHost, head: Pending, data: Buffer, owned: boo
 export function closeBody(host: BodyHost, head: Pending): void {
   const kind = head.kind;
   if (kind.type === 'lines') {
-    if (kind.reader.buffered > 0) kind.lines.push(kind.reader.takeRest().toString('utf8'));
+    splitLines(kind.parts, kind.lines);
     host.complete(head, null);
   } else if (kind.type === 'stream') {
     if (kind.stream) {
@@ -88,6 +109,26 @@ export function closeBody(host: BodyHost, head: Pending): void {
     // The reply is complete, but the command is settled only when the sink is done with it.
     else host.blockOn(r, head);
   }
+}
+
+function tooLong(head: Pending): Pop3ProtocolError {
+  return new Pop3ProtocolError(`${head.verb}: listing line too long`);
+}
+
+/**
+ * The lines of a listing's bytes, decoded as UTF-8: a bare LF also ends a line, a CR right before the LF is
+ * stripped, any other CR is data; bytes after the last LF (none from a well-formed server) are a last line.
+ */
+function splitLines(parts: Buffer[], lines: string[]): void {
+  if (parts.length === 0) return;
+  const text = (parts.length === 1 ? parts[0] : Buffer.concat(parts)).toString('utf8');
+  const pieces = text.split('\n');
+  const last = pieces.length - 1;
+  for (let i = 0; i < last; i++) {
+    const p = pieces[i];
+    lines.push(p.length > 0 && p.charCodeAt(p.length - 1) === 13 ? p.slice(0, -1) : p);
+  }
+  if (pieces[last].length > 0) lines.push(pieces[last]);
 }
 
 function wrapLines(resolve: (v: unknown) => void, text: string, lines: string[]) {

@@ -18,7 +18,7 @@ import {
   type RetrieveSink,
   settle,
 } from './pipeline.ts';
-import { clip, isPlainOk, MAX_LIST_LINE, MAX_STATUS_LINE, parseStatus } from './status.ts';
+import { clip, isPlainOk, MAX_STATUS_LINE, parseStatus } from './status.ts';
 import { REUSED_BUFFER_READS, type ReusedBufferReads } from './transport.ts';
 
 export type { DebugFn, OkReply, RetrieveSink } from './pipeline.ts';
@@ -103,7 +103,9 @@ export class Connection implements BodyHost {
     return this.enqueue(verb, line, line, false, {
       type: 'lines',
       lines: [],
-      reader: new LineReader({ maxLine: MAX_LIST_LINE }),
+      parts: [],
+      tail: 0,
+      cr: false,
     }) as Promise<{ text: string; lines: string[] }>;
   }
 

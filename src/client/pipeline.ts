@@ -8,7 +8,6 @@
  * A many() run (RETR or DELE of many messages) is a Feeder: its commands are made as the window drains, not all
  * at once, and all of them settle through the two functions of one SinkBatch.
  */
-import type { LineReader } from '../protocol/lineReader.ts';
 import type { MessageStream } from './message.ts';
 
 export type DebugFn = (direction: 'C' | 'S', line: string) => void;
@@ -60,7 +59,11 @@ interface Feeder {
 /** How the reply to a command is read. */
 export type ReplyKind =
   | { type: 'single' }
-  | { type: 'lines'; lines: string[]; reader: LineReader }
+  /**
+   * A listing: the decoded bytes kept in `parts` and split into lines at the end (one string decode, not a
+   * Buffer and a string per line); `tail`: bytes of the current line so far, `cr`: the last byte was a CR.
+   */
+  | { type: 'lines'; lines: string[]; parts: Buffer[]; tail: number; cr: boolean }
   | { type: 'stream'; stream?: MessageStream }
   | { type: 'sasl'; onChallenge: (challenge: string) => Promise<string> }
   | { type: 'sink'; batch: SinkBatch; index: number }
