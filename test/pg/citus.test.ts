@@ -83,13 +83,10 @@ if (skip) {
     assert.equal(colocated.rows[0].n, 1, 'the mailbox tables are colocated');
   });
 
-  // Known gap (README, Citus): the login's lease upsert has `on conflict … do update … where expires_at < now()`,
-  // which Citus refuses ("functions used in the WHERE clause of the ON CONFLICT clause of INSERTs on
-  // distributed tables must be marked IMMUTABLE"); deliveries get through (the COPY into message_chunks, the
-  // mailbox upsert). Runs and reports until store.ts compares with a column of the inserted row instead.
-  test('deliveries, the listing, RETR and QUIT work on the distributed tables', {
-    todo: 'the lease upsert at login uses now() in ON CONFLICT … WHERE, which Citus refuses',
-  }, async () => {
+  // The login's lease upsert compares two columns (expires_at of the old row, taken_at of the new one): Citus
+  // refuses now() in ON CONFLICT … WHERE ("functions used in the WHERE clause of the ON CONFLICT clause of
+  // INSERTs on distributed tables must be marked IMMUTABLE").
+  test('deliveries, the listing, RETR and QUIT work on the distributed tables', async () => {
     const distributed = await pool.query<{ n: number }>(
       "select count(*)::int as n from pg_dist_partition where logicalrelid = 'message_chunks'::regclass",
     );

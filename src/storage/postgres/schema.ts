@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import { StorageError } from '../types.ts';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** Step n (1-based) brings a database from version n-1 to n. Never edit a released step; add one. */
 const STEPS: readonly string[] = [
@@ -112,6 +112,11 @@ const STEPS: readonly string[] = [
     null;
   end
   $$;
+  `,
+  // 4: when the lease was taken (database clock), so the login's upsert can decide "expired" by comparing two
+  // columns (the old row's expiry with the new row's time): Citus refuses now() in ON CONFLICT … WHERE.
+  `
+  alter table maildrop_leases add column taken_at timestamptz not null default now();
   `,
 ];
 

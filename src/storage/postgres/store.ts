@@ -70,10 +70,11 @@ interface LoginRow {
  * the lateral subqueries fenced with `offset 0`, so each is a primary-key lookup whatever the mailbox's size).
  */
 const LOGIN_SQL = `with l as (
-    insert into maildrop_leases (mailbox_id, owner, expires_at)
-      values ($1, $2, now() + $3 * interval '1 millisecond')
-    on conflict (mailbox_id) do update set owner = excluded.owner, expires_at = excluded.expires_at
-      where maildrop_leases.expires_at < now()
+    insert into maildrop_leases (mailbox_id, owner, expires_at, taken_at)
+      values ($1, $2, now() + $3 * interval '1 millisecond', now())
+    on conflict (mailbox_id) do update
+      set owner = excluded.owner, expires_at = excluded.expires_at, taken_at = excluded.taken_at
+      where maildrop_leases.expires_at < excluded.taken_at
     returning owner),
   f as materialized (select message_id, sum(size) over (order by ord) as upto from messages
         where mailbox_id = $1 and $4::int > 0 and exists (select 1 from l) order by ord limit $4::int)
