@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { COPY_HEADER, COPY_TRAILER, type CopyOut, CopyWrite } from '../../src/storage/postgres/copy-write.ts';
+import { type CopyOut, CopyWrite } from '../../src/storage/postgres/copy-write.ts';
+import { COPY_HEADER, COPY_TRAILER } from '../../src/storage/postgres/submittable.ts';
 import { pgSkipReason, startTestPg, type TestPg } from './cluster.ts';
 
 const skip = pgSkipReason();

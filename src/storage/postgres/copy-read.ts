@@ -7,29 +7,26 @@
  * row, sliced from the driver's buffer) and are copied out once. The query returns slices of a chunk (see
  * maildrop.ts), so no message is larger than a slice.
  *
- * The object is a `pg` submittable (what pg-cursor and pg-copy-streams are): `pool.query(new CopyRead(sql))`
- * resolves with the values in order. COPY takes no parameters: callers inline only checked literals.
+ * The object is a `pg` submittable (submittable.ts): `pool.query(new CopyRead(sql))` resolves with the values
+ * in order. COPY takes no parameters: callers inline only checked literals.
  */
 import type { Connection } from 'pg';
+import { COPY_SIGNATURE, raw, Submittable } from './submittable.ts';
 
-/** "PGCOPY\n\377\r\n\0", then flags (int32) and the header extension's length (int32). */
-const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
-
-export class CopyRead {
-  callback: ((err: Error | null, rows?: Buffer[]) => void) | undefined;
+export class CopyRead extends Submittable<Buffer[]> {
   private readonly rows: Buffer[] = [];
   private headerSeen = false;
   private failed: Error | undefined;
-  private done = false;
 
-  constructor(private readonly query: string) {}
-
-  /** Called by pg when the connection is ours. */
-  submit(connection: Connection): void {
-    (connection as unknown as { query(text: string): void }).query(`copy (${this.query}) to stdout (format binary)`);
+  constructor(private readonly query: string) {
+    super();
   }
 
-  handleCopyData(msg: { chunk: Buffer }): void {
+  submit(connection: Connection): void {
+    raw(connection).query(`copy (${this.query}) to stdout (format binary)`);
+  }
+
+  override handleCopyData(msg: { chunk: Buffer }): void {
     if (this.failed) return;
     try {
       this.parse(msg.chunk);
@@ -41,7 +38,8 @@ export class CopyRead {
   private parse(b: Buffer): void {
     let p = 0;
     if (!this.headerSeen) {
-      if (b.length < 19 || !b.subarray(0, 11).equals(SIGNATURE)) throw new Error('COPY: not a binary COPY header');
+      // The signature, then flags (int32) and the header extension's length (int32).
+      if (b.length < 19 || !b.subarray(0, 11).equals(COPY_SIGNATURE)) throw new Error('COPY: not a binary COPY header');
       p = 19 + b.readInt32BE(15);
       this.headerSeen = true;
     }
@@ -67,24 +65,10 @@ export class CopyRead {
   }
 
   handleReadyForQuery(): void {
-    this.finish(this.failed ?? null);
+    this.finish(this.failed ?? null, this.rows);
   }
 
-  handleCopyInResponse(connection: Connection): void {
-    (connection as unknown as { sendCopyFail(msg: string): void }).sendCopyFail('not a COPY FROM');
-  }
-
-  handleCommandComplete(): void {}
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-
-  private finish(err: Error | null): void {
-    if (this.done) return;
-    this.done = true;
-    const cb = this.callback;
-    if (err) cb?.(err);
-    else cb?.(null, this.rows);
+  override handleCopyInResponse(connection: Connection): void {
+    raw(connection).sendCopyFail('not a COPY FROM');
   }
 }

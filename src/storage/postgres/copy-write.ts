@@ -9,10 +9,11 @@
  * buffer itself, and resolves once the socket no longer needs it, so two buffers can be reused for the whole
  * message.
  *
- * The object is a `pg` submittable (like copy-read.ts): `client.query(new CopyWrite(sql, produce), cb)`.
+ * The object is a `pg` submittable (submittable.ts): `client.query(new CopyWrite(sql, produce), cb)`.
  * COPY takes no parameters; the values travel in the data.
  */
 import type { Connection } from 'pg';
+import { raw, Submittable } from './submittable.ts';
 
 /** What a producer writes through. */
 export interface CopyOut {
@@ -24,37 +25,31 @@ export interface CopyOut {
   readonly failed: boolean;
 }
 
-/** The binary COPY header: signature, flags (0), header extension length (0). */
-export const COPY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
-/** The binary COPY trailer: a field count of -1. */
-export const COPY_TRAILER = Buffer.from([0xff, 0xff]);
-
 type Socket = { write(b: Buffer, cb?: (err?: Error | null) => void): boolean; cork(): void; uncork(): void };
 
-export class CopyWrite implements CopyOut {
-  callback: ((err: Error | null, result?: unknown) => void) | undefined;
+export class CopyWrite extends Submittable<undefined> implements CopyOut {
   private connection: Connection | undefined;
   private error: Error | undefined;
-  private done = false;
   /** True from CopyInResponse until CopyDone or CopyFail went out. */
   private sending = false;
 
   constructor(
     private readonly sql: string,
     private readonly produce: (out: CopyOut) => Promise<void>,
-  ) {}
+  ) {
+    super();
+  }
 
   get failed(): boolean {
-    return this.error !== undefined || this.done;
+    return this.error !== undefined || this.finished;
   }
 
-  /** Called by pg when the connection is ours. */
   submit(connection: Connection): void {
     this.connection = connection;
-    (connection as unknown as { query(text: string): void }).query(this.sql);
+    raw(connection).query(this.sql);
   }
 
-  handleCopyInResponse(connection: Connection): void {
+  override handleCopyInResponse(connection: Connection): void {
     this.connection = connection;
     this.sending = true;
     this.produce(this).then(
@@ -87,7 +82,7 @@ export class CopyWrite implements CopyOut {
     if (!this.sending) return;
     this.sending = false;
     if (this.failed) return;
-    (this.connection as unknown as { endCopyFrom(): void }).endCopyFrom();
+    if (this.connection) raw(this.connection).endCopyFrom();
   }
 
   /** The producer failed (e.g. reading the spool file): CopyFail, so the server ends the COPY with an error. */
@@ -100,7 +95,7 @@ export class CopyWrite implements CopyOut {
     if (!this.sending) return;
     this.sending = false;
     // Harmless when the server has already left COPY mode (it ignores CopyFail then).
-    (this.connection as unknown as { sendCopyFail(msg: string): void }).sendCopyFail(reason);
+    if (this.connection) raw(this.connection).sendCopyFail(reason);
   }
 
   handleError(err: Error): void {
@@ -113,20 +108,5 @@ export class CopyWrite implements CopyOut {
 
   handleReadyForQuery(): void {
     this.finish(this.error ?? null);
-  }
-
-  handleCommandComplete(): void {}
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyData(): void {}
-
-  private finish(err: Error | null): void {
-    if (this.done) return;
-    this.done = true;
-    const cb = this.callback;
-    if (err) cb?.(err);
-    else cb?.(null, undefined);
   }
 }

@@ -13,9 +13,10 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import { type DeliverOptions, type DeliveryResult, QuotaExceededError, StorageError } from '../types.ts';
-import { COPY_HEADER, COPY_TRAILER, type CopyOut, CopyWrite } from './copy-write.ts';
+import { type CopyOut, CopyWrite } from './copy-write.ts';
 import { inTransaction, pgError } from './pool.ts';
 import { Spool } from './spool.ts';
+import { COPY_HEADER, COPY_TRAILER } from './submittable.ts';
 
 const COPY_CHUNKS = 'copy message_chunks (mailbox_id, message_id, seq, data) from stdin (format binary)';
 /** Octets read from a spool file per CopyData message; two such buffers per delivery. */
