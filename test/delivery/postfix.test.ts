@@ -237,6 +237,16 @@ postern_destination_recipient_limit = 1
   });
 
   /** Waits (bounded) until `user`'s Maildir has `n` messages in new/. */
+  /**
+   * Postfix's log once it matches `re` (or as it is after 10 s, for the assertion to show):
+   * the message can be in the Maildir before the delivery agent's status line is written.
+   */
+  async function logged(re: RegExp): Promise<string> {
+    const deadline = Date.now() + 10_000;
+    while (!re.test(maillog()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    return maillog();
+  }
+
   async function delivered(user: string, n: number): Promise<string[]> {
     const newDir = join(dir, 'mail', user, 'Maildir', 'new');
     const deadline = Date.now() + 60_000;
@@ -330,7 +340,8 @@ postern_destination_recipient_limit = 1
       assert.match(m.toString('latin1'), /\r\nReceived: by mx\.postern\.test|\r\nReceived: from /);
       assert.ok(m.subarray(m.length - crlf.length).equals(crlf), `${subject}: the message arrives byte for byte`);
     }
-    assert.match(maillog(), /relay=mx\.postern\.test\[postern\/lmtp\].*status=sent \(250 2\.6\.0/);
+    const lmtpSent = /relay=mx\.postern\.test\[postern\/lmtp\].*status=sent \(250 2\.6\.0/;
+    assert.match(await logged(lmtpSent), lmtpSent);
   });
 
   test('a pipe transport with user=nobody runs `postern deliver` for the other domain', async () => {
@@ -342,6 +353,7 @@ postern_destination_recipient_limit = 1
     const crlf = pipeMessage;
     assert.ok(m.toString('latin1').startsWith('Return-Path: <bob@example.net>\r\nDelivered-To: carol@pipe.test\r\n'));
     assert.ok(m.subarray(m.length - crlf.length).equals(crlf), 'the message arrives byte for byte');
-    assert.match(maillog(), /relay=postern, .*status=sent \(delivered via postern service\)/);
+    const pipeSent = /relay=postern, .*status=sent \(delivered via postern service\)/;
+    assert.match(await logged(pipeSent), pipeSent);
   });
 });
