@@ -3,8 +3,9 @@
  * mechanisms of src/auth/sasl. Secrets are resolved once, used once, and never reach a debug line or an error
  * message.
  */
-import { createHash } from 'node:crypto';
+
 import { type SaslClient, SaslError } from '../auth/sasl/types.ts';
+import { nodeCrypto } from '../mail/crypto.ts';
 import type { Capabilities } from './capabilities.ts';
 import { Pop3AuthError, Pop3ClientError, Pop3ErrorCode, Pop3ResponseError } from './errors.ts';
 
@@ -99,7 +100,7 @@ export async function resolveSecret(s: Secret | undefined, what: string, mech: s
 
 /** RFC 1939 §7: the APOP digest, MD5(timestamp + secret) in lower-case hex. */
 export function apopDigest(timestamp: string, secret: string): string {
-  return createHash('md5').update(timestamp, 'utf8').update(secret, 'utf8').digest('hex');
+  return nodeCrypto().createHash('md5').update(timestamp, 'utf8').update(secret, 'utf8').digest('hex');
 }
 
 /**

@@ -6,6 +6,7 @@
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { SaslClient } from '../auth/sasl/types.ts';
+import { nodeCrypto } from '../mail/crypto.ts';
 import {
   type AuthContext,
   type AuthMechanism,
@@ -19,7 +20,6 @@ import {
 } from './auth.ts';
 import type { Connection } from './connection.ts';
 import { Pop3AbortError, Pop3AuthError, Pop3ResponseError, Pop3TlsError } from './errors.ts';
-import { saslClientFor, saslMechanismsAvailable } from './sasl.ts';
 import { openImplicitTls, openTcp, type TlsInfo, type TlsParams, tlsInfo, upgradeToTls } from './transport.ts';
 import type { ConnectOptions } from './types.ts';
 
@@ -48,8 +48,13 @@ export async function openTransport(options: ConnectOptions, timeoutMs: number):
     return { socket: s, tls: tlsInfo(s), tlsParams };
   }
   // A connection that stays plain reads into one reused buffer (see openTcp).
-  const socket = await openTcp(options.host, port, timeoutMs, signal, { reuseBuffer: options.tls === 'none' });
-  return { socket, tls: undefined, tlsParams };
+  const opening = openTcp(options.host, port, timeoutMs, signal, { reuseBuffer: options.tls === 'none' });
+  // node:crypto is loaded on first use (mail/crypto.ts), and nearly every login needs it: APOP, STLS (node:tls)
+  // and any server that offers SASL (the SASL modules load it; Dovecot always offers PLAIN). Loading it now,
+  // while the server accepts and sends its greeting, takes its ~6 ms of compiling off the path from the
+  // greeting to the first RETR of a cold `postern fetch` (issue 11), which logs in later (auth undefined here).
+  if (options.tls === 'starttls' || options.auth?.mechanism !== 'USER') nodeCrypto();
+  return { socket: await opening, tls: undefined, tlsParams };
 }
 
 /** RFC 2595 §4 STLS, then the handshake on the same socket. The caller reads CAPA again (§4: it may have changed). */
@@ -90,7 +95,10 @@ export async function login(
   ctx: LoginContext,
   unverified: (err: Pop3AuthError) => void,
 ): Promise<AuthMechanism> {
-  const mech = chooseMechanism(auth, { ...ctx, saslAvailable: saslMechanismsAvailable() });
+  // The SASL mechanisms (and node:crypto, which SCRAM's module uses as it loads) only for a server that offers
+  // SASL: no other can be chosen.
+  const sasl = ctx.caps.sasl.length > 0 ? await import('./sasl.ts') : undefined;
+  const mech = chooseMechanism(auth, { ...ctx, saslAvailable: sasl?.saslMechanismsAvailable() ?? new Set() });
   try {
     if (mech === 'USER') {
       const password = await resolveSecret(auth.password, 'password', mech);
@@ -109,7 +117,8 @@ export async function login(
         mech === 'OAUTHBEARER' || mech === 'XOAUTH2'
           ? await resolveSecret(auth.accessToken, 'access token', mech)
           : await resolveSecret(auth.password, 'password', mech);
-      const client: SaslClient = saslClientFor(mech, {
+      if (sasl === undefined) throw new TypeError(`${mech} is not offered`); // chooseMechanism() checked
+      const client: SaslClient = sasl.saslClientFor(mech, {
         user: auth.user,
         secret,
         authzid: auth.authzid,

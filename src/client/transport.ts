@@ -3,10 +3,10 @@
  * are verified by default (chain and host name, Node's defaults); `pinSha256` replaces that with an exact
  * match on the certificate's SHA-256 fingerprint, like mpop's tls_fingerprint, for self-signed servers.
  */
-import { createHash } from 'node:crypto';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions, PeerCertificate, TLSSocket } from 'node:tls';
+import { nodeCrypto } from '../mail/crypto.ts';
 import { Pop3AbortError, Pop3ClientError, Pop3ErrorCode, Pop3TimeoutError, Pop3TlsError } from './errors.ts';
 
 /** What the client reports about an established TLS session. */
@@ -40,7 +40,8 @@ export function normalizeFingerprint(fp: string): string {
 }
 
 export function certFingerprint(cert: PeerCertificate): string {
-  return createHash('sha256')
+  return nodeCrypto()
+    .createHash('sha256')
     .update(cert.raw)
     .digest('hex')
     .replace(/(..)(?!$)/g, '$1:');

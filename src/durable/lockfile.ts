@@ -11,9 +11,12 @@
  * The pid test assumes that the host name names one pid namespace: containers that share a volume must not
  * share a host name.
  */
-import { randomBytes } from 'node:crypto';
+// node:fs's `promises` (read where used) rather than node:fs/promises: in the CommonJS bundle of `postern fetch`
+// (scripts/bundle-fetch.mjs) the module then loads only when an async path runs, not at start-up, where it took
+// 3.5 ms (hrtime around the require, pinned to one core); fetch's state lock is taken synchronously (issue 11).
 import {
   closeSync,
+  promises as fsp,
   linkSync,
   openSync,
   readFileSync,
@@ -23,9 +26,9 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { link, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { uniqueHex } from './files.ts';
 
 export interface LockFileOptions {
   /** How long to wait for a live holder to let go; 0 (the default) fails at once. */
@@ -79,7 +82,7 @@ const EMPTY_LOCK_GRACE_MS = 10_000;
 const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
 
 function pendingName(path: string): string {
-  return `${path}.${process.pid}.${randomBytes(6).toString('hex')}.new`;
+  return `${path}.${process.pid}.${uniqueHex(12)}.new`;
 }
 
 /**
@@ -102,17 +105,17 @@ function lockExists(err: unknown, fallback: ReadonlySet<string> = new Set()): bo
 async function createLock(path: string, token: string): Promise<boolean> {
   const pending = pendingName(path);
   try {
-    await writeFile(pending, token, { flag: 'wx', mode: 0o600 });
-    await link(pending, path);
+    await fsp.writeFile(pending, token, { flag: 'wx', mode: 0o600 });
+    await fsp.link(pending, path);
     return true;
   } catch (err) {
     if (lockExists(err, NO_LINKS)) return false;
   } finally {
-    await unlink(pending).catch(() => {});
+    await fsp.unlink(pending).catch(() => {});
   }
-  let fh: Awaited<ReturnType<typeof open>>;
+  let fh: Awaited<ReturnType<typeof fsp.open>>;
   try {
-    fh = await open(path, 'wx', 0o600);
+    fh = await fsp.open(path, 'wx', 0o600);
   } catch (err) {
     if (lockExists(err)) return false;
     throw err;
@@ -121,7 +124,7 @@ async function createLock(path: string, token: string): Promise<boolean> {
     await fh.writeFile(token, 'utf8');
   } catch (err) {
     await fh.close().catch(() => {});
-    await unlink(path).catch(() => {});
+    await fsp.unlink(path).catch(() => {});
     throw err;
   }
   await fh.close();
@@ -187,7 +190,7 @@ function isStale(content: string, holder: LockHolder, opts: LockFileOptions): bo
 }
 
 function asideName(path: string): string {
-  return `${path}.${process.pid}.${randomBytes(6).toString('hex')}.stale`;
+  return `${path}.${process.pid}.${uniqueHex(12)}.stale`;
 }
 
 export class LockFile {
@@ -233,8 +236,8 @@ export class LockFile {
     if (this.released) return;
     this.released = true;
     liveTokens.delete(this.token);
-    const content = await readFile(this.path, 'utf8').catch(() => null);
-    if (content === this.token) await unlink(this.path).catch(() => {});
+    const content = await fsp.readFile(this.path, 'utf8').catch(() => null);
+    if (content === this.token) await fsp.unlink(this.path).catch(() => {});
   }
 
   releaseSync(): void {
@@ -248,7 +251,7 @@ export class LockFile {
 }
 
 function newToken(): string {
-  return `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
+  return `${process.pid} ${hostname()} ${uniqueHex(16)}\n`;
 }
 
 /** null when the lock is gone or was stale and is now removed; its holder when it is live. */
@@ -256,7 +259,7 @@ async function takeOverIfStale(path: string, opts: LockFileOptions): Promise<Loc
   let content: string;
   let holder: LockHolder;
   try {
-    const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+    const [text, st] = await Promise.all([fsp.readFile(path, 'utf8'), fsp.stat(path)]);
     content = text;
     holder = parseHolder(text, st.mtimeMs);
   } catch (err) {
@@ -267,13 +270,13 @@ async function takeOverIfStale(path: string, opts: LockFileOptions): Promise<Loc
   if (!isStale(content, holder, opts)) return holder;
   const aside = asideName(path);
   try {
-    await rename(path, aside);
+    await fsp.rename(path, aside);
   } catch {
     return holder; // someone else moved it first: look again after a pause
   }
-  const moved = await readFile(aside, 'utf8').catch(() => null);
-  if (moved !== content) await link(aside, path).catch(() => {});
-  await unlink(aside).catch(() => {});
+  const moved = await fsp.readFile(aside, 'utf8').catch(() => null);
+  if (moved !== content) await fsp.link(aside, path).catch(() => {});
+  await fsp.unlink(aside).catch(() => {});
   return moved === content ? null : holder;
 }
 

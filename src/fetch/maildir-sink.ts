@@ -2,8 +2,18 @@
  * `postern fetch` into a Maildir: each message written to tmp/ and fsynced, renamed into new/ at commit (one
  * fsync of new/ per group). fetch/deliver.ts describes the life of a group and crash recovery.
  */
-import { closeSync, constants, fdatasyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+// `fsp` rather than node:fs/promises: see durable/lockfile.ts (start-up of `postern fetch`).
+import {
+  closeSync,
+  constants,
+  fdatasyncSync,
+  promises as fsp,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join, sep } from 'node:path';
 import { syncDirSync, writeAllSync } from '../durable/files.ts';
@@ -103,7 +113,7 @@ export class MaildirDelivery implements Delivery {
         const name = intent.file;
         if (!name) return false;
         if (present.has(name)) return true;
-        await unlink(join(this.target.path, 'tmp', name)).catch(() => {});
+        await fsp.unlink(join(this.target.path, 'tmp', name)).catch(() => {});
         return false;
       }),
     );

@@ -2,8 +2,17 @@
  * `postern fetch` into an mbox file, mboxrd-quoted, under a dot-lock from prepare() to close(); the size before
  * a group is journaled so an unconfirmed append is cut off on recovery (see fetch/deliver.ts).
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, utimesSync } from 'node:fs';
-import { stat, truncate } from 'node:fs/promises';
+// `fsp` rather than node:fs/promises: see durable/lockfile.ts (start-up of `postern fetch`).
+import {
+  closeSync,
+  promises as fsp,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  utimesSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { writeAllSync } from '../durable/files.ts';
 import { LockBusyError, LockFile } from '../durable/lockfile.ts';
@@ -131,9 +140,9 @@ export class MboxDelivery implements Delivery {
     if (offsets.length > 0) {
       const offset = Math.min(...offsets);
       await withDotLock(this.target.path, async () => {
-        const st = await stat(this.target.path).catch(() => undefined);
+        const st = await fsp.stat(this.target.path).catch(() => undefined);
         // Bytes after the offset are our unconfirmed appends (complete or not): cut them and deliver again.
-        if (st && st.size > offset) await truncate(this.target.path, offset);
+        if (st && st.size > offset) await fsp.truncate(this.target.path, offset);
       });
     }
     return intents.map(() => false);

@@ -1,8 +1,8 @@
 /** `postern fetch` through an external command (MDA), one message per run (see fetch/deliver.ts). */
-import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAllSync } from '../durable/files.ts';
+import { nodeCrypto } from '../mail/crypto.ts';
 import { CrlfToLfWriter } from '../mail/transforms.ts';
 import type { Delivery, DeliveryMeta, Intent } from './deliver.ts';
 
@@ -41,7 +41,10 @@ export class MdaDelivery implements Delivery {
 
   begin(_intent: Intent, meta: DeliveryMeta): void {
     this.meta = meta;
-    this.spool = join(this.spoolDir, `postern-fetch-${process.pid}-${++seq}-${randomBytes(4).toString('hex')}`);
+    this.spool = join(
+      this.spoolDir,
+      `postern-fetch-${process.pid}-${++seq}-${nodeCrypto().randomBytes(4).toString('hex')}`,
+    );
     this.fd = openSync(this.spool, 'wx', 0o600);
   }
 
