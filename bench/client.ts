@@ -36,8 +36,8 @@ import { makeMaildir, message, writeBigMessage, writeMessages } from './mail.ts'
 import { descendants, HOST, hasDovecot, type ServerHandle, startDovecot } from './servers.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const BIN = join(ROOT, 'bin/postern.js');
-/** `npm run build` output; bin/postern.js runs it in a checkout with POSTERN_DIST=1. */
+const BIN = join(ROOT, 'bin/postern.cjs');
+/** `npm run build` output; bin/postern.cjs runs it in a checkout with POSTERN_DIST=1. */
 const DIST_MAIN = join(ROOT, 'dist/cli/main.js');
 const DIST_CLIENT = join(ROOT, 'dist/client/client.js');
 const LOAD = join(ROOT, 'bench/client-load.mjs');

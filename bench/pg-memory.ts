@@ -3,7 +3,7 @@
  * what one large message costs a `postern serve` on the PostgreSQL store in memory and time, delivered over
  * LMTP and retrieved with RETR (a throwaway cluster, one database per variant).
  *
- * Each variant is a server (`BIN`, default bin/postern.js; e.g. another worktree's for an A/B) with extra
+ * Each variant is a server (`BIN`, default bin/postern.cjs; e.g. another worktree's for an A/B) with extra
  * environment (`MALLOC_ARENA_MAX=2`, `NODE_OPTIONS=--max-semi-space-size=2`, …). Every round starts a fresh
  * server per variant, in alternating order, warms it with a 1 MB message, then measures each phase: peak RSS
  * (VmHWM, reset before the phase through /proc/PID/clear_refs) above the RSS before it, the maxima of
@@ -34,12 +34,12 @@ for (let i = 0; i < args.length; i++) {
   const [head, ...rest] = args[i + 1].split(' ').filter(Boolean);
   const eq = head.indexOf('=');
   const name = eq < 0 ? head : head.slice(0, eq);
-  const bin = eq < 0 || head.slice(eq + 1) === '' ? 'bin/postern.js' : head.slice(eq + 1);
+  const bin = eq < 0 || head.slice(eq + 1) === '' ? 'bin/postern.cjs' : head.slice(eq + 1);
   const env: Record<string, string> = {};
   for (const kv of rest) env[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
   variants.push({ name, bin: resolve(bin), env });
 }
-if (variants.length === 0) variants.push({ name: 'this', bin: resolve('bin/postern.js'), env: {} });
+if (variants.length === 0) variants.push({ name: 'this', bin: resolve('bin/postern.cjs'), env: {} });
 const PROBE = resolve('bench/mem-probe.mjs');
 /** --heap-profile: print where each phase allocated on V8's heap (sampled; objects collected since count). */
 const HEAPPROF = args.includes('--heap-profile');

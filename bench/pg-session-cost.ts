@@ -10,7 +10,7 @@
  * mailboxes of 20 messages of 4 KB). Starts a throwaway PostgreSQL with its durability defaults (as the bench
  * does), a database in it for each version (its own `db migrate` and `store migrate` of the p* mailboxes),
  * then alternates, round after round: each Postern (`--bin`: the
- * bin/postern.js of each checkout to compare, default this one; `--maildir` adds Postern on the Maildir tree)
+ * bin/postern.cjs of each checkout to compare, default this one; `--maildir` adds Postern on the Maildir tree)
  * pinned with the database to CPU 1, the C load generator on CPU 0, a warm-up, then N sessions of login,
  * STAT, `--retr` RETRs (one at a time, or all in one write with `--pipelined`) and QUIT. Prints per session
  * the CPU time of the server processes and of the database processes, and sessions/s. `--prof DIR`: each

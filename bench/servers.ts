@@ -1,6 +1,6 @@
 /**
  * The servers under test, each started as a child process on 127.0.0.1 and stopped by its own pid:
- *   - Postern: `node bin/postern.js serve --config FILE` (plain POP3 listener, no TLS);
+ *   - Postern: `node bin/postern.cjs serve --config FILE` (plain POP3 listener, no TLS);
  *   - Dovecot: a private instance, `dovecot -F -c FILE`, with its own base_dir/state_dir, on another port,
  *     serving the same Maildir tree (indexes and dovecot-uidlist kept outside it, so Postern never sees them),
  *     in the high-performance configuration an operator with load runs ("tuned"), or with stock settings.
@@ -12,7 +12,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { connect, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
-export const POSTERN_BIN = resolve(import.meta.dirname, '../bin/postern.js');
+export const POSTERN_BIN = resolve(import.meta.dirname, '../bin/postern.cjs');
 /** Preloaded into Postern: SIGUSR2 collects garbage (for the memory measurement; see the file). */
 const GC_PRELOAD = resolve(import.meta.dirname, 'gc-signal.mjs');
 export const DOVECOT_BIN = '/usr/sbin/dovecot';
@@ -119,7 +119,7 @@ export async function startPostern(opts: {
   /** A PostgreSQL store at this URL instead of the Maildir tree (the users file stays). */
   pgUrl?: string;
   name?: ServerName;
-  /** Another checkout's bin/postern.js (A/B of two versions, bench/pg-session-cost.ts); default this one. */
+  /** Another checkout's bin/postern.cjs (A/B of two versions, bench/pg-session-cost.ts); default this one. */
   bin?: string;
   /** Extra node options, e.g. --cpu-prof (which NODE_OPTIONS does not take). */
   nodeArgs?: string[];

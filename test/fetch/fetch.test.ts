@@ -14,7 +14,7 @@ import { QuietProgress } from '../../src/fetch/progress.ts';
 import { type DovecotInstance, dovecotSkipReason, startDovecot } from '../helpers/dovecot.ts';
 import { startTestServer, type TestServer, testCert } from '../helpers/server.ts';
 
-const BIN = resolve(import.meta.dirname, '../../bin/postern.js');
+const BIN = resolve(import.meta.dirname, '../../bin/postern.cjs');
 const RUN_MS = 60_000;
 
 interface Run {

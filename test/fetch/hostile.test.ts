@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-const BIN = resolve(import.meta.dirname, '../../bin/postern.js');
+const BIN = resolve(import.meta.dirname, '../../bin/postern.cjs');
 /** What the server would send at most if nobody stopped it. */
 const FLOOD_LIMIT = 512 * 1024 * 1024;
 

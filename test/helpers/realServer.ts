@@ -1,5 +1,5 @@
 /**
- * Runs the real `postern` command (bin/postern.js) as a separate process on 127.0.0.1 with a throwaway
+ * Runs the real `postern` command (bin/postern.cjs) as a separate process on 127.0.0.1 with a throwaway
  * config, user file, Maildir tree and certificate, for interop tests with clients nobody here wrote.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { folderConfig } from '../../src/cli/folder-config.ts';
 import { testCert } from './server.ts';
 
-export const BIN = resolve(import.meta.dirname, '../../bin/postern.js');
+export const BIN = resolve(import.meta.dirname, '../../bin/postern.cjs');
 
 /** Can a listener bind `port` on 127.0.0.1 right now? */
 function canBind(port: number): Promise<boolean> {
