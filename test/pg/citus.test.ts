@@ -17,6 +17,7 @@ import pg from 'pg';
 import { migrate } from '../../src/storage/postgres/schema.ts';
 import { PostgresStore } from '../../src/storage/postgres/store.ts';
 import { binDir, pgSkipReason, startTestPg, type TestPg } from './cluster.ts';
+import { holdReleases } from './hold-releases.ts';
 
 function citusSkipReason(): string | undefined {
   const pgSkip = pgSkipReason();
@@ -123,6 +124,18 @@ if (skip) {
         "select count(*)::int as n from message_chunks where mailbox_id = 'alice'",
       );
       assert.equal(chunks.rows[0].n, 1, "the deleted message's chunks went with it");
+      // A login of a mailbox whose release this process has not finished takes the lease over (the
+      // upsert's `owner = $6` on the distributed table).
+      const old = await store.openMaildrop('erin');
+      const letGo = holdReleases(store);
+      const released = old.release();
+      const again = await store.openMaildrop('erin');
+      letGo();
+      await released;
+      const left = await pool.query<{ owner: string }>('select owner from maildrop_leases');
+      assert.equal(left.rows.length, 1, 'the late release left the new lease alone');
+      await again.release();
+      assert.equal((await pool.query('select 1 from maildrop_leases')).rows.length, 0);
     } finally {
       await store.close();
     }

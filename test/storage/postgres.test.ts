@@ -13,6 +13,7 @@ import { migrate, SCHEMA_VERSION, schemaVersion } from '../../src/storage/postgr
 import { PostgresStore } from '../../src/storage/postgres/store.ts';
 import { QuotaExceededError } from '../../src/storage/types.ts';
 import { pgSkipReason, startTestPg, type TestPg } from '../pg/cluster.ts';
+import { holdReleases } from '../pg/hold-releases.ts';
 import { deliverBytes, rejectsWith, runConformance } from './conformance.ts';
 
 const skip = pgSkipReason();
@@ -126,6 +127,31 @@ if (skip) {
       } finally {
         await store.close();
         await slow.close();
+      }
+    });
+
+    test('a login while this process is still releasing the mailbox takes the lease over (no [IN-USE])', async () => {
+      const { store } = await fresh();
+      const other = new PostgresStore({ url: db.url });
+      try {
+        await deliverBytes(store, 'quick', 'Subject: q\r\n\r\nq\r\n');
+        const d = await store.openMaildrop('quick');
+        const letGo = holdReleases(store);
+        const released = d.release();
+        // The connection broke and the client is back at once: served, although the old lease row is there.
+        const again = await store.openMaildrop('quick');
+        assert.equal(again.messages.length, 1);
+        // Another process still finds it locked, and the old release, once sent, leaves the new lease alone.
+        await rejectsWith(other.openMaildrop('quick'), 'inuse');
+        letGo();
+        await released;
+        await rejectsWith(other.openMaildrop('quick'), 'inuse');
+        await again.release();
+        const free = await other.openMaildrop('quick');
+        await free.release();
+      } finally {
+        await store.close();
+        await other.close();
       }
     });
 

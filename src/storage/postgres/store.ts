@@ -63,7 +63,8 @@ interface LoginRow {
 }
 
 /**
- * The login: the lease taken (only when there is no row or it expired), the listing (an index-only range
+ * The login: the lease taken (only when there is no row, it expired or its owner is $6: a lease of this
+ * process whose release is still on its way, see dropLease), the listing (an index-only range
  * scan of messages_listing) and, with $4 > 0, the bodies of up to $4 one-chunk messages at the start of the
  * mailbox while their running total of octets stays within $5 (as encode(data, 'escape'): see
  * unescapeBytea): driven by those few rows (f, materialized;
@@ -74,7 +75,7 @@ const LOGIN_SQL = `with l as (
       values ($1, $2, now() + $3 * interval '1 millisecond', now())
     on conflict (mailbox_id) do update
       set owner = excluded.owner, expires_at = excluded.expires_at, taken_at = excluded.taken_at
-      where maildrop_leases.expires_at < excluded.taken_at
+      where maildrop_leases.expires_at < excluded.taken_at or maildrop_leases.owner = $6
     returning owner),
   f as materialized (select message_id, sum(size) over (order by ord) as upto from messages
         where mailbox_id = $1 and $4::int > 0 and exists (select 1 from l) order by ord limit $4::int)
@@ -147,7 +148,14 @@ export class PostgresStore implements MailStore {
           ? {
               name: 'postern_login',
               text: LOGIN_SQL,
-              values: [mailboxId, owner, this.leaseMs, ahead, LOGIN_READ_AHEAD_BYTES],
+              values: [
+                mailboxId,
+                owner,
+                this.leaseMs,
+                ahead,
+                LOGIN_READ_AHEAD_BYTES,
+                this.releasing.get(mailboxId) ?? null,
+              ],
             }
           : { name: 'postern_listing', text: LISTING_SQL, values: [mailboxId] },
       );
@@ -221,15 +229,28 @@ export class PostgresStore implements MailStore {
     }
   }
 
-  /** @internal Drops a lease if it is still ours; a failure leaves it to expire. */
+  /** Mailbox → owner of this process's lease of it whose release is in flight (the login's $6). */
+  private readonly releasing = new Map<string, string>();
+
+  /**
+   * @internal Drops a lease if it is still ours; a failure leaves it to expire. Until the statement is done a
+   * login of the same mailbox in this process may take the lease over (LOGIN_SQL's $6): a client whose
+   * connection broke and that reconnects at once never meets its own old session (QUIT answers only after
+   * the release, so a reconnect after QUIT never does).
+   */
   async dropLease(mailboxId: string, owner: string): Promise<void> {
-    await this.pool
-      .query({
+    this.releasing.set(mailboxId, owner);
+    try {
+      await this.pool.query({
         name: 'postern_lease_drop',
         text: 'delete from maildrop_leases where mailbox_id = $1 and owner = $2',
         values: [mailboxId, owner],
-      })
-      .catch(() => {});
+      });
+    } catch {
+      // left to expire
+    } finally {
+      if (this.releasing.get(mailboxId) === owner) this.releasing.delete(mailboxId);
+    }
   }
 
   private assertOpen(): void {
