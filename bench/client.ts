@@ -39,7 +39,8 @@ const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/postern.cjs');
 /** `npm run build` output; bin/postern.cjs runs it in a checkout with POSTERN_DIST=1. */
 const DIST_MAIN = join(ROOT, 'dist/cli/main.js');
-const DIST_CLIENT = join(ROOT, 'dist/client/client.js');
+/** The library as a program imports it (`postern/client`: the package's export of dist/client/index.js). */
+const DIST_CLIENT = join(ROOT, 'dist/client/index.js');
 const LOAD = join(ROOT, 'bench/client-load.mjs');
 const PASSWORD = 'bench';
 const CLIENT_CPU = '0';
@@ -327,7 +328,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
         process.execPath,
         ...(useDist
           ? ['--module', DIST_CLIENT]
-          : ['--import', 'tsx', LOAD, '--module', join(ROOT, 'src/client/client.ts')]),
+          : ['--import', 'tsx', LOAD, '--module', join(ROOT, 'src/client/index.ts')]),
         '--port',
         String(port),
         '--user',

@@ -1,4 +1,11 @@
 /** The client library's public surface. */
+
+// The SASL mechanisms (and node:crypto, which they use) load with the library: a program imports it once and
+// may connect many times, so their ~20 ms of loading (pinned to one core) belong to its start, not to its first
+// login. login() imports them only when a server offers SASL, which spares `postern fetch` (one bundle, one
+// connection, often USER/PASS) the cost; here that import finds them loaded.
+import './sasl.ts';
+
 export { AUTH_MECHANISMS, type AuthMechanism, type AuthOptions } from './auth.ts';
 export { Capabilities } from './capabilities.ts';
 export {
