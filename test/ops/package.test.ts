@@ -8,11 +8,22 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BIN, type RealServer, startRealServer } from '../helpers/realServer.ts';
+import { BIN, dropPostfixStyle, type RealServer, startRealServer } from '../helpers/realServer.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const RECORD = resolve(import.meta.dirname, '../helpers/record-imports.mjs');
@@ -177,6 +188,90 @@ describe('the packed package, installed globally', () => {
     // The built-in defaults name ./var/users, which does not exist in a fresh directory.
     assert.equal(r.status, 78, r.stderr);
     assert.match(r.stderr, /auth\.users_file = ".*var\/users": does not exist/);
+  });
+
+  describe("postern fetch's V8 code cache (bin/postern.cjs)", () => {
+    let server: RealServer;
+    let cacheHome: string;
+
+    before(async () => {
+      server = await startRealServer();
+      server.addUser('carol', 'carol-password');
+      for (let i = 0; i < 3; i++) {
+        dropPostfixStyle(server.maildir('carol'), `170000000${i}.M1P1.host`, `Subject: m${i}\n\nbody ${i}\n`);
+      }
+      await server.start();
+      cacheHome = mkdtempSync(join(tmpdir(), 'postern-cache-'));
+    });
+
+    after(async () => {
+      await server?.stop();
+      if (cacheHome) rmSync(cacheHome, { recursive: true, force: true });
+    });
+
+    /** One `postern fetch` of carol's mailbox (keep mode) into OUT, with XDG_CACHE_HOME = cache. */
+    function fetchInto(out: string, cache: string, extra: string[] = []) {
+      const r = spawnSync(
+        postern,
+        [
+          'fetch',
+          `pop3s://carol@127.0.0.1:${server.tlsPort}`,
+          '--ca-file',
+          join(server.dir, 'tls', 'cert.pem'),
+          '--password-env',
+          'PW',
+          '--maildir',
+          join(out, 'Maildir'),
+          '--state-dir',
+          join(out, 'state'),
+          '--quiet',
+          ...extra,
+        ],
+        { env: { ...process.env, PW: 'carol-password', XDG_CACHE_HOME: cache }, encoding: 'utf8', timeout: 60_000 },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return readdirSync(join(out, 'Maildir', 'new')).length;
+    }
+    const caches = () => readdirSync(join(cacheHome, 'postern')).filter((f) => f.endsWith('.v8'));
+
+    test('made once by a whole fetch, then used as is; a corrupt or foreign cache is replaced', () => {
+      const out = join(cacheHome, 'out');
+      // A help run compiles too little to be worth a cache.
+      const help = spawnSync(postern, ['fetch', '--help'], {
+        env: { ...process.env, XDG_CACHE_HOME: cacheHome },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(help.status, 0, help.stderr);
+      assert.ok(!existsSync(join(cacheHome, 'postern')), 'no cache after --help');
+
+      assert.equal(fetchInto(out, cacheHome), 3);
+      const [name] = caches();
+      assert.match(name ?? '', /^fetch-v\d+\.\d+\.\d+-.*\.v8$/);
+      const file = join(cacheHome, 'postern', name);
+      const made = statSync(file);
+      assert.ok(made.size > 1000, `a real cache, ${made.size} octets`);
+
+      // V8 took it: bin/postern.cjs rewrites the file only when there was none or V8 rejected it.
+      assert.equal(fetchInto(out, cacheHome), 3, 'keep mode, nothing fetched twice');
+      assert.equal(statSync(file).mtimeMs, made.mtimeMs);
+      assert.deepEqual(caches(), [name]);
+
+      // Garbage in the file (a disk error, another build's bytes): rejected by V8, the fetch runs uncached and
+      // writes a good one; a cache of another Node or build is removed.
+      writeFileSync(file, Buffer.alloc(4096, 0x5a));
+      writeFileSync(join(cacheHome, 'postern', 'fetch-v0.0.0-linux-x64-1-1.v8'), 'old');
+      assert.equal(fetchInto(join(cacheHome, 'out2'), cacheHome), 3);
+      assert.deepEqual(caches(), [name]);
+      const rewritten = readFileSync(file);
+      assert.ok(rewritten.length > 1000 && rewritten.some((b) => b !== 0x5a), 'a new cache, not the garbage');
+    });
+
+    test('a cache directory that cannot be made changes nothing for the fetch', () => {
+      const notADir = join(cacheHome, 'a-file');
+      writeFileSync(notADir, '');
+      assert.equal(fetchInto(join(cacheHome, 'out3'), notADir), 3);
+    });
   });
 
   describe('postern-client: the client library without the server', () => {
