@@ -1,8 +1,7 @@
 /** `postern fetch` through an external command (MDA), one message per run (see fetch/deliver.ts). */
 import { closeSync, openSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeAllSync } from '../durable/files.ts';
-import { nodeCrypto } from '../mail/crypto.ts';
+import { uniqueHex, writeAllSync } from '../durable/files.ts';
 import { CrlfToLfWriter } from '../mail/transforms.ts';
 import type { Delivery, DeliveryMeta, Intent } from './deliver.ts';
 
@@ -41,10 +40,9 @@ export class MdaDelivery implements Delivery {
 
   begin(_intent: Intent, meta: DeliveryMeta): void {
     this.meta = meta;
-    this.spool = join(
-      this.spoolDir,
-      `postern-fetch-${process.pid}-${++seq}-${nodeCrypto().randomBytes(4).toString('hex')}`,
-    );
+    // Unique as durable/files.ts's temporary names are (pid, monotonic time, serial); opened 'wx', so a name
+    // taken by anyone else fails rather than being written over.
+    this.spool = join(this.spoolDir, `postern-fetch-${process.pid}-${++seq}-${uniqueHex(12)}`);
     this.fd = openSync(this.spool, 'wx', 0o600);
   }
 
