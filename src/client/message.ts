@@ -119,7 +119,25 @@ export class MessageStream
     readableInit.call(this, { highWaterMark: this.hwm });
     // The failure reaches an iterating consumer through next(); the 'error' event must not go unhandled meanwhile.
     if (this.mode === ITERATOR) this.on('error', ignore);
-    if (this.closedUnbuilt) this.destroy();
+    if (this.closedUnbuilt) this.endAndClose(false);
+  }
+
+  /**
+   * The iterator read the whole body: the stream is left as Node's own iterator leaves a Readable read to its
+   * end, ended ('end' emitted, `readableEnded`) and destroyed, so `finished()` afterwards resolves instead of
+   * reporting a premature close. The chunks went through our queue, not Readable's buffer, so its end is marked
+   * in its state (`ended`, `endEmitted`: setters Node keeps public for this).
+   */
+  private endAndClose(emitEnd: boolean): void {
+    const state = Object.getOwnPropertyDescriptor(this, '_readableState')?.value as
+      | { ended: boolean; endEmitted: boolean }
+      | undefined;
+    if (state) {
+      state.ended = true;
+      state.endEmitted = true;
+    }
+    if (emitEnd) this.emit('end');
+    this.destroy();
   }
 
   /** Destroyed, or read to its end without Readable's state (the same to the iterator). */
@@ -248,10 +266,10 @@ export class MessageStream
     wake?.(result);
   }
 
-  /** The iterator read the whole body: the stream is closed, as a Readable read to its end is (autoDestroy). */
+  /** The iterator read the whole body (see endAndClose; without Readable's state, that waits until it is made). */
   private finished(): IteratorResult<Buffer> {
     if (!this.built) this.closedUnbuilt = true;
-    else if (!this.destroyed) this.destroy();
+    else if (!this.destroyed) this.endAndClose(true);
     return DONE;
   }
 }

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import { MESSAGE_HIGH_WATER_MARK, type MessageSource, MessageStream } from '../../src/client/message.ts';
 
@@ -40,8 +41,24 @@ describe('MessageStream', () => {
     assert.equal(Object.hasOwn(s, '_readableState'), false, 'no Readable state was made');
     assert.ok(s instanceof Readable);
     assert.equal(s.destroyed, true, 'closed, as a Readable read to its end is');
+    assert.equal(s.readableEnded, true, 'and ended');
     assert.equal(s.errored, null);
-    await new Promise<void>((resolve) => s.once('close', resolve).on('error', () => {}));
+    await finished(s); // a premature close would reject
+  });
+
+  it('read to its end by for await after its Readable side was used, it ends and closes as Node streams do', async () => {
+    const s = fed();
+    let ended = false;
+    s.on('end', () => {
+      ended = true;
+    });
+    const got: Buffer[] = [];
+    for await (const c of s) got.push(c);
+    assert.deepEqual(Buffer.concat(got), Buffer.concat(chunks));
+    assert.equal(ended, true, "'end' was emitted");
+    assert.equal(s.readableEnded, true);
+    assert.equal(s.destroyed, true);
+    await finished(s);
   });
 
   it('an unbuilt stream answers as a fresh Readable would', () => {
