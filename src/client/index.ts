@@ -1,9 +1,9 @@
 /** The client library's public surface. */
 
-// The SASL mechanisms (and node:crypto, which they use) load with the library: a program imports it once and
-// may connect many times, so their ~20 ms of loading (pinned to one core) belong to its start, not to its first
-// login. login() imports them only when a server offers SASL, which spares `postern fetch` (one bundle, one
-// connection, often USER/PASS) the cost; here that import finds them loaded.
+// The SASL mechanisms load with the library: a program imports it once and may connect many times, so their
+// loading belongs to its start, not to its first login. login() imports them only when a server offers SASL,
+// which spares `postern fetch` (one bundle, one connection, often USER/PASS) the cost; here that import finds
+// them loaded. node:crypto is not loaded with them: only a mechanism that uses it (SCRAM, CRAM-MD5) loads it.
 import './sasl.ts';
 
 export { AUTH_MECHANISMS, type AuthMechanism, type AuthOptions } from './auth.ts';

@@ -24,6 +24,14 @@ import { openImplicitTls, openTcp, type TlsInfo, type TlsParams, tlsInfo, upgrad
 import type { ConnectOptions } from './types.ts';
 
 /** The connected transport, before the greeting is read. */
+/** Mechanisms whose client uses node:crypto; "auto" (undefined) is decided only once CAPA is read. */
+const CRYPTO_MECHANISMS: ReadonlySet<string> = new Set(['APOP', 'SCRAM-SHA-256', 'CRAM-MD5']);
+
+function needsCrypto(mechanism: AuthMechanism | readonly AuthMechanism[] | undefined): boolean {
+  if (mechanism === undefined) return false;
+  return typeof mechanism === 'string' ? CRYPTO_MECHANISMS.has(mechanism) : CRYPTO_MECHANISMS.has(mechanism[0]);
+}
+
 export interface Opened {
   socket: Duplex;
   /** Set when the transport is TLS from the start (implicit TLS). */
@@ -49,11 +57,11 @@ export async function openTransport(options: ConnectOptions, timeoutMs: number):
   }
   // A connection that stays plain reads into one reused buffer (see openTcp).
   const opening = openTcp(options.host, port, timeoutMs, signal, { reuseBuffer: options.tls === 'none' });
-  // node:crypto is loaded on first use (mail/crypto.ts), and nearly every login needs it: APOP, STLS (node:tls)
-  // and any server that offers SASL (the SASL modules load it; Dovecot always offers PLAIN). Loading it now,
-  // while the server accepts and sends its greeting, takes its ~6 ms of compiling off the path from the
-  // greeting to the first RETR of a cold `postern fetch` (issue 11), which logs in later (auth undefined here).
-  if (options.tls === 'starttls' || options.auth?.mechanism !== 'USER') nodeCrypto();
+  // node:crypto is loaded on first use (mail/crypto.ts): STLS (node:tls), APOP, SCRAM and CRAM-MD5 need it;
+  // USER/PASS, PLAIN and LOGIN do not. When the login is known to need it, it is loaded now, while the server
+  // accepts and sends its greeting. Otherwise not: the greeting comes in ~0.2 ms from a server on the same
+  // host, and ~6 ms of loading crypto for a PLAIN login is then only a cost (issue 11).
+  if (options.tls === 'starttls' || needsCrypto(options.auth?.mechanism)) nodeCrypto();
   return { socket: await opening, tls: undefined, tlsParams };
 }
 
@@ -95,8 +103,8 @@ export async function login(
   ctx: LoginContext,
   unverified: (err: Pop3AuthError) => void,
 ): Promise<AuthMechanism> {
-  // The SASL mechanisms (and node:crypto, which SCRAM's module uses as it loads) only for a server that offers
-  // SASL: no other can be chosen.
+  // The SASL mechanisms only for a server that offers SASL: no other can be chosen. (They load node:crypto only
+  // when a mechanism that uses it runs.)
   const sasl = ctx.caps.sasl.length > 0 ? await import('./sasl.ts') : undefined;
   const mech = chooseMechanism(auth, { ...ctx, saslAvailable: sasl?.saslMechanismsAvailable() ?? new Set() });
   try {

@@ -4,7 +4,7 @@
  * stored with one can use it (auth/types.ts `sharedSecret`), and the server advertises it only when such
  * users exist. Its strength is only that the password does not cross the wire; prefer SCRAM-SHA-256.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../../mail/crypto.ts';
 import { ChallengeClient, challengeError, requirePassword, ServerMechanism } from './mechanism.ts';
 import type { PasswordCredentials } from './plain.ts';
 import type { SaslClient, SaslServer, SaslVerifier, ServerStep } from './types.ts';
@@ -20,13 +20,13 @@ export interface CramMd5ServerOptions {
 /** `<random.time@host>`: the random part makes a captured answer useless for any later challenge. */
 export function cramMd5Challenge(hostname = 'localhost'): string {
   const host = hostname.replace(/[^A-Za-z0-9.-]/g, '') || 'localhost';
-  return `<${randomBytes(8).readBigUInt64BE()}.${Date.now()}@${host}>`;
+  return `<${nodeCrypto().randomBytes(8).readBigUInt64BE()}.${Date.now()}@${host}>`;
 }
 
 /** Lower-case hex HMAC-MD5 keyed with the secret, over the challenge's exact bytes (RFC 2195 §2). */
 export function cramMd5Digest(secret: string, challengeData: Buffer | string): string {
   const data = typeof challengeData === 'string' ? Buffer.from(challengeData, 'utf8') : challengeData;
-  return createHmac('md5', Buffer.from(secret, 'utf8')).update(data).digest('hex');
+  return nodeCrypto().createHmac('md5', Buffer.from(secret, 'utf8')).update(data).digest('hex');
 }
 
 export function createCramMd5Server(
@@ -63,8 +63,8 @@ class CramMd5Server extends ServerMechanism<Pick<SaslVerifier, 'sharedSecret' | 
     const secret = await this.verifier.sharedSecret(user);
     // Without a secret, still compute and compare against a random one, so that "no such user" and "wrong
     // digest" take the same path and the same time.
-    const expected = Buffer.from(cramMd5Digest(secret ?? randomBytes(32).toString('base64'), sent), 'hex');
-    const match = timingSafeEqual(expected, Buffer.from(digest, 'hex'));
+    const expected = Buffer.from(cramMd5Digest(secret ?? nodeCrypto().randomBytes(32).toString('base64'), sent), 'hex');
+    const match = nodeCrypto().timingSafeEqual(expected, Buffer.from(digest, 'hex'));
     if (!match || secret === null) return badCredentials(user);
     const principal = await this.verifier.lookup(user);
     return principal ? { kind: 'success', principal } : badCredentials(user);

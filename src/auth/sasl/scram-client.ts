@@ -3,7 +3,7 @@
  * password without sending it and checks the server's signature (mutual authentication). The shared
  * primitives and the server side are in scram.ts.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../../mail/crypto.ts';
 import type { PasswordCredentials } from './plain.ts';
 import { saslprep } from './saslprep.ts';
 import {
@@ -64,7 +64,7 @@ class ScramClient implements ClientFirstSaslClient {
       throw new SaslError(SaslErrorCode.BadCredentials, 'password holds a character SASLprep prohibits');
     }
     this.password = prepared;
-    this.clientNonce = options.nonce ?? randomBytes(24).toString('base64');
+    this.clientNonce = options.nonce ?? nodeCrypto().randomBytes(24).toString('base64');
     if (!NONCE.test(this.clientNonce)) throw new SaslError(SaslErrorCode.BadCredentials, 'invalid SCRAM nonce');
     this.minIterations = options.minIterations ?? SCRAM_MIN_ITERATIONS;
     this.maxIterations = options.maxIterations ?? SCRAM_MAX_CLIENT_ITERATIONS;
@@ -147,7 +147,7 @@ class ScramClient implements ClientFirstSaslClient {
     const first = text.split(',')[0];
     const signature = first.startsWith('v=') ? decodeBase64Strict(first.slice(2)) : null;
     if (!signature) throw bad('malformed server-final message');
-    if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) {
+    if (signature.length !== expected.length || !nodeCrypto().timingSafeEqual(signature, expected)) {
       throw new SaslError(SaslErrorCode.ServerNotVerified, 'SCRAM: wrong server signature');
     }
     this.state = { name: 'done' };

@@ -11,7 +11,7 @@
  *
  * This file: the stored keys and the server side, and the primitives both sides use; scram-client.ts: the client.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../../mail/crypto.ts';
 import { MessageServer } from './mechanism.ts';
 import { saslprep } from './saslprep.ts';
 import type { ProxyAuthorization, SaslServer, SaslVerifier, ScramCredentials, ServerStep } from './types.ts';
@@ -49,11 +49,11 @@ const SALT_BYTES = 16;
 export const NONCE = /^[\x21-\x2B\x2D-\x7E]+$/;
 
 export function hmac(key: Buffer, data: string | Buffer): Buffer {
-  return createHmac('sha256', key).update(data).digest();
+  return nodeCrypto().createHmac('sha256', key).update(data).digest();
 }
 
 function sha256(data: Buffer): Buffer {
-  return createHash('sha256').update(data).digest();
+  return nodeCrypto().createHash('sha256').update(data).digest();
 }
 
 export function xor(a: Buffer, b: Buffer): Buffer {
@@ -63,7 +63,7 @@ export function xor(a: Buffer, b: Buffer): Buffer {
 }
 
 export function saltedKeys(password: string, salt: Buffer, iterations: number) {
-  const salted = pbkdf2Sync(password, salt, iterations, KEY_BYTES, 'sha256');
+  const salted = nodeCrypto().pbkdf2Sync(password, salt, iterations, KEY_BYTES, 'sha256');
   const clientKey = hmac(salted, 'Client Key');
   return { clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
 }
@@ -86,7 +86,7 @@ export function makeScramCredentials(password: string, options: MakeScramOptions
   }
   const prepared = saslprep(password);
   if (prepared === null) throw new RangeError('password holds a character SASLprep prohibits');
-  const salt = options.salt ?? randomBytes(SALT_BYTES);
+  const salt = options.salt ?? nodeCrypto().randomBytes(SALT_BYTES);
   if (salt.length === 0) throw new RangeError('SCRAM salt must not be empty');
   const { storedKey, serverKey } = saltedKeys(prepared, salt, iterations);
   return { salt: Buffer.from(salt), iterations, storedKey, serverKey };
@@ -140,7 +140,12 @@ export interface ScramServerOptions {
   readonly fakeIterations?: number;
 }
 
-const processFakeSaltKey = randomBytes(32);
+/** The default fakeSaltKey, made on first use (so that loading this module does not load node:crypto). */
+let fakeSaltKeyOfProcess: Buffer | undefined;
+function processFakeSaltKey(): Buffer {
+  fakeSaltKeyOfProcess ??= nodeCrypto().randomBytes(32);
+  return fakeSaltKeyOfProcess;
+}
 
 export function createScramSha256Server(
   verifier: Pick<SaslVerifier, 'scramCredentials' | 'lookup'>,
@@ -200,7 +205,7 @@ class ScramServer extends MessageServer<Pick<SaslVerifier, 'scramCredentials' | 
       Number.isSafeInteger(stored.iterations) &&
       stored.iterations > 0;
     const credentials = usable ? stored : this.fakeCredentials(user);
-    const serverNonce = this.options.makeNonce?.() ?? randomBytes(18).toString('base64');
+    const serverNonce = this.options.makeNonce?.() ?? nodeCrypto().randomBytes(18).toString('base64');
     if (!NONCE.test(serverNonce)) throw new Error('SCRAM makeNonce returned a nonce with invalid characters');
     const nonce = clientNonce + serverNonce;
     const serverFirst = `r=${nonce},s=${credentials.salt.toString('base64')},i=${credentials.iterations}`;
@@ -218,13 +223,13 @@ class ScramServer extends MessageServer<Pick<SaslVerifier, 'scramCredentials' | 
   }
 
   private fakeCredentials(user: string): ScramCredentials {
-    const key = this.options.fakeSaltKey ?? processFakeSaltKey;
+    const key = this.options.fakeSaltKey ?? processFakeSaltKey();
     // 16 bytes, like the random salts makeScramCredentials writes: the same length and form in `s=`.
     return {
       salt: hmac(key, `scram-salt\0${user}`).subarray(0, SALT_BYTES),
       iterations: this.options.fakeIterations ?? SCRAM_DEFAULT_ITERATIONS,
-      storedKey: randomBytes(KEY_BYTES),
-      serverKey: randomBytes(KEY_BYTES),
+      storedKey: nodeCrypto().randomBytes(KEY_BYTES),
+      serverKey: nodeCrypto().randomBytes(KEY_BYTES),
     };
   }
 
@@ -248,7 +253,7 @@ class ScramServer extends MessageServer<Pick<SaslVerifier, 'scramCredentials' | 
     const authMessage = `${ex.clientFirstBare},${ex.serverFirst},${withoutProof}`;
     const clientSignature = hmac(ex.credentials.storedKey, authMessage);
     const clientKey = xor(proof, clientSignature);
-    const proofOk = timingSafeEqual(sha256(clientKey), ex.credentials.storedKey);
+    const proofOk = nodeCrypto().timingSafeEqual(sha256(clientKey), ex.credentials.storedKey);
     if (!proofOk || !ex.real) return badCredentials(ex.user);
     const principal = await this.verifier.lookup(ex.user);
     if (!principal) return badCredentials(ex.user);
