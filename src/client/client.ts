@@ -265,14 +265,28 @@ export class Pop3Client {
    * allows). Messages marked deleted are not listed by the server, so they are not yielded.
    */
   async *messages(): AsyncGenerator<MessageInfo> {
+    yield* await this.messageList();
+  }
+
+  /** What messages() yields, as one array: no promise per message, for a mailbox of many. */
+  async messageList(): Promise<MessageInfo[]> {
     this.expectState('TRANSACTION', 'messages');
     const [sizes, ids] = await Promise.all([this.list(), this.uidl()]);
-    const uidlOf = new Map(ids.map((u) => [u.number, u.uidl]));
-    for (const { number, size } of sizes) {
-      const uidl = uidlOf.get(number);
+    const out: MessageInfo[] = [];
+    // Servers list both in the same order, so the entry at the same place is nearly always the one; a Map of
+    // the unique-id listing is made only for one that does not.
+    let uidlOf: Map<number, string> | undefined;
+    for (let i = 0; i < sizes.length; i++) {
+      const { number, size } = sizes[i];
+      let uidl = ids[i]?.number === number ? ids[i].uidl : undefined;
+      if (uidl === undefined) {
+        uidlOf ??= new Map(ids.map((u) => [u.number, u.uidl]));
+        uidl = uidlOf.get(number);
+      }
       if (uidl === undefined) throw new Pop3ProtocolError(`UIDL listing has no entry for message ${number}`);
-      yield { number, uidl, size };
+      out.push({ number, uidl, size });
     }
+    return out;
   }
 
   /**

@@ -99,8 +99,7 @@ export async function fetchAccount(account: FetchAccount, opts: FetchRunOptions)
 
     // 2. What is there, and what is new (a UIDL listed twice is fetched once).
     result.stage = 'list';
-    const listed: Listed[] = [];
-    for await (const m of client.messages()) listed.push(m);
+    const listed: Listed[] = await client.messageList();
     result.onServer = listed.length;
     const wanted = new Set<string>();
     const fresh = listed.filter((m) => {

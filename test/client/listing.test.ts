@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { Pop3Client } from '../../src/client/client.ts';
 import { Pop3ErrorCode, Pop3ProtocolError } from '../../src/client/errors.ts';
 import { MAX_LIST_LINE } from '../../src/client/status.ts';
@@ -59,5 +60,40 @@ describe('client listings', () => {
         assert.match(got.message, /listing line too long/);
       });
     }
+  });
+
+  it('many lines, some near the limit, any chunking: refused exactly when one line is too long', async () => {
+    // Lengths around the limit and short ones, so that a window of the longest line holds many lines.
+    const length = fc.oneof(
+      fc.integer({ min: 0, max: 6 }),
+      fc.integer({ min: MAX_LIST_LINE - 2, max: MAX_LIST_LINE + 2 }),
+    );
+    const line = fc.record({ length, crlf: fc.boolean() });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(line, { minLength: 1, maxLength: 12 }),
+        fc.array(fc.integer({ min: 1, max: 40_000 }), { maxLength: 6 }),
+        async (lines, cuts) => {
+          const body = lines.map((l) => `${'X'.repeat(l.length)}${l.crlf ? '\r\n' : '\n'}`).join('');
+          const tooLong = lines.some((l) => l.length > MAX_LIST_LINE);
+          let got: readonly string[] | Error;
+          try {
+            got = await capaLines(
+              `+OK\r\n${body}.\r\n`,
+              [...new Set(cuts)].sort((a, b) => a - b),
+            );
+          } catch (err) {
+            got = err as Error;
+          }
+          if (tooLong) assert.ok(got instanceof Pop3ProtocolError, `accepted: ${JSON.stringify(lines)}`);
+          else
+            assert.deepEqual(
+              got,
+              lines.map((l) => 'X'.repeat(l.length)),
+            );
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
