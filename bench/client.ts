@@ -233,6 +233,7 @@ export async function runClientBench(argv: string[]): Promise<void> {
 
   let dovecot: ServerHandle | undefined;
   const rows: Record<string, Row[]> = {};
+  const nodeStart: number[] = [];
   try {
     dovecot = await startDovecot({ dir, mailRoot, usersFile, maxConnections: 10, tuned: true, cpu: SERVER_CPU });
     const port = dovecot.port;
@@ -243,6 +244,11 @@ export async function runClientBench(argv: string[]): Promise<void> {
       await new Promise<void>((r) => process.once('SIGINT', () => r()));
       return;
     }
+    // Node's own start, pinned and timed as every client row is: the floor under each `postern fetch` and
+    // Pop3Client process row (mpop, in C, starts in a few milliseconds).
+    const floorDir = join(dir, 'floor');
+    mkdirSync(floorDir, { recursive: true });
+    for (let i = 0; i < runs; i++) nodeStart.push((await timed([process.execPath, '-e', '0'], {}, floorDir)).wall);
     for (const [name, ds] of Object.entries(datasets)) {
       const list: Row[] = [];
       rows[name] = list;
@@ -407,18 +413,24 @@ export async function runClientBench(argv: string[]): Promise<void> {
     await dovecot?.stop();
     if (!values.keep) rmSync(dir, { recursive: true, force: true });
   }
-  print(rows);
+  print(rows, nodeStart);
 }
 
 function fmtRate(count: number, bytes: number, secs: number): string {
   return `${Math.round(count / secs)} msg/s, ${Math.round(bytes / secs / 1e6)} MB/s`;
 }
 
-function print(rows: Record<string, Row[]>): void {
+function print(rows: Record<string, Row[]>, nodeStart: number[]): void {
   const out: string[] = [];
   out.push(
     `\nClient bench (Dovecot on core ${SERVER_CPU}, clients on core ${CLIENT_CPU}; load ${loadavg()[0].toFixed(2)})`,
   );
+  if (nodeStart.length > 0) {
+    out.push(
+      `Node's own start (\`node -e 0\`, pinned, timed as the clients are): ${median(nodeStart).toFixed(3)} s median ` +
+        `(${Math.min(...nodeStart).toFixed(3)}–${Math.max(...nodeStart).toFixed(3)})`,
+    );
+  }
   for (const [name, list] of Object.entries(rows)) {
     if (list.length === 0) continue;
     const l0 = list[0];
