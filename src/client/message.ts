@@ -43,6 +43,8 @@ const READABLE = 1;
 const ITERATOR = 2;
 
 const EMPTY = Buffer.alloc(0);
+/** The queue of every stream that holds no chunk (never pushed to: a first chunk gets an array of its own). */
+const NO_CHUNKS: readonly Buffer[] = Object.freeze([]);
 const DONE: IteratorResult<Buffer> = Object.freeze({ value: undefined, done: true });
 
 function ignore(): void {}
@@ -71,7 +73,7 @@ export class MessageStream
   private readonly source: MessageSource;
   private mode = NOT_CHOSEN;
   /** Chunks not yet handed to a consumer (NOT_CHOSEN and ITERATOR modes). */
-  private queue: Buffer[] = [];
+  private queue: readonly Buffer[] | Buffer[] = NO_CHUNKS;
   private head = 0;
   private queued = 0;
   /** The last chunk came (NOT_CHOSEN and ITERATOR modes). */
@@ -152,7 +154,9 @@ export class MessageStream
       this.wakeWith({ value: chunk, done: false });
       return true;
     }
-    this.queue.push(chunk);
+    // Most bodies come in one chunk: an array of one, not an empty array grown by push().
+    if (this.queue.length === 0) this.queue = [chunk];
+    else (this.queue as Buffer[]).push(chunk);
     this.queued += chunk.length;
     const waiting = this.source.waiting;
     waiting.bytes += chunk.length;
@@ -184,7 +188,7 @@ export class MessageStream
   /** Empties the queue (its bytes handed to the Readable, or dropped). */
   private dropQueue(): void {
     this.source.waiting.bytes -= this.queued;
-    this.queue = [];
+    this.queue = NO_CHUNKS;
     this.head = 0;
     this.queued = 0;
   }
@@ -219,12 +223,13 @@ export class MessageStream
       return failure ? Promise.reject(failure) : Promise.resolve(DONE);
     }
     if (this.head < this.queue.length) {
-      const chunk = this.queue[this.head];
-      this.queue[this.head++] = EMPTY;
+      const queue = this.queue as Buffer[];
+      const chunk = queue[this.head];
+      queue[this.head++] = EMPTY;
       this.queued -= chunk.length;
       this.source.waiting.bytes -= chunk.length;
-      if (this.head === this.queue.length) {
-        this.queue.length = 0;
+      if (this.head === queue.length) {
+        this.queue = NO_CHUNKS;
         this.head = 0;
       }
       if (this.queued < this.hwm && this.source.waiting.bytes < MESSAGE_QUEUE_LIMIT) {

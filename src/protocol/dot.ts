@@ -261,7 +261,11 @@ export class DotDecoder {
   push(chunk: Buffer): { data: Buffer; done: boolean; rest: Buffer } {
     if (this.state === DONE) throw new Error('DotDecoder.push() after the terminator');
     const n = chunk.length;
-    const pieces: Buffer[] = [];
+    // The decoded bytes are nearly always one piece (a body up to its terminator, or all of the chunk): an array
+    // is made only for a second piece (one per stuffed dot). An array per call was a sixth of what a fresh
+    // process allocated reading 2 000 small messages with retrieve().
+    let first: Buffer | undefined;
+    let pieces: Buffer[] | undefined;
     let state = this.state;
     let from = 0; // start of the bytes not yet placed in `pieces`
     let i = 0;
@@ -282,7 +286,12 @@ export class DotDecoder {
       const b = chunk[i];
       if (state === AT_LINE_START) {
         if (b === DOT) {
-          if (i > from) pieces.push(chunk.subarray(from, i));
+          if (i > from) {
+            const piece = chunk.subarray(from, i);
+            if (first === undefined) first = piece;
+            else if (pieces === undefined) pieces = [first, piece];
+            else pieces.push(piece);
+          }
           i++;
           from = i; // the dot is either stuffing or part of the terminator: never data
           state = SAW_DOT;
@@ -301,23 +310,24 @@ export class DotDecoder {
         // SAW_DOT_CR
         if (b === LF) {
           this.state = DONE;
-          return { data: join(pieces), done: true, rest: chunk.subarray(i + 1) };
+          return { data: pieces ? Buffer.concat(pieces) : (first ?? EMPTY), done: true, rest: chunk.subarray(i + 1) };
         }
         // ".\r" + something else: the dot was stuffing, the CR is data.
         if (i > 0) from = i - 1;
+        else if (first === undefined) first = Buffer.from([CR]);
+        else if (pieces === undefined) pieces = [first, Buffer.from([CR])];
         else pieces.push(Buffer.from([CR]));
         state = IN_LINE;
       }
     }
     this.state = state;
-    if (from === 0 && pieces.length === 0) return { data: chunk, done: false, rest: EMPTY };
-    if (from < n) pieces.push(chunk.subarray(from, n));
-    return { data: join(pieces), done: false, rest: EMPTY };
+    if (from === 0 && first === undefined) return { data: chunk, done: false, rest: EMPTY };
+    if (from < n) {
+      const piece = chunk.subarray(from, n);
+      if (first === undefined) first = piece;
+      else if (pieces === undefined) pieces = [first, piece];
+      else pieces.push(piece);
+    }
+    return { data: pieces ? Buffer.concat(pieces) : (first ?? EMPTY), done: false, rest: EMPTY };
   }
-}
-
-function join(pieces: Buffer[]): Buffer {
-  if (pieces.length === 0) return EMPTY;
-  if (pieces.length === 1) return pieces[0];
-  return Buffer.concat(pieces);
 }
