@@ -175,7 +175,7 @@ if (skip) {
       assert.match(refused.stderr, /schema is missing.*postern db migrate/);
       const m = postern(['db', 'migrate', '--config', cfg]);
       assert.equal(m.status, 0, m.stderr);
-      assert.match(m.stdout, /schema migrated from version 0 to 4/);
+      assert.match(m.stdout, /schema migrated from version 0 to 5/);
       // One user through the command, the rest directly (each command costs a process start).
       const r = postern(['user', 'add', 'alice', '--config', cfg], 'pw-alice\n');
       assert.equal(r.status, 0, r.stderr);
@@ -197,7 +197,7 @@ if (skip) {
       const r = postern(['check-config', '--config', nodes[1].config]);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /store {3}postgres postgres:\/\/.*lease 2 s/);
-      assert.match(r.stdout, /database schema version 4 \(this Postern needs 4\)/);
+      assert.match(r.stdout, /database schema version 5 \(this Postern needs 5\)/);
       const l = postern(['user', 'list', '--config', nodes[2].config]);
       assert.equal(l.status, 0, l.stderr);
       assert.deepEqual(l.stdout.trim().split('\n'), ['alice', 'bob', 'carol', 'dave', 'erin']);

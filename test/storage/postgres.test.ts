@@ -298,6 +298,35 @@ if (skip) {
       }
     });
 
+    test('a body of a few KB stays in its chunk row, uncompressed, not in the TOAST table (schema 5)', async () => {
+      const { store } = await fresh();
+      try {
+        // 4 KB of text that LZ4 compresses to about 2.5 KB: over PostgreSQL's default TOAST target (2 KB), so
+        // without the table's toast_tuple_target it would go out of line, compressed.
+        let x = 12345;
+        const letters = Array.from({ length: 4000 }, () => {
+          x = (x * 1103515245 + 12345) % 2 ** 31;
+          return 'abcdefghijklmnopqrstuvwxyz0123456789 '[x % 37];
+        }).join('');
+        const text = `Subject: inline\r\n\r\n${letters}\r\n`;
+        await deliverBytes(store, 'inline', text);
+        const toast = await store.pool.query<{ t: string }>(
+          "select reltoastrelid::regclass::text as t from pg_class where relname = 'message_chunks'",
+        );
+        const r = await store.pool.query<{ compression: string | null; stored: number; external: number }>(
+          `select pg_column_compression(data) as compression, pg_column_size(data) as stored,
+                  (select count(*)::int from ${toast.rows[0].t}) as external
+             from message_chunks where mailbox_id = 'inline'`,
+        );
+        assert.deepEqual(r.rows, [{ compression: null, stored: text.length + 4, external: 0 }]);
+        const d = await store.openMaildrop('inline');
+        assert.equal((await d.readSmall?.(d.messages[0].id, 1 << 20))?.toString(), text);
+        await d.release();
+      } finally {
+        await store.close();
+      }
+    });
+
     test('a slow sender holds no database connection: the body is staged, then published in one short transaction', async () => {
       const { store } = await fresh();
       const other = new PostgresStore({ url: db.url, poolSize: 1 });

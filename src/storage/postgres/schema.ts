@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import { StorageError } from '../types.ts';
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** Step n (1-based) brings a database from version n-1 to n. Never edit a released step; add one. */
 const STEPS: readonly string[] = [
@@ -117,6 +117,14 @@ const STEPS: readonly string[] = [
   // columns (the old row's expiry with the new row's time): Citus refuses now() in ON CONFLICT … WHERE.
   `
   alter table maildrop_leases add column taken_at timestamptz not null default now();
+  `,
+  // 5: chunks of up to ~8 KB stay in the table's own row, uncompressed (larger ones are compressed, and moved
+  // to the TOAST table only when that does not bring them under a page): with PostgreSQL's default (2 KB),
+  // a 4 KB body compressed to 2.5 KB went out of line, so reading it cost a TOAST index lookup, two TOAST
+  // rows and a decompression. Applies to chunks written from now on; older ones stay as they are until
+  // rewritten (`update message_chunks set data = substring(data from 1) where length(data) < 8000`).
+  `
+  alter table message_chunks set (toast_tuple_target = 8160);
   `,
 ];
 
