@@ -122,9 +122,17 @@ const STEPS: readonly string[] = [
   // to the TOAST table only when that does not bring them under a page): with PostgreSQL's default (2 KB),
   // a 4 KB body compressed to 2.5 KB went out of line, so reading it cost a TOAST index lookup, two TOAST
   // rows and a decompression. Applies to chunks written from now on; older ones stay as they are until
-  // rewritten (`update message_chunks set data = substring(data from 1) where length(data) < 8000`).
+  // rewritten (`update message_chunks set data = substring(data from 1) where length(data) < 8000`). Only a
+  // speed-up: where the table cannot take the option (a Citus version that does not pass it on to the shards),
+  // the step changes nothing rather than failing.
   `
-  alter table message_chunks set (toast_tuple_target = 8160);
+  do $$
+  begin
+    alter table message_chunks set (toast_tuple_target = 8160);
+  exception when feature_not_supported then
+    null;
+  end
+  $$;
   `,
 ];
 
