@@ -36,24 +36,6 @@ function digitsValue(text: string, from: number, to: number): number {
   return v;
 }
 
-/** White space as a regular expression's \s means it. */
-function isSpace(c: number): boolean {
-  return (
-    c === 0x20 ||
-    (c >= 0x09 && c <= 0x0d) ||
-    (c > 0x7f &&
-      (c === 0xa0 ||
-        c === 0x1680 ||
-        (c >= 0x2000 && c <= 0x200a) ||
-        c === 0x2028 ||
-        c === 0x2029 ||
-        c === 0x202f ||
-        c === 0x205f ||
-        c === 0x3000 ||
-        c === 0xfeff))
-  );
-}
-
 export function parseListLine(verb: string, text: string): ListEntry {
   const n = digitsEnd(text, 0);
   const s = n > 0 && text.charCodeAt(n) === 0x20 ? digitsEnd(text, n + 1) : 0;
@@ -63,11 +45,15 @@ export function parseListLine(verb: string, text: string): ListEntry {
 
 export function parseUidlLine(text: string): UidlEntry {
   const n = digitsEnd(text, 0);
+  // The unique-id: printable ASCII (RFC 1939 §7); any other character ends it. What follows may only be white
+  // space, as \s means it (trim() removes the same set); that is nearly always nothing, so no string is made.
   let end = n + 1;
-  while (end < text.length && !isSpace(text.charCodeAt(end))) end++;
-  let rest = end;
-  while (rest < text.length && isSpace(text.charCodeAt(rest))) rest++;
-  const uidl = n > 0 && text.charCodeAt(n) === 0x20 && rest === text.length ? text.slice(n + 1, end) : '';
+  for (; end < text.length; end++) {
+    const c = text.charCodeAt(end);
+    if (c < 0x21 || c > 0x7e) break;
+  }
+  const tailOk = end === text.length || text.slice(end).trim() === '';
+  const uidl = n > 0 && text.charCodeAt(n) === 0x20 && tailOk ? text.slice(n + 1, end) : '';
   if (!isValidUidl(uidl))
     throw new Pop3ProtocolError(`UIDL: unparsable unique-id listing ${JSON.stringify(text.slice(0, 80))}`);
   return { number: digitsValue(text, 0, n), uidl };
