@@ -4,23 +4,25 @@
  * versions of Postern against each other:
  *
  *   node --import tsx bench/pg-session-cost.ts --dir BENCHDIR [--retr 20] [--pipelined] [--sessions N]
- *        [--conns C] [--rounds R] [--bin A.js,B.js] [--maildir] [--prof DIR]
+ *        [--conns C] [--rounds R] [--bin A.js,B.js] [--maildir] [--unix] [--pools 1,2] [--prof DIR]
  *
  * BENCHDIR is a folder kept by `npm run bench -- --only sessions --quick --keep` (its users file and the p*
  * mailboxes of 20 messages of 4 KB). Starts a throwaway PostgreSQL with its durability defaults (as the bench
  * does), a database in it for each version (its own `db migrate` and `store migrate` of the p* mailboxes),
- * then alternates, round after round: each Postern (`--bin`: the
- * bin/postern.cjs of each checkout to compare, default this one; `--maildir` adds Postern on the Maildir tree)
- * pinned with the database to CPU 1, the C load generator on CPU 0, a warm-up, then N sessions of login,
- * STAT, `--retr` RETRs (one at a time, or all in one write with `--pipelined`) and QUIT. Prints per session
+ * then alternates, round after round: each Postern (`--bin`: the bin/postern.cjs of each checkout to compare,
+ * default this one; `--maildir` adds Postern on the Maildir tree; `--unix`: each also connected by the
+ * cluster's Unix-domain socket instead of TCP; `--pools`: each also with these pool sizes instead of 10)
+ * pinned with the database to CPU 1, the C load generator on CPU 0, a warm-up, then N sessions of login, STAT, `--retr` RETRs (one at a time, or all in one write with `--pipelined`) and QUIT. Prints per session
  * the CPU time of the server processes and of the database processes, and sessions/s. `--prof DIR`: each
- * server writes a V8 CPU profile there (node --cpu-prof) when it stops.
+ * server writes a V8 CPU profile there (node --cpu-prof) when it stops. After each round: the lease table's
+ * size, dead rows and vacuums so far.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { startTestPg } from '../test/pg/cluster.ts';
 import { cpuOf, HOST, POSTERN_BIN, runPinnedLoad, type ServerHandle, startPostern } from './servers.ts';
 
@@ -34,6 +36,8 @@ const { values: flags } = parseArgs({
     pipelined: { type: 'boolean', default: false },
     bin: { type: 'string' },
     maildir: { type: 'boolean', default: false },
+    unix: { type: 'boolean', default: false },
+    pools: { type: 'string' },
     prof: { type: 'string' },
   },
 });
@@ -91,12 +95,36 @@ function runLoad(port: number, max: number): Promise<{ sessions: number; perSec:
   return runPinnedLoad(args);
 }
 
-const variants: { label: string; bin?: string; url?: string }[] = [];
+const variants: { label: string; bin?: string; url?: string; poolSize?: number }[] = [];
 for (const b of (flags.bin ?? POSTERN_BIN).split(',').filter(Boolean)) {
-  variants.push({ label: b, bin: resolve(b), url: await databaseFor(resolve(b)) });
+  const url = await databaseFor(resolve(b));
+  variants.push({ label: b, bin: resolve(b), url });
+  const socket = flags.unix ? db.viaSocket(url) : undefined;
+  if (socket) variants.push({ label: `${b} (unix socket)`, bin: resolve(b), url: socket });
+  for (const size of (flags.pools ?? '').split(',').filter(Boolean)) {
+    variants.push({ label: `${b} (pool ${size})`, bin: resolve(b), url, poolSize: Number(size) });
+  }
 }
 if (flags.maildir) variants.push({ label: 'maildir' });
 const n = Number(flags.sessions);
+/** The lease table's size and dead rows (a table written twice per session, whose bloat slows the login). */
+async function leaseTable(url: string): Promise<string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query<{ heap: string; idx: string; dead: string; av: string }>(
+      `select pg_relation_size('maildrop_leases') as heap, pg_indexes_size('maildrop_leases') as idx,
+              n_dead_tup as dead, autovacuum_count + vacuum_count as av
+         from pg_stat_user_tables where relname = 'maildrop_leases'`,
+    );
+    const x = r.rows[0];
+    return x
+      ? `; leases: heap ${Number(x.heap) >> 10} KB, index ${Number(x.idx) >> 10} KB, ${x.dead} dead, ${x.av} vacuums`
+      : '';
+  } finally {
+    await c.end();
+  }
+}
 const seen = new Map<string, { server: number[]; db: number[]; rate: number[] }>();
 for (let round = 0; round < Number(flags.rounds); round++) {
   for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
@@ -107,6 +135,7 @@ for (let round = 0; round < Number(flags.rounds); round++) {
       workers: 1,
       cpu: '1',
       pgUrl: v.url,
+      poolSize: v.poolSize,
       bin: v.bin,
       nodeArgs: flags.prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(flags.prof)}`] : undefined,
     });
@@ -124,7 +153,7 @@ for (let round = 0; round < Number(flags.rounds); round++) {
       e.rate.push(r.perSec);
       seen.set(v.label, e);
       console.log(
-        `round ${round} ${v.label}: ${r.perSec.toFixed(0)} sessions/s, server ${serverUs.toFixed(0)} µs + database ${dbUs.toFixed(0)} µs CPU per session (${r.errors} errors)`,
+        `round ${round} ${v.label}: ${r.perSec.toFixed(0)} sessions/s, server ${serverUs.toFixed(0)} µs + database ${dbUs.toFixed(0)} µs CPU per session (${r.errors} errors)${v.url ? await leaseTable(v.url) : ''}`,
       );
     } finally {
       await s.stop();

@@ -121,12 +121,14 @@ export async function startPostern(opts: {
   name?: ServerName;
   /** Another checkout's bin/postern.cjs (A/B of two versions, bench/pg-session-cost.ts); default this one. */
   bin?: string;
+  /** [storage] pool_size for the PostgreSQL store (default 10). */
+  poolSize?: number;
   /** Extra node options, e.g. --cpu-prof (which NODE_OPTIONS does not take). */
   nodeArgs?: string[];
 }): Promise<ServerHandle> {
   const port = await freePort();
   const config = join(opts.dir, 'postern.toml');
-  const pg = opts.pgUrl ? `driver = "postgres"\nurl = "${opts.pgUrl}"\npool_size = 10\n` : '';
+  const pg = opts.pgUrl ? `driver = "postgres"\nurl = "${opts.pgUrl}"\npool_size = ${opts.poolSize ?? 10}\n` : '';
   const logPath = join(opts.dir, 'postern.log');
   writeFileSync(
     config,

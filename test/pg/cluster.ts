@@ -29,6 +29,8 @@ export interface TestPg {
   readonly ours: boolean;
   /** The postmaster's pid, for a cluster we started (the bench pins it to a CPU). */
   postmasterPid(): number | undefined;
+  /** `url` by the cluster's Unix-domain socket instead of TCP, for a cluster we started (else undefined). */
+  viaSocket(url: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -122,6 +124,7 @@ export async function startTestPg(options: { durable?: boolean; settings?: strin
       newDatabase,
       ours: false,
       postmasterPid: () => undefined,
+      viaSocket: () => undefined,
       stop: unsupported,
       start: unsupported,
       async close() {
@@ -201,6 +204,10 @@ export async function startTestPg(options: { durable?: boolean; settings?: strin
       } catch {
         return undefined;
       }
+    },
+    viaSocket: (u: string) => {
+      const parsed = new URL(u);
+      return `postgres://${parsed.username}@/${parsed.pathname.slice(1)}?host=${encodeURIComponent(dir)}&port=${port}`;
     },
     stop,
     start,
