@@ -24,7 +24,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startTestPg } from '../test/pg/cluster.ts';
-import { cpuOf, HOST, POSTERN_BIN, runPinnedLoad, type ServerHandle, startPostern } from './servers.ts';
+import { cpuOf, HOST, POSTERN_BIN, pinTree, runPinnedLoad, type ServerHandle, startPostern } from './servers.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -57,11 +57,7 @@ if (spawnSync('cc', ['-O2', '-o', bin, resolve(import.meta.dirname, 'load-sessio
 const db = await startTestPg({ durable: true });
 const postmaster = db.postmasterPid();
 const pinDb = () => {
-  if (!postmaster) return;
-  const kids = spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout.split('\n');
-  for (const pid of [String(postmaster), ...kids.filter(Boolean)]) {
-    spawnSync('taskset', ['-a', '-p', '-c', '1', pid], { stdio: 'ignore' });
-  }
+  if (postmaster) pinTree(postmaster, '1');
 };
 pinDb();
 /**

@@ -14,7 +14,6 @@
  * - `copy`: a login without bodies, then the 20 bodies as raw octets by one binary COPY (copy-read.ts);
  * - `none`: login and release only (the floor: what the bodies add is the difference).
  */
-import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -22,7 +21,7 @@ import { CopyRead } from '../src/storage/postgres/copy-read.ts';
 import { migrate } from '../src/storage/postgres/schema.ts';
 import { PostgresStore } from '../src/storage/postgres/store.ts';
 import { startTestPg } from '../test/pg/cluster.ts';
-import { cpuOf } from './servers.ts';
+import { cpuOf, pinTree } from './servers.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -42,14 +41,7 @@ for (const v of variants) if (!['bodies', 'copy', 'none'].includes(v)) throw new
 const db = await startTestPg({ durable: true });
 const postmaster = db.postmasterPid();
 if (postmaster === undefined) throw new Error('needs a cluster of its own (unset POSTERN_TEST_PG_URL)');
-const pinDb = () => {
-  for (const p of [
-    postmaster,
-    ...spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout.split('\n'),
-  ]) {
-    if (p) spawnSync('taskset', ['-a', '-p', '-c', flags['db-cpu'] ?? '1', String(p)], { stdio: 'ignore' });
-  }
-};
+const pinDb = () => pinTree(postmaster, flags['db-cpu'] ?? '1');
 const setup = new pg.Pool({ connectionString: db.url, max: 1 });
 await migrate(setup);
 await setup.end();

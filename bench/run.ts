@@ -63,6 +63,7 @@ import {
   type Memory,
   memoryOf,
   POSTERN_BIN,
+  pinTree,
   type ServerHandle,
   type ServerName,
   sleep,
@@ -342,12 +343,7 @@ async function setupPostgres(): Promise<void> {
   pgBench = db;
   // The database shares the server's core: a PostgreSQL store costs what the server and the database cost.
   const postmaster = db.postmasterPid();
-  if (SERVER_CPU && postmaster) {
-    const children = spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout.split('\n');
-    for (const pid of [String(postmaster), ...children.filter(Boolean)]) {
-      spawnSync('taskset', ['-a', '-p', '-c', SERVER_CPU, pid], { stdio: 'ignore' });
-    }
-  }
+  if (SERVER_CPU && postmaster) pinTree(postmaster, SERVER_CPU);
   const pool = createPgPool({ url: db.url, poolSize: 1 });
   await migrate(pool);
   await pool.end();

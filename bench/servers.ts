@@ -289,6 +289,16 @@ ${opts.tuned ? `# Tuned: Dovecot's high-performance mode.\n${DOVECOT_TUNED.globa
   };
 }
 
+/**
+ * Pins a process, every process below it and all their threads to `cpu` (a PostgreSQL cluster: the
+ * postmaster and the backends it has forked so far; later ones inherit the postmaster's affinity).
+ */
+export function pinTree(root: number, cpu: string): void {
+  for (const pid of [root, ...descendants(root)]) {
+    spawnSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' });
+  }
+}
+
 /** All descendants of a pid (children, grandchildren, …), from /proc. */
 export function descendants(root: number): number[] {
   const children = new Map<number, number[]>();
