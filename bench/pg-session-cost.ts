@@ -139,17 +139,21 @@ for (let round = 0; round < Number(flags.rounds); round++) {
       await runLoad(s.port, 2_000); // warm-up: JIT, the pool's connections, prepared statements
       pinDb(); // the backends the warm-up opened
       const s0 = cpuOf(s.pid);
-      const d0 = postmaster ? cpuOf(postmaster) : { cpuUs: 0 };
+      const d0 = postmaster ? cpuOf(postmaster) : { cpuUs: 0, switches: 0 };
       const r = await runLoad(s.port, n);
-      const serverUs = (cpuOf(s.pid).cpuUs - s0.cpuUs) / r.sessions;
-      const dbUs = v.url && postmaster ? (cpuOf(postmaster).cpuUs - d0.cpuUs) / r.sessions : 0;
+      const s1 = cpuOf(s.pid);
+      const d1 = v.url && postmaster ? cpuOf(postmaster) : d0;
+      const serverUs = (s1.cpuUs - s0.cpuUs) / r.sessions;
+      const dbUs = (d1.cpuUs - d0.cpuUs) / r.sessions;
+      // Context switches per session (voluntary and not), of the server's threads and of the database's processes.
+      const switches = `${((s1.switches - s0.switches) / r.sessions).toFixed(1)} + ${((d1.switches - d0.switches) / r.sessions).toFixed(1)}`;
       const e = seen.get(v.label) ?? { server: [], db: [], rate: [] };
       e.server.push(serverUs);
       e.db.push(dbUs);
       e.rate.push(r.perSec);
       seen.set(v.label, e);
       console.log(
-        `round ${round} ${v.label}: ${r.perSec.toFixed(0)} sessions/s, server ${serverUs.toFixed(0)} µs + database ${dbUs.toFixed(0)} µs CPU per session (${r.errors} errors)${v.url ? await leaseTable(v.url) : ''}`,
+        `round ${round} ${v.label}: ${r.perSec.toFixed(0)} sessions/s, server ${serverUs.toFixed(0)} µs + database ${dbUs.toFixed(0)} µs CPU per session, ${switches} context switches (${r.errors} errors)${v.url ? await leaseTable(v.url) : ''}`,
       );
     } finally {
       await s.stop();
