@@ -129,6 +129,7 @@ if (skip) {
       const old = await store.openMaildrop('erin');
       const letGo = holdReleases(store);
       const released = old.release();
+      await letGo.held;
       const again = await store.openMaildrop('erin');
       letGo();
       await released;

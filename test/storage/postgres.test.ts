@@ -138,6 +138,7 @@ if (skip) {
         const d = await store.openMaildrop('quick');
         const letGo = holdReleases(store);
         const released = d.release();
+        await letGo.held;
         // The connection broke and the client is back at once: served, although the old lease row is there.
         const again = await store.openMaildrop('quick');
         assert.equal(again.messages.length, 1);
@@ -152,6 +153,77 @@ if (skip) {
       } finally {
         await store.close();
         await other.close();
+      }
+    });
+
+    test('logins and releases arriving together go in one round trip, each answered with its own rows', async () => {
+      const { store } = await fresh();
+      const other = new PostgresStore({ url: db.url });
+      try {
+        const boxes = Array.from({ length: 12 }, (_, i) => `batch${i}`);
+        for (const [i, b] of boxes.entries()) {
+          for (let k = 0; k <= i; k++) await deliverBytes(store, b, `Subject: ${b} ${k}\r\n\r\n${k}\r\n`);
+        }
+        const counted = countStatements(store);
+        // Twelve sessions log in at once (as in one turn of the event loop under load): one batch.
+        const drops = await Promise.all(boxes.map((b) => store.openMaildrop(b)));
+        assert.equal(counted.n, 1, `${counted.n} round trips for 12 logins`);
+        for (const [i, d] of drops.entries()) {
+          assert.equal(d.messages.length, i + 1, boxes[i]);
+          const first = await d.readSmall?.(d.messages[0].id, 1024);
+          assert.equal(first?.toString(), `Subject: ${boxes[i]} 0\r\n\r\n0\r\n`);
+        }
+        // Every lease was committed before its login was answered: another process finds each one locked.
+        for (const b of boxes) await rejectsWith(other.openMaildrop(b), 'inuse');
+        const before = counted.n;
+        await Promise.all(drops.map((d) => d.release()));
+        assert.equal(counted.n, before + 1, 'twelve releases in one round trip');
+        counted.restore();
+        assert.equal((await store.pool.query('select 1 from maildrop_leases')).rows.length, 0);
+        for (const b of boxes) await (await other.openMaildrop(b)).release();
+      } finally {
+        await store.close();
+        await other.close();
+      }
+    });
+
+    test('a statement that fails rolls its batch back; the others run again alone and only it fails', async () => {
+      const { store } = await fresh();
+      const admin = new pg.Pool({ connectionString: db.url, max: 1 });
+      try {
+        for (const b of ['fa', 'fb', 'fc', 'fd']) await deliverBytes(store, b, `Subject: ${b}\r\n\r\n${b}\r\n`);
+        // The database refuses a lease of mailbox "boom" (as it would a statement it cannot run).
+        await admin.query(`create function postern_test_refuse() returns trigger language plpgsql as $$
+          begin if new.mailbox_id = 'boom' then raise exception 'refused for the test'; end if; return new; end $$`);
+        await admin.query(`create trigger postern_test_refuse before insert on maildrop_leases
+          for each row execute function postern_test_refuse()`);
+        const counted = countStatements(store);
+        const tries = ['fa', 'boom', 'fb', 'fc', 'fd'].map((b) => store.openMaildrop(b));
+        const settled = await Promise.allSettled(tries);
+        // One batch, rolled back, then each of its five statements alone.
+        assert.equal(counted.n, 1 + 5);
+        counted.restore();
+        const [fa, boom, fb, fc, fd] = settled;
+        assert.equal(boom.status, 'rejected');
+        assert.match(String((boom as PromiseRejectedResult).reason), /refused for the test/);
+        assert.equal((boom as PromiseRejectedResult).reason.kind, 'temp');
+        for (const r of [fa, fb, fc, fd]) {
+          assert.equal(r.status, 'fulfilled');
+          assert.equal((r as PromiseFulfilledResult<Awaited<(typeof tries)[0]>>).value.messages.length, 1);
+        }
+        const leases = await admin.query<{ mailbox_id: string }>('select mailbox_id from maildrop_leases order by 1');
+        assert.deepEqual(
+          leases.rows.map((r) => r.mailbox_id),
+          ['fa', 'fb', 'fc', 'fd'],
+        );
+        for (const r of [fa, fb, fc, fd])
+          await (r as PromiseFulfilledResult<Awaited<(typeof tries)[0]>>).value.release();
+        assert.equal((await admin.query('select 1 from maildrop_leases')).rows.length, 0);
+      } finally {
+        await admin.query('drop trigger if exists postern_test_refuse on maildrop_leases');
+        await admin.query('drop function if exists postern_test_refuse()');
+        await admin.end();
+        await store.close();
       }
     });
 

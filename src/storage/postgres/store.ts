@@ -29,6 +29,7 @@ import type {
   OpenOptions,
 } from '../types.ts';
 import { assertMailboxId, StorageError } from '../types.ts';
+import { StatementBatcher } from './batch.ts';
 import { deliverMessage } from './delivery.ts';
 import { PostgresMaildrop, unescapeBytea } from './maildrop.ts';
 import { createPgPool, type PgLogger, type PgSettings, pgError } from './pool.ts';
@@ -49,6 +50,8 @@ export const DEFAULT_LEASE_MS = 60_000;
 /** Read-ahead at login (see openMaildrop): at most this many bodies and octets. */
 const LOGIN_READ_AHEAD_MESSAGES = 64;
 const LOGIN_READ_AHEAD_BYTES = 256 * 1024;
+/** Statements per batch of logins and releases at most (batch.ts). */
+const BATCH_MAX = 16;
 /** Mailboxes whose read-ahead this process remembers (the oldest entry goes first). */
 const READ_AHEAD_ENTRIES = 10_000;
 
@@ -100,6 +103,8 @@ export class PostgresStore implements MailStore {
   readonly leaseMs: number;
   readonly chunkSize: number;
   private readonly ownsPool: boolean;
+  /** The logins and lease releases, batched under load (batch.ts). */
+  private readonly batcher: StatementBatcher;
   private readonly drops = new Set<PostgresMaildrop>();
   /** Mailbox → how many messages its last session here retrieved in order from the first (openMaildrop). */
   private readonly readAhead = new Map<string, number>();
@@ -112,6 +117,10 @@ export class PostgresStore implements MailStore {
     this.pool = options.pool ?? createPgPool(options, options.logger);
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    // A quarter of the pool for batches on their way at once (2 of the default 10): under load each then
+    // carries several statements, and the rest of the pool stays free for deliveries, QUITs and renewals.
+    const poolSize = (this.pool as unknown as { options?: { max?: number } }).options?.max ?? 10;
+    this.batcher = new StatementBatcher(this.pool, Math.max(1, Math.floor(poolSize / 4)), BATCH_MAX);
     if (!(this.leaseMs >= 1000)) throw new TypeError('PostgresStore: leaseMs must be at least 1000');
     if (!(this.chunkSize >= 1024)) throw new TypeError('PostgresStore: chunkSize must be at least 1024');
   }
@@ -143,23 +152,34 @@ export class PostgresStore implements MailStore {
     const ahead = lock ? Math.min(this.readAhead.get(mailboxId) ?? 0, LOGIN_READ_AHEAD_MESSAGES) : 0;
     let rows: LoginRow[];
     try {
-      const r = await this.pool.query<LoginRow>(
-        lock
-          ? {
-              name: 'postern_login',
-              text: LOGIN_SQL,
-              values: [
-                mailboxId,
-                owner,
-                this.leaseMs,
-                ahead,
-                LOGIN_READ_AHEAD_BYTES,
-                this.releasing.get(mailboxId) ?? null,
-              ],
-            }
-          : { name: 'postern_listing', text: LISTING_SQL, values: [mailboxId] },
-      );
-      rows = r.rows;
+      if (lock) {
+        // Batched with the logins and releases of other sessions under load (batch.ts).
+        const fields = await this.batcher.run({
+          name: 'postern_login',
+          text: LOGIN_SQL,
+          values: [
+            mailboxId,
+            owner,
+            this.leaseMs,
+            ahead,
+            LOGIN_READ_AHEAD_BYTES,
+            this.releasing.get(mailboxId) ?? null,
+          ],
+          mailboxId,
+          rank: 1,
+        });
+        rows = fields.map(([k, got, message_id, uidl, size, data]) => ({
+          k: Number(k),
+          got,
+          message_id: message_id ?? '',
+          uidl: uidl ?? '',
+          size: size ?? '0',
+          data,
+        }));
+      } else {
+        const r = await this.pool.query<LoginRow>({ name: 'postern_listing', text: LISTING_SQL, values: [mailboxId] });
+        rows = r.rows;
+      }
     } catch (e) {
       throw pgError(e, 'login');
     }
@@ -241,10 +261,12 @@ export class PostgresStore implements MailStore {
   async dropLease(mailboxId: string, owner: string): Promise<void> {
     this.releasing.set(mailboxId, owner);
     try {
-      await this.pool.query({
+      await this.batcher.run({
         name: 'postern_lease_drop',
         text: 'delete from maildrop_leases where mailbox_id = $1 and owner = $2',
         values: [mailboxId, owner],
+        mailboxId,
+        rank: 0,
       });
     } catch {
       // left to expire

@@ -46,7 +46,7 @@ export abstract class Submittable<T> {
 
   handleCommandComplete(): void {}
   handleRowDescription(): void {}
-  handleDataRow(): void {}
+  handleDataRow(_msg: { fields: (string | null)[] }): void {}
   handleEmptyQuery(): void {}
   handlePortalSuspended(): void {}
   handleCopyData(_msg: { chunk: Buffer }): void {}
