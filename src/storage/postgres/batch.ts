@@ -113,7 +113,7 @@ class Batch extends Submittable<void> {
 }
 
 /** After this long, a batch on its way no longer holds back the next one (see schedule()). */
-const SLOW_MS = 20;
+const SLOW_MS = 200;
 
 export class StatementBatcher {
   private queue: Pending[] = [];
