@@ -11,12 +11,14 @@
  * Semantics, which the callers rely on:
  * - The statements of a batch run in order in one implicit transaction (the extended protocol's Sync), which
  *   commits before any caller is answered: a lease taken or dropped is committed when its promise resolves,
- *   so QUIT's `+OK` still comes only after the release is durable.
+ *   so QUIT's `+OK` still comes only after the release is committed.
  * - Statements are sorted by mailbox (a release before a login of the same mailbox), so two batches always
  *   lock lease rows in the same order and cannot deadlock each other.
  * - When one statement fails, PostgreSQL rolls the whole batch back; each of its statements is then run again
  *   alone (an error of the database's, with a SQLSTATE), so one session's failure is only its own. A failure
- *   of the connection (broken, timed out) is every caller's, as it would have been alone.
+ *   of the connection (broken, timed out), a cancelled or timed-out statement and a server shutting down or
+ *   short of resources are every caller's, as they would have been alone (running them again would only add
+ *   load).
  * - Rows come back as the text the database sent (no type parsing): the callers read their few columns.
  */
 
@@ -179,8 +181,11 @@ export class StatementBatcher {
       return;
     }
     // The database refused one statement and rolled the batch back: each runs again alone, so the error is
-    // only the one session's. Anything else (the connection broke, timed out) would fail them alone too.
-    if (items.length === 1 || (err as { code?: unknown }).code === undefined) {
+    // only the one session's. Anything else would fail them alone too, and running them again would only add
+    // load: the connection broke or timed out (no SQLSTATE), the statement was cancelled or timed out, the
+    // server is shutting down or short of resources (classes 57, 08, 53, 58).
+    const code = (err as { code?: unknown }).code;
+    if (items.length === 1 || typeof code !== 'string' || /^(08|53|57|58)/.test(code)) {
       for (const it of items) it.reject(err);
       return;
     }
