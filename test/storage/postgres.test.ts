@@ -4,11 +4,13 @@
  * machines), quota in the delivery transaction, chunked bodies, and a database that goes away.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { CopyRead } from '../../src/storage/postgres/copy-read.ts';
 import { unescapeBytea } from '../../src/storage/postgres/maildrop.ts';
+import { createPgPool } from '../../src/storage/postgres/pool.ts';
 import { migrate, SCHEMA_VERSION, schemaVersion } from '../../src/storage/postgres/schema.ts';
 import { PostgresStore } from '../../src/storage/postgres/store.ts';
 import { QuotaExceededError } from '../../src/storage/types.ts';
@@ -533,6 +535,39 @@ if (skip) {
         assert.ok(ms < 10_000, `listing took ${ms} ms`);
       } finally {
         await store.close();
+      }
+    });
+
+    test('a pooled connection keeps the memory of large statements rather than faulting it in again', async (t) => {
+      if (!db.ours) return t.skip("needs a cluster on this machine, to read its backends' page faults");
+      const faults = (pid: number) => {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]); // minflt
+      };
+      // ~2 MB of sorted rows in blocks that grow past 128 KiB, all freed at the end (as a login batch's bodies).
+      const sort =
+        "select count(*) from (select repeat('x', 1000) || g as s from generate_series(1, 2000) g order by 1) q";
+      const measure = async (query: (sql: string) => Promise<unknown>, pid: number) => {
+        for (let i = 0; i < 3; i++) await query(sort);
+        const before = faults(pid);
+        for (let i = 0; i < 10; i++) await query(sort);
+        return faults(pid) - before;
+      };
+      const plain = new pg.Client({ connectionString: db.url });
+      await plain.connect();
+      const pool = createPgPool({ url: db.url, poolSize: 1 });
+      const pooled = await pool.connect();
+      try {
+        const pidOf = async (q: pg.Client | pg.PoolClient) =>
+          (await q.query<{ p: number }>('select pg_backend_pid() as p')).rows[0].p;
+        const without = await measure((sql) => plain.query(sql), await pidOf(plain));
+        const warmed = await measure((sql) => pooled.query(sql), await pidOf(pooled));
+        if (without < 100) return t.skip(`this database's allocator keeps freed memory anyway (${without} faults)`);
+        assert.ok(warmed < without / 10, `${warmed} page faults on a pooled connection, ${without} on a plain one`);
+      } finally {
+        pooled.release();
+        await pool.end();
+        await plain.end();
       }
     });
 
